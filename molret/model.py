@@ -1,0 +1,178 @@
+"""Encoders: a GNN over mol2vec substructure embeddings and a Hugging Face
+text encoder, each followed by a projection head into one shared space where
+outputs are L2-normalised; plus a learnable temperature."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .errors import MolretError
+
+
+class GraphEncoder(nn.Module):
+    """Embedding table -> input projection -> [conv -> norm -> act -> dropout
+    (+ residual)] x L -> pooling."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        from torch_geometric import nn as gnn
+
+        if cfg.vocab_size <= 0:
+            raise MolretError("model config has no substructure vocabulary (vocab_size = 0)")
+        self.cfg = cfg
+        self.substructure_emb = nn.Embedding(cfg.vocab_size, cfg.substructure_dim)
+        self.substructure_emb.weight.requires_grad = cfg.train_substructure_emb
+        self.input = nn.Linear(cfg.substructure_dim, cfg.hidden_dim)
+        h = cfg.hidden_dim
+        self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
+        for _ in range(cfg.num_layers):
+            if cfg.conv == "gcn":
+                conv = gnn.GCNConv(h, h)
+            elif cfg.conv in ("gat", "gatv2"):
+                if h % cfg.heads:
+                    raise MolretError(f"--hidden-dim {h} must be divisible by --heads {cfg.heads}")
+                cls = gnn.GATConv if cfg.conv == "gat" else gnn.GATv2Conv
+                conv = cls(h, h // cfg.heads, heads=cfg.heads, concat=True, dropout=0.0)
+            else:
+                raise MolretError(f"unknown --conv {cfg.conv!r} (gcn, gat or gatv2)")
+            self.convs.append(conv)
+            self.norms.append({"batch": lambda: nn.BatchNorm1d(h), "layer": lambda: nn.LayerNorm(h),
+                               "graph": lambda: gnn.GraphNorm(h), "none": nn.Identity}[cfg.norm]())
+        if cfg.pooling == "attention":
+            self.pool = gnn.aggr.AttentionalAggregation(gate_nn=nn.Linear(h, 1))
+        elif cfg.pooling == "max":
+            self.pool = gnn.aggr.MaxAggregation()
+        elif cfg.pooling == "mean":
+            self.pool = gnn.aggr.MeanAggregation()
+        else:
+            raise MolretError(f"unknown --pooling {cfg.pooling!r}")
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    @property
+    def out_dim(self) -> int:
+        return self.cfg.hidden_dim
+
+    def forward(self, graph) -> torch.Tensor:
+        h = self.input(self.substructure_emb(graph.x))
+        for conv, norm in zip(self.convs, self.norms):
+            out = conv(h, graph.edge_index)
+            out = norm(out, graph.batch) if isinstance(norm, _graph_norm_type()) else norm(out)
+            out = self.dropout(F.gelu(out))
+            h = h + out if self.cfg.residual else out
+        return self.pool(h, graph.batch, dim_size=graph.num_graphs)
+
+
+def _graph_norm_type():
+    from torch_geometric.nn import GraphNorm
+    return GraphNorm
+
+
+class TextEncoder(nn.Module):
+    """Any Hugging Face encoder; CLS or masked-mean pooling."""
+
+    def __init__(self, hf_model: nn.Module, pooling: str = "cls"):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise MolretError(f"unknown --text-pooling {pooling!r} (cls or mean)")
+        self.hf_model, self.pooling = hf_model, pooling
+
+    @property
+    def out_dim(self) -> int:
+        return self.hf_model.config.hidden_size
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def set_trainable_layers(self, n: int) -> None:
+        """-1: all; 0: none; N: only the top N transformer layers."""
+        params = list(self.hf_model.parameters())
+        if n < 0:
+            for p in params:
+                p.requires_grad = True
+            return
+        for p in params:
+            p.requires_grad = False
+        if n == 0:
+            return
+        layers = _transformer_layers(self.hf_model)
+        if layers is None:
+            raise MolretError("--train-text-layers: cannot find the transformer layers of this text model")
+        for layer in list(layers)[-n:]:
+            for p in layer.parameters():
+                p.requires_grad = True
+
+
+def _transformer_layers(hf_model):
+    for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        obj = hf_model
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+            return obj
+        except AttributeError:
+            continue
+    return None
+
+
+def projection_head(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
+    if hidden <= 0:
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+
+
+class MolRetModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, text_encoder: TextEncoder):
+        super().__init__()
+        self.cfg = cfg
+        self.graph_encoder = GraphEncoder(cfg)
+        self.text_encoder = text_encoder
+        self.graph_proj = projection_head(self.graph_encoder.out_dim, cfg.proj_hidden, cfg.embed_dim, cfg.dropout)
+        self.text_proj = projection_head(text_encoder.out_dim, cfg.proj_hidden, cfg.embed_dim, cfg.dropout)
+        # CLIP's parametrisation: logits = exp(logit_scale) * cosine.
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
+                                        requires_grad=cfg.learn_temperature)
+        self.text_encoder.set_trainable_layers(cfg.train_text_layers)
+
+    def encode_graph(self, graph) -> torch.Tensor:
+        return F.normalize(self.graph_proj(self.graph_encoder(graph)).float(), dim=-1)
+
+    def text_features(self, text) -> torch.Tensor:
+        """The text encoder's pooled output (what --freeze-text caches)."""
+        if text.features is not None:
+            return text.features
+        return self.text_encoder(text.input_ids, text.attention_mask)
+
+    def encode_text(self, text) -> torch.Tensor:
+        return F.normalize(self.text_proj(self.text_features(text)).float(), dim=-1)
+
+    def forward(self, batch):
+        return self.encode_text(batch.text), self.encode_graph(batch.graph)
+
+    def temperature_scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=100.0)
+
+
+def build_model(cfg: ModelConfig, substructure_vectors=None, hf_model: nn.Module | None = None) -> MolRetModel:
+    """The model of ``cfg``. ``substructure_vectors`` initialises the embedding
+    table (mol2vec); ``hf_model`` is the text encoder (loaded from
+    ``cfg.text_model`` when not given)."""
+    if hf_model is None:
+        from .text_models import load_encoder
+        hf_model = load_encoder(cfg.text_model)
+    model = MolRetModel(cfg, TextEncoder(hf_model, cfg.text_pooling))
+    if substructure_vectors is not None:
+        vectors = torch.as_tensor(substructure_vectors, dtype=torch.float32)
+        if tuple(vectors.shape) != (cfg.vocab_size, cfg.substructure_dim):
+            raise MolretError(f"substructure table is {tuple(vectors.shape)}, config expects "
+                              f"({cfg.vocab_size}, {cfg.substructure_dim})")
+        with torch.no_grad():
+            model.graph_encoder.substructure_emb.weight.copy_(vectors)
+    return model

@@ -1,0 +1,128 @@
+"""Submission (and embeddings) from a checkpoint alone: predictions.py."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_model
+from .data import GraphSource, default_cache_dir, load_graphs, read_cids, read_queries, resolve_data_dir, tokenize
+from .errors import MolretError
+from .io_utils import check_writable_dir
+from .train import embed_test, pick_device, save_embeddings, similarity_matrix
+from . import text_models
+
+log = logging.getLogger("molret")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predictions.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Write the Kaggle submission of a trained checkpoint: row i = query i of "
+                                            "test_text.txt scored against the molecules of test_cids.txt.")
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt/last.pt)")
+    p.add_argument("--data-dir", help="challenge data folder (default: the one the model was trained on)")
+    p.add_argument("--out", default="submission.csv", help="submission CSV to write")
+    p.add_argument("--save-embeddings", metavar="DIR",
+                   help="also save test text/graph embeddings (.npy + ids) and the similarity matrix in DIR")
+    p.add_argument("--rerank", default="none", choices=["none", "sinkhorn", "dual-softmax"],
+                   help="rescale the similarity using the one-query-one-molecule structure of the test set")
+    p.add_argument("--rerank-temperature", type=float, default=0.05, help="temperature of --rerank")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, help="embedding batch size (default: the training eval batch size)")
+    p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (with --library: for the "
+                                       "library's graph embeddings; default next to the library)")
+    g = p.add_argument_group("library mode (score the queries against any molecule library)")
+    g.add_argument("--library", metavar="FILE",
+                   help="score against this SMILES library (.smi/.csv/.tsv/.sdf) or graph library (raw.zip, "
+                        "folder) instead of test_cids.txt: columns in library order (invalid rows skipped), "
+                        "their ids written to <out stem>_ids.txt (line i+1 = column i)")
+    g.add_argument("--queries", metavar="FILE",
+                   help="with --library: queries, one per line (default: test_text.txt of the data folder); "
+                        "row ID i = line i+1")
+    from .search import add_library_args
+    add_library_args(p)
+    return p
+
+
+def library_ids_path(out) -> Path:
+    """The ids file written beside a --library submission: <out stem>_ids.txt."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_ids.txt")
+
+
+def predict_library(args) -> dict:
+    """Submission of the queries scored against a molecule library (--library)."""
+    from .io_utils import atomic_write_text
+    from .search import library_embeddings, reader_options
+    from .submission import write_submission
+    from .train import embed_texts
+
+    if args.rerank != "none":
+        raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
+    device = pick_device(args.device)
+    model, cfg, vocab, tokenizer = load_model(args.model, device)
+    check_writable_dir(Path(args.out).resolve().parent)
+    if args.queries:
+        queries_path = Path(args.queries)
+    else:
+        queries_path = resolve_data_dir(args.data_dir or cfg.train.data_dir).need("test_text")
+    queries = read_queries(queries_path)
+    batch_size = args.batch_size or cfg.train.eval_batch_size
+    lib = library_embeddings(args.library, model, cfg, vocab, device=device, options=reader_options(args),
+                             cache_dir=args.cache_dir, batch_size=batch_size, progress=True)
+    library = lib.library
+    if library.invalid:
+        log.warning(f"{args.library}: {library.invalid} invalid row(s) skipped, e.g. {library.invalid_examples[0]}")
+    for ident in library.ids:
+        if "\n" in ident or "\r" in ident:
+            raise MolretError(f"library id {ident!r} contains a line break; cannot write the ids file")
+    tokens = tokenize(queries, tokenizer, cfg.model.max_length)
+    text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=True)
+    similarity = similarity_matrix(text_emb, lib.embeddings)
+    write_submission(similarity, args.out)
+    ids_path = library_ids_path(args.out)
+    atomic_write_text(ids_path, "".join(f"{i}\n" for i in library.ids))
+    if args.save_embeddings:
+        folder = Path(args.save_embeddings)
+        save_embeddings(folder, "library", text_emb, list(range(len(queries))), lib.embeddings, library.ids)
+        from .io_utils import atomic_np_save
+        atomic_np_save(folder / "library_similarity.npy", similarity.astype(np.float32))
+    return {"out": args.out, "queries": len(queries), "molecules": len(library), "ids_file": str(ids_path),
+            "invalid": library.invalid}
+
+
+def predict(args) -> dict:
+    if getattr(args, "library", None):
+        return predict_library(args)
+    if getattr(args, "queries", None):
+        raise MolretError("--queries applies to --library only (the test set uses test_text.txt)")
+    device = pick_device(args.device)
+    model, cfg, vocab, tokenizer = load_model(args.model, device)
+    data_dir = args.data_dir or cfg.train.data_dir
+    paths = resolve_data_dir(data_dir)
+    check_writable_dir(Path(args.out).resolve().parent)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else (Path(cfg.train.cache_dir) if cfg.train.cache_dir and
+                                                             not args.data_dir else default_cache_dir(data_dir))
+    cids = read_cids(paths.need("test_cids"))
+    queries = read_queries(paths.need("test_text"))
+    if len(cids) != len(queries):
+        raise MolretError(f"{paths.test_cids} has {len(cids)} CIDs but {paths.test_text} has {len(queries)} queries")
+    graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
+    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
+    tokens = tokenize(queries, tokenizer, cfg.model.max_length, cache_dir / f"tokens-test-{key}.npz")
+    batch_size = args.batch_size or cfg.train.eval_batch_size
+    text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=True)
+    similarity = similarity_matrix(text_emb, graph_emb)
+    if args.rerank != "none":
+        from .rerank import rerank
+        similarity = rerank(similarity, args.rerank, args.rerank_temperature)
+    from .submission import write_submission
+    write_submission(similarity, args.out)
+    if args.save_embeddings:
+        folder = Path(args.save_embeddings)
+        save_embeddings(folder, "test", text_emb, list(range(len(queries))), graph_emb, cids)
+        from .io_utils import atomic_np_save
+        atomic_np_save(folder / "test_similarity.npy", similarity.astype(np.float32))
+    return {"out": args.out, "queries": len(queries), "molecules": len(cids)}

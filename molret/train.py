@@ -1,0 +1,564 @@
+"""Contrastive training of the text and graph encoders (main.py's engine).
+
+``Trainer`` holds everything a run needs; subclasses change the batches
+(``make_batches``) or the loss (``compute_loss``) and nothing else, which is
+how main_negativemining.py reuses it.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import random
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from .config import RunConfig
+from .data import (GraphDataset, GraphStore, GraphTextDataset, TextDataset, TextFeatures, Vocab,
+                   default_cache_dir, length_bucketed_batches, load_graphs, random_batches, read_cids,
+                   read_pairs_tsv, read_queries, resolve_data_dir, tokenize)
+from .errors import MolretError
+from .io_utils import atomic_np_save, atomic_write_text, check_writable_dir
+from .losses import clip_loss
+from .metrics import retrieval_metrics
+from .model import MolRetModel, build_model
+from . import text_models
+
+log = logging.getLogger("molret")
+
+
+# ----------------------------------------------------------------- setup
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MolretError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return torch.device(name)
+
+
+def autocast_context(device: torch.device, amp: str):
+    if amp == "none" or device.type != "cuda":
+        return nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def setup_logging(run_dir: Path | None) -> None:
+    log.setLevel(logging.INFO)
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None:
+        fh = logging.FileHandler(run_dir / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(fh)
+    log.propagate = False
+
+
+# ------------------------------------------------------------------ data
+
+@dataclass
+class Split:
+    cids: list
+    texts: list | None
+    graphs: GraphStore | None
+    text_data: object | None = None   # what training sees: TokenizedTexts or TextFeatures
+    tokens: object | None = None      # TokenizedTexts (what a checkpoint alone can recompute)
+
+
+@dataclass
+class ChallengeData:
+    vocab: Vocab
+    train: Split | None
+    val: Split | None
+    test_graphs: Split | None
+    test_queries: Split | None
+    cache_dir: Path
+
+
+def load_challenge_data(cfg: RunConfig, need_train: bool = True, need_test: bool = True,
+                        progress: bool = True) -> ChallengeData:
+    t = cfg.train
+    paths = resolve_data_dir(t.data_dir)
+    cache_dir = Path(t.cache_dir) if t.cache_dir else default_cache_dir(t.data_dir)
+    try:
+        check_writable_dir(cache_dir)
+    except MolretError:
+        log.warning(f"cache folder {cache_dir} is not writable: nothing will be cached")
+    vocab = Vocab.from_npy(paths.need("embeddings"))
+    from .data import GraphSource
+    source = GraphSource(paths.need("raw"))
+
+    def pairs(name, limit):
+        cids, texts = read_pairs_tsv(paths.need(name))
+        if limit:
+            cids, texts = cids[:limit], texts[:limit]
+        return Split(cids, texts, load_graphs(name if not limit else f"{name}-first{limit}", cids, source,
+                                              cache_dir, vocab, progress))
+
+    train = pairs("train", t.max_train) if need_train else None
+    val = pairs("val", t.max_val) if need_train and paths.val is not None else None
+    test_graphs = test_queries = None
+    if need_test and paths.test_cids is not None and paths.test_text is not None:
+        cids = read_cids(paths.test_cids)
+        queries = read_queries(paths.test_text)
+        if len(cids) != len(queries):
+            raise MolretError(f"{paths.test_cids} has {len(cids)} CIDs but {paths.test_text} has "
+                              f"{len(queries)} queries: they must have the same length")
+        test_graphs = Split(cids, None, load_graphs("test", cids, source, cache_dir, vocab, progress))
+        test_queries = Split(list(range(len(queries))), queries, None)
+    for split in (train, val, test_graphs):
+        if split is not None and split.graphs.num_unknown:
+            log.info(f"{split.graphs.num_unknown} of {len(split.graphs.identifiers)} atoms have a substructure "
+                     f"missing from the embedding dict (mapped to UNK)")
+            break
+    return ChallengeData(vocab, train, val, test_graphs, test_queries, cache_dir)
+
+
+def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetModel, device, progress=True):
+    """Tokenise each split once (cached); with --freeze-text also run the
+    frozen encoder once per split and keep only its pooled outputs (cached,
+    keyed by model, pooling and max length)."""
+    m = cfg.model
+    model_id = text_models.identity(m.text_model)
+    for name, split in (("train", data.train), ("val", data.val), ("test", data.test_queries)):
+        if split is None:
+            continue
+        key = f"{model_id}-len{m.max_length}"
+        tokens = tokenize(split.texts, tokenizer, m.max_length, data.cache_dir / f"tokens-{name}-{key}.npz")
+        split.tokens = tokens
+        if cfg.train.freeze_text and name != "test":
+            split.text_data = TextFeatures(text_features_cached(
+                model, tokens, data.cache_dir / f"textfeat-{name}-{key}-{m.text_pooling}.npz", device,
+                cfg.train.eval_batch_size, progress))
+        else:
+            split.text_data = tokens
+
+
+@torch.no_grad()
+def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_size: int, progress=True) -> np.ndarray:
+    from .data import texts_hash
+    key = texts_hash([str(tokens.ptr.tobytes()), str(tokens.ids.tobytes())])
+    if path.exists():
+        try:
+            with np.load(path) as z:
+                if bytes(z["key"]).decode() == key:
+                    return z["features"]
+        except Exception:
+            pass
+    features = run_text_encoder(model, tokens, device, batch_size, progress)
+    try:
+        from .io_utils import atomic_path
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, features=features, key=np.frombuffer(key.encode(), np.uint8))
+    except MolretError:
+        pass
+    return features
+
+
+@torch.no_grad()
+def run_text_encoder(model: MolRetModel, tokens, device, batch_size: int, progress=True) -> np.ndarray:
+    from tqdm.auto import tqdm
+    model.eval()
+    order = np.argsort(tokens.lengths, kind="stable")  # similar lengths together: less padding
+    out = np.zeros((len(tokens), model.text_encoder.out_dim), dtype=np.float32)
+    for i in tqdm(range(0, len(order), batch_size), desc="text encoder (frozen)", disable=not progress,
+                  unit="batch"):
+        idx = order[i:i + batch_size]
+        batch = tokens.collate(idx).to(device)
+        out[idx] = model.text_encoder(batch.input_ids, batch.attention_mask).float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def embed_graphs(model: MolRetModel, graphs: GraphStore, device, batch_size: int = 256, amp="none",
+                 progress=False) -> np.ndarray:
+    from tqdm.auto import tqdm
+    model.eval()
+    ds = GraphDataset(graphs)
+    out = []
+    for i in tqdm(range(0, len(ds), batch_size), desc="embedding molecules", disable=not progress, unit="batch"):
+        batch = ds.collate(range(i, min(i + batch_size, len(ds)))).to(device)
+        with autocast_context(device, amp):
+            out.append(model.encode_graph(batch).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.embed_dim), np.float32)
+
+
+@torch.no_grad()
+def embed_texts(model: MolRetModel, text_data, device, batch_size: int = 256, amp="none", progress=False) -> np.ndarray:
+    from tqdm.auto import tqdm
+    model.eval()
+    ds = TextDataset(text_data)
+    order = np.argsort(text_data.lengths, kind="stable")
+    out = np.zeros((len(ds), model.cfg.embed_dim), dtype=np.float32)
+    for i in tqdm(range(0, len(order), batch_size), desc="embedding texts", disable=not progress, unit="batch"):
+        idx = order[i:i + batch_size]
+        batch = ds.collate(idx).to(device)
+        with autocast_context(device, amp):
+            out[idx] = model.encode_text(batch).float().cpu().numpy()
+    return out
+
+
+def embed_test(model, tokens, graphs, device, batch_size: int, amp: str = "none", progress: bool = False):
+    """(text_emb, graph_emb) of the test queries and molecules."""
+    return (embed_texts(model, tokens, device, batch_size, amp, progress),
+            embed_graphs(model, graphs, device, batch_size, amp, progress))
+
+
+def similarity_matrix(text_emb: np.ndarray, graph_emb: np.ndarray) -> np.ndarray:
+    """Cosine similarity (embeddings are L2-normalised): rows queries, columns molecules."""
+    return text_emb @ graph_emb.T
+
+
+# --------------------------------------------------------------- trainer
+
+class StopTraining(Exception):
+    pass
+
+
+class Trainer:
+    """One training run: model, optimiser, schedule, loop, evaluation,
+    checkpoints and the run folder."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool = True, init_checkpoint: str | None = None):
+        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+        t = cfg.train
+        if t.threads > 0:
+            torch.set_num_threads(t.threads)
+        self.device = pick_device(t.device)
+        seed_everything(t.seed)
+        self.data = load_challenge_data(cfg, need_train=True, need_test=t.write_submission, progress=progress)
+        cfg.model.vocab_size, cfg.model.substructure_dim = len(self.data.vocab), self.data.vocab.dim
+        if t.freeze_text:
+            cfg.model.train_text_layers = 0
+        self.tokenizer = text_models.load_tokenizer(cfg.model.text_model)
+        self.tokenizer_files = text_models.tokenizer_to_files(self.tokenizer)
+        self.model = build_model(cfg.model, self.data.vocab.vectors).to(self.device)
+        if init_checkpoint:
+            self._init_from(init_checkpoint)
+        prepare_texts(self.data, cfg, self.tokenizer, self.model, self.device, progress)
+        if self.data.train is None or self.data.val is None:
+            raise MolretError("training needs train.tsv and val.tsv in the data folder")
+        self.train_set = GraphTextDataset(self.data.train.graphs, self.data.train.text_data, self.data.train.cids)
+        self.steps_per_epoch = len(self.make_batches(0))
+        self.planned_epochs = t.epochs
+        self.optimizer = self._make_optimizer()
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.scaler = torch.amp.GradScaler("cuda") if (t.amp == "fp16" and self.device.type == "cuda") else None
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best_lrap, self.best_epoch = -1.0, -1
+        self.train_seconds = 0.0
+        self.nonfinite_batches = 0
+        self._stop_signal = None
+
+    # -- pieces a subclass may change
+    def make_batches(self, epoch: int) -> list[list[int]]:
+        """The batches of ``epoch``; a pure function of (seed, epoch) so that a
+        resumed run replays them exactly."""
+        rng = np.random.default_rng([self.cfg.train.seed, epoch])
+        t = self.cfg.train
+        if t.bucket_by_length and not t.freeze_text:
+            return length_bucketed_batches(self.train_set.texts.lengths, t.batch_size, rng)
+        return random_batches(len(self.train_set), t.batch_size, rng)
+
+    def compute_loss(self, text_emb, graph_emb, batch) -> torch.Tensor:
+        return clip_loss(text_emb, graph_emb, self.model.temperature_scale())
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # -- optimiser and schedule
+    def _make_optimizer(self):
+        t = self.cfg.train
+        text_params = [p for p in self.model.text_encoder.parameters() if p.requires_grad]
+        text_ids = {id(p) for p in self.model.text_encoder.parameters()}
+        other = [p for p in self.model.parameters() if p.requires_grad and id(p) not in text_ids]
+        groups = [{"params": other, "lr": t.lr}]
+        if text_params:
+            groups.append({"params": text_params, "lr": t.text_lr})
+        return torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+
+    @property
+    def total_steps(self) -> int:
+        return max(1, self.planned_epochs * self.steps_per_epoch)
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 0 over the planned steps."""
+        warmup = max(1, int(self.cfg.train.warmup_ratio * self.total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # -- checkpoints
+    def _init_from(self, path: str) -> None:
+        ckpt = read_checkpoint(path)
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+        except RuntimeError as e:
+            raise MolretError(f"{path}: its model does not match this configuration ({str(e).splitlines()[0][:200]})") from None
+        log.info(f"initialised the model from {path}")
+
+    def checkpoint(self, with_state: bool, metrics: dict | None = None) -> dict:
+        extra = {"epoch": self.epoch, "metrics": metrics or {}}
+        if with_state:
+            extra["train_state"] = {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "planned_epochs": self.planned_epochs, "history": self.history, "best_lrap": self.best_lrap,
+                "best_epoch": self.best_epoch, "train_seconds": self.train_seconds,
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "extra": self.extra_state()}
+        return make_checkpoint(self.model, self.cfg, self.data.vocab, self.tokenizer_files, **extra)
+
+    def save_last(self) -> None:
+        save_checkpoint(self.run_dir / "last.pt", self.checkpoint(with_state=True))
+
+    def resume(self, path: Path) -> None:
+        ckpt = read_checkpoint(path)
+        state = ckpt.get("train_state")
+        if state is None:
+            raise MolretError(f"{path} has no training state to resume from")
+        try:
+            self.model.load_state_dict(ckpt["model_state"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as e:
+            raise MolretError(f"{path}: does not match this run's configuration ({str(e).splitlines()[0][:200]})") from None
+        self.planned_epochs = max(state["planned_epochs"], self.cfg.train.epochs) if self.cfg.train.time_budget == 0 \
+            else state["planned_epochs"]
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        self.history, self.best_lrap, self.best_epoch = state["history"], state["best_lrap"], state["best_epoch"]
+        self.train_seconds = state["train_seconds"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.load_extra_state(state.get("extra", {}))
+        log.info(f"resumed from {path}: epoch {self.epoch + 1}, step {self.step_in_epoch}")
+
+    # -- evaluation
+    def evaluate(self, split) -> tuple[dict, np.ndarray, np.ndarray]:
+        amp = self.cfg.train.amp
+        text_emb = embed_texts(self.model, split.text_data, self.device, self.cfg.train.eval_batch_size, amp)
+        graph_emb = embed_graphs(self.model, split.graphs, self.device, self.cfg.train.eval_batch_size, amp)
+        return retrieval_metrics(similarity_matrix(text_emb, graph_emb)), text_emb, graph_emb
+
+    # -- the loop
+    def _handle_signal(self, signum, frame):
+        if self._stop_signal is not None:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        log.warning(f"\n{signal.Signals(signum).name} received: saving a checkpoint after this step "
+                    f"(press Ctrl-C again to abort without saving)")
+
+    def train_step(self, batch) -> float | None:
+        t = self.cfg.train
+        self.model.train()
+        batch = batch.to(self.device)
+        with autocast_context(self.device, t.amp):
+            text_emb, graph_emb = self.model(batch)
+            loss = self.compute_loss(text_emb, graph_emb, batch)
+        if not torch.isfinite(loss):
+            return self._skip_nonfinite(batch, "loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+        if self.scaler:
+            self.scaler.step(self.optimizer)  # skips the step itself on inf/nan gradients
+            self.scaler.update()
+        elif not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._skip_nonfinite(batch, "gradient")
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())
+
+    def _skip_nonfinite(self, batch, what: str):
+        self.nonfinite_batches += 1
+        cids = [self.train_set.cids[i] for i in batch.index.tolist()]
+        log.warning(f"non-finite {what} at epoch {self.epoch + 1} step {self.step_in_epoch + 1}: step skipped; "
+                    f"batch CIDs: {' '.join(cids[:20])}{' ...' if len(cids) > 20 else ''}")
+        if self.nonfinite_batches >= 10:
+            raise MolretError("10 batches with a non-finite loss: stopping (try a lower --lr or --amp none); "
+                              "no checkpoint of this state was saved")
+        self.scheduler.step()
+        return None
+
+    def fit(self) -> dict:
+        from tqdm.auto import tqdm
+        t = self.cfg.train
+        old_handlers = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while self.epoch < self.planned_epochs:
+                if t.time_budget and self.train_seconds >= t.time_budget * 60:
+                    log.info(f"time budget of {t.time_budget} min reached")
+                    break
+                self.on_epoch_start(self.epoch)
+                batches = self.make_batches(self.epoch)
+                start = time.perf_counter()
+                losses, pairs = [], 0
+                bar = tqdm(batches[self.step_in_epoch:], desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
+                           disable=not self.progress, unit="batch", leave=False)
+                for batch_idx in bar:
+                    loss = self.train_step(self.train_set.collate(batch_idx))
+                    self.step_in_epoch += 1
+                    self.global_step += 1
+                    if loss is not None:
+                        losses.append(loss)
+                        pairs += len(batch_idx)
+                    rate = pairs / max(1e-9, time.perf_counter() - start)
+                    bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.3f}", pairs_s=f"{rate:.0f}")
+                    if self._stop_signal is not None:
+                        self.train_seconds += time.perf_counter() - start
+                        self.save_last()
+                        raise StopTraining
+                epoch_seconds = time.perf_counter() - start
+                self.train_seconds += epoch_seconds
+                self.end_epoch(np.mean(losses) if losses else float("nan"), epoch_seconds, pairs)
+        except StopTraining:
+            log.warning(f"interrupted: checkpoint saved to {self.run_dir / 'last.pt'}; continue with "
+                        f"python main.py --resume {self.run_dir}")
+            raise
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+        return self.finish()
+
+    def end_epoch(self, train_loss: float, epoch_seconds: float, pairs: int) -> None:
+        t = self.cfg.train
+        eval_start = time.perf_counter()
+        metrics, _, _ = self.evaluate(self.data.val)
+        row = {"epoch": self.epoch + 1, "train_loss": float(train_loss), "epoch_seconds": round(epoch_seconds, 3),
+               "pairs_per_s": round(pairs / max(epoch_seconds, 1e-9), 2),
+               "eval_seconds": round(time.perf_counter() - eval_start, 3),
+               "temperature": float(1.0 / self.model.temperature_scale().detach()),
+               **{f"val_{k}": v for k, v in metrics.items()}}
+        self.history.append(row)
+        log.info(f"epoch {row['epoch']}: loss {train_loss:.4f}  val LRAP {metrics['lrap']:.4f}  "
+                 f"MRR {metrics['mrr']:.4f}  H@1 {metrics['hits@1']:.3f}  H@10 {metrics['hits@10']:.3f}  "
+                 f"({epoch_seconds:.1f}s, {row['pairs_per_s']:.0f} pairs/s)")
+        self.epoch += 1
+        self.step_in_epoch = 0
+        if t.time_budget and self.epoch == 1 and self.planned_epochs > 1:
+            # Fit the schedule to the budget, from the first epoch's cost.
+            per_epoch = epoch_seconds + row["eval_seconds"]
+            fit = max(1, int(t.time_budget * 60 // max(per_epoch, 1e-6)))
+            if fit < self.planned_epochs:
+                self.planned_epochs = fit
+                log.info(f"time budget {t.time_budget} min: planning {fit} epochs")
+        if metrics["lrap"] > self.best_lrap:
+            self.best_lrap, self.best_epoch = metrics["lrap"], self.epoch
+            save_checkpoint(self.run_dir / "best.pt", self.checkpoint(with_state=False, metrics=metrics))
+        self.save_last()
+        self.write_history()
+
+    def write_history(self) -> None:
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.history, indent=2) + "\n")
+        if self.history:
+            from io import StringIO
+            buf = StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(self.history[0].keys()))
+            w.writeheader()
+            w.writerows(self.history)
+            atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+            plot_curves(self.history, self.run_dir / "curves.png")
+
+    def finish(self) -> dict:
+        """Reload the best checkpoint, report val metrics, write the submission."""
+        t = self.cfg.train
+        best_path = self.run_dir / "best.pt"
+        if best_path.exists():
+            self.model.load_state_dict(read_checkpoint(best_path)["model_state"])
+        metrics, val_text, val_graph = self.evaluate(self.data.val)
+        result = {"best_epoch": self.best_epoch, "val": metrics, "train_seconds": round(self.train_seconds, 2),
+                  "epochs": self.epoch}
+        if t.save_embeddings:
+            save_embeddings(self.run_dir / "embeddings", "val", val_text, self.data.val.cids, val_graph,
+                            self.data.val.cids)
+        if t.write_submission and self.data.test_graphs is not None:
+            # The same computation as predictions.py (from tokens, not cached
+            # features), so that a checkpoint reproduces this file exactly.
+            text_emb, graph_emb = embed_test(self.model, self.data.test_queries.tokens, self.data.test_graphs.graphs,
+                                             self.device, t.eval_batch_size, t.amp)
+            from .submission import write_submission
+            write_submission(similarity_matrix(text_emb, graph_emb), self.run_dir / "submission.csv")
+            result["submission"] = str(self.run_dir / "submission.csv")
+            if t.save_embeddings:
+                save_embeddings(self.run_dir / "embeddings", "test", text_emb, self.data.test_queries.cids,
+                                graph_emb, self.data.test_graphs.cids)
+        atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
+        log.info(f"best epoch {self.best_epoch}: val LRAP {metrics['lrap']:.4f}  MRR {metrics['mrr']:.4f}  "
+                 f"Hits@1 {metrics['hits@1']:.3f}  Hits@10 {metrics['hits@10']:.3f}  "
+                 f"(training {self.train_seconds:.0f}s)")
+        if "submission" in result:
+            log.info(f"submission written to {result['submission']}")
+        return result
+
+
+def save_embeddings(folder: Path, split: str, text_emb, text_ids, graph_emb, graph_ids) -> None:
+    """<split>_text_emb.npy + <split>_text_ids.txt, and the same for graphs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_np_save(folder / f"{split}_text_emb.npy", np.asarray(text_emb, np.float32))
+    atomic_write_text(folder / f"{split}_text_ids.txt", "".join(f"{i}\n" for i in text_ids))
+    atomic_np_save(folder / f"{split}_graph_emb.npy", np.asarray(graph_emb, np.float32))
+    atomic_write_text(folder / f"{split}_graph_ids.txt", "".join(f"{i}\n" for i in graph_ids))
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from .io_utils import atomic_path
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h["val_lrap"] for h in history], "s-", color="tab:red", label="val LRAP")
+    ax2.set_ylabel("val LRAP", color="tab:red")
+    ax2.set_ylim(0, 1)
+    fig.suptitle("training curves")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

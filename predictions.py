@@ -1,0 +1,21 @@
+"""Rebuild the Kaggle submission from a checkpoint alone.
+
+    python predictions.py --model runs/<name>/best.pt --out submission.csv
+    python predictions.py --model runs/<name>/best.pt --library library.smi --out lib.csv   # any library
+"""
+from molret.cli import user_errors
+from molret.predict import build_parser, predict
+
+
+@user_errors
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    result = predict(args)
+    print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")
+    if result.get("ids_file"):
+        print(f"wrote {result['ids_file']}: the library id of each column (line i+1 = column i)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
