@@ -32,7 +32,8 @@ from molret.rerank import METHODS, rerank
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ensemble_method.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--models", nargs="+", default=[], metavar="CKPT", help="checkpoints (best.pt) to embed")
     p.add_argument("--members", nargs="+", default=[], metavar="PATH",
                    help="saved members: embeddings/similarity folders or .npy test similarity matrices")
@@ -64,6 +65,11 @@ def load_members(args) -> list[Member]:
                                     device=args.device)
         members.append(member_from_embeddings(str(ckpt), emb))
     members += [member_from_path(p) for p in args.members]
+    seen = {}
+    for m in members:  # the same path given twice still gets its own line
+        seen[m.name] = seen.get(m.name, 0) + 1
+        if seen[m.name] > 1:
+            m.name = f"{m.name} (#{seen[m.name]})"
     return members
 
 

@@ -65,7 +65,8 @@ def mining_settings(args, run_dir) -> dict:
         try:
             saved = json.loads(saved_path.read_text())
         except (OSError, ValueError) as e:
-            raise MolretError(f"cannot read {saved_path} (hard-negative settings of the run): {e}") from None
+            raise MolretError(f"cannot read {saved_path}, the run's hard-negative settings (was the run started "
+                              f"by main.py? then use --init-from its best.pt): {e}") from None
         changed = [k for k, v in given.items() if saved.get(k) != v]
         if changed:
             raise MolretError(f"--{changed[0].replace('_', '-')} differs from the resumed run's setting "
@@ -78,6 +79,8 @@ def mining_settings(args, run_dir) -> dict:
     for k in ("relabel_every", "mining_start", "queue_size"):
         if s[k] < 0:
             raise MolretError(f"--{k.replace('_', '-')} must be >= 0, got {s[k]}")
+    if s["labels"] and s["negatives"] != "cluster":
+        raise MolretError("--labels needs --negatives cluster")
     return s
 
 

@@ -66,6 +66,8 @@ class TrainConfig:
     time_budget: float = 0.0            # minutes of training; 0: no limit
     write_submission: bool = True
     save_embeddings: bool = False
+    grad_cache_chunk: int = 0           # cached-gradient loss: embed in chunks of N (0: off)
+    compile: bool = False               # torch.compile the encoders (CUDA only)
 
 
 @dataclass
@@ -146,6 +148,10 @@ _HELP = {
     "time_budget": "stop training after this many minutes (0: no limit); the schedule is fitted to it",
     "write_submission": "write the test submission.csv at the end",
     "save_embeddings": "also save val/test text and graph embeddings (.npy + ids) in the run folder",
+    "grad_cache_chunk": "cached-gradient (GradCache) contrastive loss: embed each batch in chunks of N pairs, so "
+                        "that --batch-size is limited by the loss, not by activation memory; same loss and "
+                        "gradients as the plain step (0: off)",
+    "compile": "torch.compile the graph and text encoders (CUDA only; skipped with a log line on CPU)",
 }
 
 _CHOICES = {

@@ -136,7 +136,8 @@ def member_from_path(path) -> Member:
                 s = _load_npy(sim)
                 rows = path / f"{split}_row_ids.txt"
                 cols = path / f"{split}_col_ids.txt"
-                m.splits[split] = (s, read_ids(rows) if rows.exists() else None, read_ids(cols) if cols.exists() else None)
+                m.splits[split] = (s, read_ids(rows) if rows.exists() else None,
+                                   read_ids(cols) if cols.exists() else None)
         if not m.splits:
             raise MolretError(f"{path}: no val_/test_ embeddings (*_text_emb.npy + *_graph_emb.npy) "
                               f"or *_similarity.npy in this folder")

@@ -421,6 +421,7 @@ def library_embeddings(path, model, cfg, vocab, *, device=None, options: ReaderO
     if folder is not None and not _writable(folder):
         log.warning(f"cache folder {folder} is not writable: library embeddings will not be cached "
                     f"(give --cache-dir)")
+        folder = None
     fingerprint = library_fingerprint(p, options, folder)
     mkey = model_key(model, cfg, vocab)
     cache_path = folder / f"emb-{mkey[:16]}.npz" if folder is not None else None
@@ -768,6 +769,7 @@ def run(args) -> dict:
         raise MolretError("no query: give query text(s) or --queries-file")
     if args.top_k < 1:
         raise MolretError("-k must be at least 1")
+    library_kind(args.library)  # a missing library fails before the model is loaded
     if args.html:
         from .io_utils import check_writable_dir
         check_writable_dir(Path(args.html).resolve().parent)

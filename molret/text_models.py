@@ -49,6 +49,7 @@ def _load(loader, name: str, what: str):
     try:
         import transformers
         transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
         if local:
             return loader(target)
         try:  # the local Hugging Face cache first: no network, no retries

@@ -27,7 +27,10 @@ from .config import RunConfig
 from .data import (GraphDataset, GraphStore, GraphTextDataset, TextDataset, TextFeatures, Vocab,
                    default_cache_dir, length_bucketed_batches, load_graphs, random_batches, read_cids,
                    read_pairs_tsv, read_queries, resolve_data_dir, tokenize)
+from .distributed import (all_gather_rows, any_rank, broadcast_object, close_distributed, gather_with_grad,
+                          init_distributed, share_sizes, wrap_ddp)
 from .errors import MolretError
+from .gradcache import even_sizes, grad_cache_step, split_pair_batch
 from .io_utils import atomic_np_save, atomic_write_text, check_writable_dir
 from .losses import clip_loss
 from .metrics import retrieval_metrics
@@ -57,6 +60,18 @@ def autocast_context(device: torch.device, amp: str):
     if amp == "none" or device.type != "cuda":
         return nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def compile_encoders(model: MolRetModel, device: torch.device) -> None:
+    """--compile: torch.compile the graph encoder and (unless frozen) the text
+    encoder in place (state_dict keys unchanged); CUDA only."""
+    if device.type != "cuda":
+        log.info("--compile: skipped on CPU (torch.compile is used on CUDA only)")
+        return
+    model.graph_encoder.compile(dynamic=True)
+    if model.cfg.train_text_layers != 0:
+        model.text_encoder.compile(dynamic=True)
+    log.info("--compile: encoders compiled (the first steps are slower while kernels are built)")
 
 
 def setup_logging(run_dir: Path | None) -> None:
@@ -245,6 +260,15 @@ class Trainer:
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
+        self.dist, self.device = init_distributed(self.device)  # several processes under torchrun
+        if not self.dist.is_main:  # rank 0 logs, shows progress and writes
+            self.progress = progress = False
+            log.setLevel(logging.WARNING)
+            for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
+                log.removeHandler(h)
+                h.close()
+        if t.grad_cache_chunk < 0 or t.grad_cache_chunk == 1:
+            raise MolretError(f"--grad-cache-chunk must be 0 (off) or at least 2, got {t.grad_cache_chunk}")
         seed_everything(t.seed)
         self.data = load_challenge_data(cfg, need_train=True, need_test=t.write_submission, progress=progress)
         cfg.model.vocab_size, cfg.model.substructure_dim = len(self.data.vocab), self.data.vocab.dim
@@ -255,6 +279,14 @@ class Trainer:
         self.model = build_model(cfg.model, self.data.vocab.vectors).to(self.device)
         if init_checkpoint:
             self._init_from(init_checkpoint)
+        if t.compile:
+            compile_encoders(self.model, self.device)
+        if t.grad_cache_chunk and cfg.model.norm == "batch":
+            log.warning("--grad-cache-chunk with --norm batch: BatchNorm statistics are per chunk, so the "
+                        "gradients are not those of the full batch")
+        self.ddp = wrap_ddp(self.model, self.device) if self.dist.enabled else None
+        if self.dist.rank > 0:  # other dropout masks than rank 0's (the weights come from rank 0)
+            torch.manual_seed(t.seed + 1_000_003 * self.dist.rank)
         prepare_texts(self.data, cfg, self.tokenizer, self.model, self.device, progress)
         if self.data.train is None or self.data.val is None:
             raise MolretError("training needs train.tsv and val.tsv in the data folder")
@@ -341,6 +373,8 @@ class Trainer:
         return make_checkpoint(self.model, self.cfg, self.data.vocab, self.tokenizer_files, **extra)
 
     def save_last(self) -> None:
+        if not self.dist.is_main:
+            return
         save_checkpoint(self.run_dir / "last.pt", self.checkpoint(with_state=True))
 
     def resume(self, path: Path) -> None:
@@ -388,17 +422,28 @@ class Trainer:
         t = self.cfg.train
         self.model.train()
         batch = batch.to(self.device)
-        with autocast_context(self.device, t.amp):
-            text_emb, graph_emb = self.model(batch)
-            loss = self.compute_loss(text_emb, graph_emb, batch)
-        if not torch.isfinite(loss):
-            return self._skip_nonfinite(batch, "loss")
+        if self.dist.enabled and len(batch.index) < self.dist.world_size:
+            log.warning(f"a batch of {len(batch.index)} pairs cannot be shared by {self.dist.world_size} "
+                        f"processes: skipped")
+            self.scheduler.step()
+            return None
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
+        if t.grad_cache_chunk > 0:
+            loss = self._grad_cache_backward(batch)  # forward and backward, in chunks
+            if not torch.isfinite(loss):
+                return self._skip_nonfinite(batch, "loss")
         else:
-            loss.backward()
+            with autocast_context(self.device, t.amp):
+                text_emb, graph_emb = self._embed_batch(batch)
+                loss = self.compute_loss(text_emb, graph_emb, batch)
+            if not torch.isfinite(loss):
+                return self._skip_nonfinite(batch, "loss")
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
         if self.scaler:
@@ -422,6 +467,57 @@ class Trainer:
                               "no checkpoint of this state was saved")
         self.scheduler.step()
         return None
+
+    # -- multi-GPU (torchrun) and cached-gradient steps
+    def _local_share(self, batch):
+        """This process's contiguous share of a batch (all of it on one process)."""
+        if not self.dist.enabled:
+            return batch
+        return split_pair_batch(batch, share_sizes(len(batch.index), self.dist.world_size))[self.dist.rank]
+
+    def _forward(self, batch):
+        return self.ddp(batch) if self.ddp is not None else self.model(batch)
+
+    def _embed_batch(self, batch):
+        """(text_emb, graph_emb) of the whole batch. Under torchrun each process
+        embeds its share and the shares are gathered, with autograd through the
+        local rows: every process computes the loss of the global batch."""
+        if self.ddp is None:
+            return self.model(batch)
+        text_emb, graph_emb, _ = self.ddp(self._local_share(batch))
+        sizes, world = share_sizes(len(batch.index), self.dist.world_size), float(self.dist.world_size)
+        # x world: DDP averages the gradients of the processes, each of which holds only its rows' part
+        return gather_with_grad(text_emb, sizes, world), gather_with_grad(graph_emb, sizes, world)
+
+    def _grad_cache_backward(self, batch) -> torch.Tensor:
+        """--grad-cache-chunk: the loss of the whole (global) batch, backpropagated
+        chunk by chunk (molret.gradcache); returns the loss."""
+        t = self.cfg.train
+        world, rank = self.dist.world_size, self.dist.rank
+        shares = share_sizes(len(batch.index), world)
+        # as many chunks on every process (DDP forward passes are collective)
+        chunks = split_pair_batch(self._local_share(batch),
+                                  even_sizes(shares[rank], -(-max(shares) // t.grad_cache_chunk)))
+        gather = None
+        if self.ddp is not None:
+            start = sum(shares[:rank])
+            gather = lambda x: (all_gather_rows(x, shares), start, start + shares[rank])  # noqa: E731
+        return grad_cache_step(
+            self._forward, lambda text_emb, graph_emb: self.compute_loss(text_emb, graph_emb, batch), chunks,
+            backward=(lambda loss: self.scaler.scale(loss).backward()) if self.scaler else None,
+            autocast=lambda: autocast_context(self.device, t.amp), device=self.device, gather=gather,
+            embed_grad_scale=float(world), no_sync=self.ddp.no_sync if self.ddp is not None else None,
+            module=self.model)
+
+    def _should_stop(self) -> bool:
+        """A signal was received (by any process, under torchrun)."""
+        return any_rank(self._stop_signal is not None, self.dist, self.device)
+
+    def _sync_schedule(self) -> None:
+        """Rank 0's decisions (fitted epoch count, time spent, best epoch) on every process."""
+        if self.dist.enabled:
+            self.planned_epochs, self.train_seconds, self.best_lrap, self.best_epoch = broadcast_object(
+                (self.planned_epochs, self.train_seconds, self.best_lrap, self.best_epoch), self.dist)
 
     def fit(self) -> dict:
         from tqdm.auto import tqdm
@@ -447,7 +543,7 @@ class Trainer:
                         pairs += len(batch_idx)
                     rate = pairs / max(1e-9, time.perf_counter() - start)
                     bar.set_postfix(loss=f"{loss if loss is not None else float('nan'):.3f}", pairs_s=f"{rate:.0f}")
-                    if self._stop_signal is not None:
+                    if self._should_stop():
                         self.train_seconds += time.perf_counter() - start
                         self.save_last()
                         raise StopTraining
@@ -465,6 +561,11 @@ class Trainer:
 
     def end_epoch(self, train_loss: float, epoch_seconds: float, pairs: int) -> None:
         t = self.cfg.train
+        if not self.dist.is_main:  # rank 0 evaluates and writes; the others follow its schedule
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self._sync_schedule()
+            return
         eval_start = time.perf_counter()
         metrics, _, _ = self.evaluate(self.data.val)
         row = {"epoch": self.epoch + 1, "train_loss": float(train_loss), "epoch_seconds": round(epoch_seconds, 3),
@@ -490,6 +591,7 @@ class Trainer:
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(with_state=False, metrics=metrics))
         self.save_last()
         self.write_history()
+        self._sync_schedule()
 
     def write_history(self) -> None:
         atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.history, indent=2) + "\n")
@@ -505,6 +607,9 @@ class Trainer:
     def finish(self) -> dict:
         """Reload the best checkpoint, report val metrics, write the submission."""
         t = self.cfg.train
+        if not self.dist.is_main:  # rank 0 evaluates and writes the submission
+            close_distributed(self.dist)
+            return {}
         best_path = self.run_dir / "best.pt"
         if best_path.exists():
             self.model.load_state_dict(read_checkpoint(best_path)["model_state"])
@@ -531,6 +636,7 @@ class Trainer:
                  f"(training {self.train_seconds:.0f}s)")
         if "submission" in result:
             log.info(f"submission written to {result['submission']}")
+        close_distributed(self.dist)
         return result
 
 

@@ -87,6 +87,21 @@ def _engine(loaded, path, **kw):
 
 # ----------------------------------------------------------------- backends
 
+def assert_same_topk(sa, ia, sb, ib, tol=1e-5):
+    """Same ranking: scores agree, and indices agree except between candidates
+    whose scores tie to within float rounding (the backends sum in different orders)."""
+    assert ia.shape == ib.shape
+    np.testing.assert_allclose(sa, sb, atol=tol)
+    differ = ia != ib
+    assert differ.mean() < 0.05, differ.mean()
+    for r, c in zip(*np.nonzero(differ)):
+        j = np.nonzero(ia[r] == ib[r, c])[0]  # where numpy put faiss's molecule
+        if len(j):
+            assert abs(sa[r, j[0]] - sa[r, c]) < tol
+        else:  # different molecule at the cut-off: a tie with the last kept score
+            assert abs(sb[r, c] - sa[r, -1]) < tol
+
+
 def test_numpy_and_faiss_give_the_same_topk():
     pytest.importorskip("faiss")
     rng = np.random.default_rng(0)
@@ -98,8 +113,9 @@ def test_numpy_and_faiss_give_the_same_topk():
         sa, ia = a.search(q, k)
         sb, ib = b.search(q, k)
         assert ia.shape == (7, min(k, 3000))
-        np.testing.assert_array_equal(ia, ib)
-        np.testing.assert_allclose(sa, sb, atol=1e-5)
+        assert_same_topk(sa, ia, sb, ib)
+        if k <= 10:
+            np.testing.assert_array_equal(ia, ib)
         assert (np.diff(sa, axis=1) <= 0).all()  # best first
     # exact: the same as sorting the full cosine matrix
     full = (q / np.linalg.norm(q, axis=1, keepdims=True)) @ (emb / np.linalg.norm(emb, axis=1, keepdims=True)).T
@@ -180,18 +196,19 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
     model, cfg, vocab, tokenizer = loaded
     import copy
     import torch
+    def bump(module):
+        last = module[-1] if isinstance(module, torch.nn.Sequential) else module
+        with torch.no_grad():
+            last.bias.add_(0.5)
+
     other = copy.deepcopy(model)
-    with torch.no_grad():
-        other.graph_proj[-1].bias.add_(0.5) if isinstance(other.graph_proj, torch.nn.Sequential) \
-            else other.graph_proj.bias.add_(0.5)
+    bump(other.graph_proj)
     assert S.model_key(other, cfg, vocab) != S.model_key(model, cfg, vocab)
     lib = S.library_embeddings(library, other, cfg, vocab)
     assert not lib.cached and calls == [1, 1]
     # text-side changes do not change the graph-embedding key
     other_text = copy.deepcopy(model)
-    with torch.no_grad():
-        other_text.text_proj[-1].bias.add_(0.5) if isinstance(other_text.text_proj, torch.nn.Sequential) \
-            else other_text.text_proj.bias.add_(0.5)
+    bump(other_text.text_proj)
     assert S.model_key(other_text, cfg, vocab) == S.model_key(model, cfg, vocab)
 
 
