@@ -14,11 +14,13 @@ at most --groups-per-batch clusters. knn: each text's --knn-k hardest train
 molecules under the current model are mined (same schedule) and batches are
 grown from random seeds plus their neighbours. queue: random batches, and the
 last --queue-size graph embeddings are extra negatives of every text.
+--mining-start E warms up with plain main.py training for E epochs first.
 The mined state (labels / neighbours / queue) is saved with the checkpoint,
 so --resume replays the same batches.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 
@@ -37,6 +39,7 @@ DEFAULTS = {"negatives": "cluster", "n_clusters": 25, "groups_per_batch": 2, "re
 
 def add_mining_args(parser) -> None:
     g = parser.add_argument_group("hard negatives")
+    g.argument_default = argparse.SUPPRESS   # absent unless given: a resumed run keeps its own settings
     g.add_argument("--negatives", choices=["cluster", "knn", "queue"],
                    help=f"source of hard negatives (default: {DEFAULTS['negatives']})")
     g.add_argument("--n-clusters", type=int, help=f"cluster: K-means clusters of the train texts "
@@ -46,8 +49,9 @@ def add_mining_args(parser) -> None:
     g.add_argument("--relabel-every", type=int, help="cluster/knn: recompute the clusters or neighbours from the "
                                                      "current model every N epochs (0: only once) "
                                                      f"(default: {DEFAULTS['relabel_every']})")
-    g.add_argument("--mining-start", type=int, help="cluster/knn: plain random batches before this epoch "
-                                                    f"(0-based; default: {DEFAULTS['mining_start']})")
+    g.add_argument("--mining-start", type=int, help="plain random batches (cluster/knn) or no queue (queue) before "
+                                                    f"this epoch: a warm-up (0-based; default: "
+                                                    f"{DEFAULTS['mining_start']})")
     g.add_argument("--labels", metavar="TSV", help="cluster: initial labels (cid<TAB>label, from labels.py) "
                                                    "instead of clustering at --mining-start")
     g.add_argument("--knn-k", type=int, help=f"knn: neighbours mined per text (default: {DEFAULTS['knn_k']})")
@@ -95,6 +99,7 @@ class HardNegativeTrainer(Trainer):
         self.mined = None          # cluster: labels [N]; knn: neighbours [N, k]
         self.mined_epoch = -1      # epoch at whose start `mined` was computed
         self.queue = None
+        self.mined_steps_per_epoch = None
         super().__init__(cfg, run_dir, progress, init_checkpoint)
         m = self.mining
         self.file_labels = read_labels(m["labels"], self.train_set.cids) if m["labels"] else None
@@ -105,11 +110,24 @@ class HardNegativeTrainer(Trainer):
             # with equal-sized clusters (the real count differs by a few batches).
             k = min(m["n_clusters"], len(self.train_set))
             est = np.arange(len(self.train_set)) % k
-            self.steps_per_epoch = len(group_batches(est, cfg.train.batch_size, m["groups_per_batch"],
-                                                     np.random.default_rng(0)))
+            self.mined_steps_per_epoch = len(group_batches(est, cfg.train.batch_size, m["groups_per_batch"],
+                                                           np.random.default_rng(0)))
         from molret.io_utils import atomic_write_text
         atomic_write_text(run_dir / "mining.json", json.dumps(m, indent=2) + "\n")
-        log.info("hard negatives: " + ", ".join(f"{k}={v}" for k, v in m.items() if v is not None))
+        relevant = {"cluster": ("n_clusters", "groups_per_batch", "relabel_every", "mining_start", "labels"),
+                    "knn": ("knn_k", "knn_per_seed", "relabel_every", "mining_start"),
+                    "queue": ("queue_size", "mining_start")}[m["negatives"]]
+        log.info(f"hard negatives: {m['negatives']} (" + ", ".join(f"{k}={m[k]}" for k in relevant
+                                                               if m[k] is not None) + ")")
+
+    @property
+    def total_steps(self) -> int:
+        """Random-batch epochs before --mining-start, cluster batches after."""
+        mined = getattr(self, "mined_steps_per_epoch", None)
+        if mined is None:
+            return super().total_steps
+        warm = min(self.mining["mining_start"], self.planned_epochs)
+        return max(1, warm * self.steps_per_epoch + (self.planned_epochs - warm) * mined)
 
     # -- mining
     def _mine(self, epoch: int) -> None:
@@ -149,7 +167,7 @@ class HardNegativeTrainer(Trainer):
 
     # -- loss
     def compute_loss(self, text_emb, graph_emb, batch) -> torch.Tensor:
-        if self.queue is None:
+        if self.queue is None or self.epoch < self.mining["mining_start"]:
             return super().compute_loss(text_emb, graph_emb, batch)
         extra, mask = self.queue.negatives(batch.index, text_emb.device)
         loss = clip_loss_with_negatives(text_emb, graph_emb, self.model.temperature_scale(), extra, mask)

@@ -13,7 +13,7 @@ from .errors import MolretError
 
 # What --demo changes unless the user set it: the bundled offline encoder,
 # frozen (cached) text features and sizes that train in about a minute on 2 CPU cores.
-DEMO_DEFAULTS = {"text_model": "minilm", "freeze_text": True, "epochs": 30, "batch_size": 32,
+DEMO_DEFAULTS = {"text_model": "minilm", "text_pooling": "mean", "freeze_text": True, "epochs": 30, "batch_size": 32,
                  "hidden_dim": 128, "embed_dim": 128, "proj_hidden": 256, "lr": 2e-3,
                  "data_dir": "data/demo"}
 

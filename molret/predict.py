@@ -32,15 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, help="embedding batch size (default: the training eval batch size)")
     p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (with --library: for the "
-                                       "library's graph embeddings; default next to the library)")
+                                       "library's graph embeddings, next to the library when not given)")
     g = p.add_argument_group("library mode (score the queries against any molecule library)")
     g.add_argument("--library", metavar="FILE",
                    help="score against this SMILES library (.smi/.csv/.tsv/.sdf) or graph library (raw.zip, "
                         "folder) instead of test_cids.txt: columns in library order (invalid rows skipped), "
                         "their ids written to <out stem>_ids.txt (line i+1 = column i)")
     g.add_argument("--queries", metavar="FILE",
-                   help="with --library: queries, one per line (default: test_text.txt of the data folder); "
-                        "row ID i = line i+1")
+                   help="with --library: queries, one per line, row ID i = line i+1; test_text.txt of the data "
+                        "folder when not given")
     from .search import add_library_args
     add_library_args(p)
     return p

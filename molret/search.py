@@ -664,10 +664,10 @@ def add_library_args(p: argparse.ArgumentParser) -> None:
     """Flags of how a SMILES library is read (shared with predictions.py)."""
     from .smiles import FORMATS, STANDARDIZE_CHOICES
     g = p.add_argument_group("SMILES library reading")
-    g.add_argument("--format", choices=FORMATS, help="library format (default: from the extension)")
+    g.add_argument("--format", choices=FORMATS, help="library format; from the file extension when not given")
     g.add_argument("--smiles-column", help="CSV/TSV SMILES column (header name or 1-based number)")
     g.add_argument("--id-column", help="CSV/TSV id column (header name or 1-based number)")
-    g.add_argument("--id-property", help="SDF data item holding the id (default: the title line)")
+    g.add_argument("--id-property", help="SDF data item holding the id; the title line when not given")
     g.add_argument("--standardize", default="none", choices=STANDARDIZE_CHOICES,
                    help="RDKit standardisation applied to each molecule")
 
@@ -696,11 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smiles-map", metavar="TSV",
                    help="id -> SMILES table for graph libraries (e.g. ChEBI-20 validation.txt: CID, SMILES, ...)")
     p.add_argument("--rank-of", metavar="ID", help="also print the rank of this library id for each query")
-    p.add_argument("--cache-dir", help="cache folder (default: next to the library, or ~/.cache/molret when the "
-                                       "library's folder is read-only; $MOLRET_CACHE overrides ~/.cache/molret)")
+    p.add_argument("--cache-dir", help="cache folder; when not given: next to the library, or ~/.cache/molret when "
+                                       "the library's folder is read-only ($MOLRET_CACHE overrides ~/.cache/molret)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, help="graph embedding batch size (default: the model's eval batch size)")
+    p.add_argument("--batch-size", type=int, help="graph embedding batch size; the model's eval batch size when not given")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_library_args(p)
     return p
@@ -732,7 +732,8 @@ def _short(text: str, n: int = 110) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
-def report_library(engine: LibrarySearch, out=sys.stderr) -> None:
+def report_library(engine: LibrarySearch, out=None) -> None:
+    out = out or sys.stderr
     le = engine.lib
     lib = le.library
     skipped = f", {lib.invalid} invalid {'rows' if lib.kind == 'smiles' else 'graph files'} skipped" if lib.invalid else ""

@@ -24,14 +24,14 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from .config import RunConfig
-from .data import (GraphDataset, GraphStore, GraphTextDataset, TextDataset, TextFeatures, Vocab,
+from .data import (GraphDataset, GraphSource, GraphStore, GraphTextDataset, TextDataset, TextFeatures, Vocab,
                    default_cache_dir, length_bucketed_batches, load_graphs, random_batches, read_cids,
                    read_pairs_tsv, read_queries, resolve_data_dir, tokenize)
 from .distributed import (all_gather_rows, any_rank, broadcast_object, close_distributed, gather_with_grad,
                           init_distributed, share_sizes, wrap_ddp)
 from .errors import MolretError
 from .gradcache import even_sizes, grad_cache_step, split_pair_batch
-from .io_utils import atomic_np_save, atomic_write_text, check_writable_dir
+from .io_utils import atomic_np_save, atomic_path, atomic_write_text, check_writable_dir
 from .losses import clip_loss
 from .metrics import retrieval_metrics
 from .model import MolRetModel, build_model
@@ -120,7 +120,6 @@ def load_challenge_data(cfg: RunConfig, need_train: bool = True, need_test: bool
     except MolretError:
         log.warning(f"cache folder {cache_dir} is not writable: nothing will be cached")
     vocab = Vocab.from_npy(paths.need("embeddings"))
-    from .data import GraphSource
     source = GraphSource(paths.need("raw"))
 
     def pairs(name, limit):
@@ -171,8 +170,8 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetM
 
 @torch.no_grad()
 def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_size: int, progress=True) -> np.ndarray:
-    from .data import texts_hash
-    key = texts_hash([str(tokens.ptr.tobytes()), str(tokens.ids.tobytes())])
+    import hashlib
+    key = hashlib.sha1(tokens.ptr.tobytes() + tokens.ids.tobytes()).hexdigest()  # the exact inputs
     if path.exists():
         try:
             with np.load(path) as z:
@@ -182,7 +181,6 @@ def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_s
             pass
     features = run_text_encoder(model, tokens, device, batch_size, progress)
     try:
-        from .io_utils import atomic_path
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, features=features, key=np.frombuffer(key.encode(), np.uint8))
     except MolretError:
@@ -529,7 +527,8 @@ class Trainer:
                     log.info(f"time budget of {t.time_budget} min reached")
                     break
                 self.on_epoch_start(self.epoch)
-                batches = self.make_batches(self.epoch)
+                # under torchrun every process takes its share of rank 0's batches (mined ones may differ)
+                batches = broadcast_object(self.make_batches(self.epoch), self.dist)
                 start = time.perf_counter()
                 losses, pairs = [], 0
                 bar = tqdm(batches[self.step_in_epoch:], desc=f"epoch {self.epoch + 1}/{self.planned_epochs}",
@@ -653,7 +652,6 @@ def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from .io_utils import atomic_path
     epochs = [h["epoch"] for h in history]
     fig, ax1 = plt.subplots(figsize=(6, 4))
     ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")

@@ -19,7 +19,8 @@ def demo_run(demo_dir, tiny_text_model, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     result = run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "2",
                        "--batch-size", "16", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
-                       "--proj-hidden", "0", "--max-length", "64", "--runs-dir", str(runs), "--run-name", "smoke",
+                       "--proj-hidden", "0", "--max-length", "64", "--text-pooling", "mean", "--text-lr", "1e-3",
+                       "--runs-dir", str(runs), "--run-name", "smoke",
                        "--cache-dir", str(runs / "cache"), "--seed", "3"])
     return runs / "smoke", result
 
@@ -32,7 +33,8 @@ def test_run_folder_contents(demo_run):
     history = json.loads((run_dir / "metrics.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert {"val_lrap", "val_mrr", "val_hits@1", "val_hits@10", "train_loss"} <= set(history[0])
-    assert 0.0 < result["val"]["lrap"] <= 1.0
+    # better than chance (LRAP of a random ranking of the 85 demo val pairs: H(85)/85 = 0.059)
+    assert result["val"]["lrap"] > 0.08, result["val"]
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(run_dir.glob(".*.tmp*"))  # no temp files left behind
 
@@ -62,7 +64,8 @@ def test_seed_makes_cpu_run_repeatable(demo_run, demo_dir, tiny_text_model, tmp_
     cfg = json.loads((run_dir / "config.json").read_text())
     again = run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "2",
                       "--batch-size", "16", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
-                      "--proj-hidden", "0", "--max-length", "64", "--runs-dir", str(tmp_path), "--run-name", "again",
+                      "--proj-hidden", "0", "--max-length", "64", "--text-pooling", "mean", "--text-lr", "1e-3",
+                      "--runs-dir", str(tmp_path), "--run-name", "again",
                       "--cache-dir", str(run_dir.parent / "cache"), "--seed", "3", "--no-write-submission"])
     assert cfg["train"]["seed"] == 3
     assert again["val"] == first["val"]

@@ -1,0 +1,187 @@
+"""One command, one table: graph parsing/caching, training throughput of the
+three text paths against the organisers' baseline-style data path, and the
+quality the recommended CPU recipe reaches in a fixed wall-clock budget.
+
+    python bench/benchmark.py                      # everything (~35 min on 2 cores)
+    python bench/benchmark.py --budget-minutes 5   # a shorter quality run
+    python bench/benchmark.py --skip-quality       # parsing + throughput only (~5 min)
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "altegrad"
+
+# The recommended CPU recipe (README): frozen MiniLM features cached once,
+# GATv2 on top, trained for the budget.
+CPU_RECIPE = ["--text-model", "minilm", "--text-pooling", "mean", "--freeze-text", "--conv", "gatv2",
+              "--epochs", "200", "--batch-size", "64", "--lr", "1e-3"]
+
+
+def rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_parse(data_dir: Path) -> list[tuple[str, str]]:
+    from molret.data import GraphSource, GraphStore, Vocab, build_graph_store
+    source = GraphSource(data_dir / "raw.zip" if (data_dir / "raw.zip").exists() else data_dir / "raw")
+    cids = sorted(source._members) if source._zip is not None else sorted(p.stem for p in (data_dir / "raw").glob("*.graph"))
+    test_cids = (data_dir / "test_cids.txt").read_text().split()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        test = build_graph_store(test_cids, source, progress=False)
+        rows.append((f"parse {len(test_cids):,} test graphs (cold)", f"{time.perf_counter() - t:.2f} s"))
+        test.save(Path(tmp) / "test.npz", "bench")
+        t = time.perf_counter()
+        GraphStore.load(Path(tmp) / "test.npz", "bench")
+        rows.append(("load test graphs from cache", f"{time.perf_counter() - t:.3f} s"))
+        t = time.perf_counter()
+        store = build_graph_store(cids, source, progress=False)
+        rows.append((f"parse all {len(cids):,} graphs (cold)", f"{time.perf_counter() - t:.1f} s"))
+        t = time.perf_counter()
+        store.save(Path(tmp) / "all.npz", "bench")
+        rows.append(("write the cache (one file)", f"{time.perf_counter() - t:.2f} s, "
+                     f"{(Path(tmp) / 'all.npz').stat().st_size / 1e6:.0f} MB on disk"))
+        del store
+        t = time.perf_counter()
+        store = GraphStore.load(Path(tmp) / "all.npz", "bench")
+        store.attach_vocab(Vocab.from_npy(data_dir / "token_embedding_dict.npy"))
+        rows.append(("load all graphs from cache (+ vocab lookup)", f"{time.perf_counter() - t:.2f} s"))
+        rows.append(("all graphs in memory", f"{store.nbytes() / 1e6:.0f} MB "
+                     f"({len(store.identifiers):,} atoms, {store.edges.shape[1]:,} directed edges)"))
+    return rows
+
+
+def _trainer(data_dir: Path, cache_dir: Path, run_dir: Path, batch_size: int, **model_kw):
+    from molret.config import RunConfig
+    from molret.train import Trainer, setup_logging
+    cfg = RunConfig()
+    cfg.train.data_dir, cfg.train.cache_dir = str(data_dir), str(cache_dir)
+    cfg.train.batch_size, cfg.train.write_submission = batch_size, False
+    cfg.model.text_model, cfg.model.text_pooling, cfg.model.conv = "minilm", "mean", "gatv2"
+    for k, v in model_kw.items():
+        setattr(cfg.train if hasattr(cfg.train, k) else cfg.model, k, v)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(None)
+    return Trainer(cfg, run_dir, progress=False)
+
+
+def time_steps(step_fn, batches, warmup: int) -> float:
+    for b in batches[:warmup]:
+        step_fn(b)
+    t = time.perf_counter()
+    n = 0
+    for b in batches[warmup:]:
+        step_fn(b)
+        n += len(b)
+    return n / (time.perf_counter() - t)
+
+
+def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, warmup: int = 2):
+    from bench.baseline_reference import BaselineGraphTextDataset, baseline_loader, encode_baseline_batch
+    from molret.data import GraphSource
+    from molret.losses import clip_loss
+
+    rows = []
+    cache = work / "cache"
+    results = {}
+    for label, kw in [("fine-tuned text encoder", {}), ("top 2 text layers fine-tuned", {"train_text_layers": 2}),
+                      ("frozen text encoder (cached features)", {"freeze_text": True})]:
+        trainer = _trainer(data_dir, cache, work / "tp", batch_size, **kw)
+        batches = trainer.make_batches(0)[: steps + warmup]
+        results[label] = time_steps(lambda b: trainer.train_step(trainer.train_set.collate(b)), batches, warmup)
+        if label == "fine-tuned text encoder":
+            model, tokenizer, data = trainer.model, trainer.tokenizer, trainer.data
+        else:
+            del trainer
+    # The organisers' data path with the same model (fine-tuned) and batch size.
+    emb = np.load(data_dir / "token_embedding_dict.npy", allow_pickle=True)[()]
+    t = time.perf_counter()
+    ds = BaselineGraphTextDataset(work / "baseline_processed", data.train.cids[: batch_size * (steps + warmup)],
+                                  data.train.texts, GraphSource(data_dir / "raw.zip"), emb, tokenizer)
+    prep = time.perf_counter() - t
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def baseline_step(batch):
+        model.train()
+        text_emb, graph_emb = encode_baseline_batch(model, batch)
+        loss = clip_loss(text_emb, graph_emb, model.temperature_scale())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    loader_batches = iter(baseline_loader(ds, batch_size))
+    # Time loading inside the loop, as the baseline does.
+    it = [None] * (steps + warmup)
+    results_base = time_steps(lambda _: baseline_step(next(loader_batches)), it, warmup)
+    rows.append((f"baseline-style data path, fine-tuned (batch {batch_size})", f"{results_base:.1f} pairs/s "
+                 f"(+ {prep:.0f} s one-off preprocessing of {len(ds)} .pt files)"))
+    for label, rate in results.items():
+        extra = f" = {rate / results_base:.1f}x baseline" if label == "fine-tuned text encoder" else ""
+        rows.append((f"{label} (batch {batch_size})", f"{rate:.1f} pairs/s{extra}"))
+    return rows
+
+
+def bench_quality(data_dir: Path, runs: Path, minutes: float):
+    import main as main_script
+    name = f"cpu-recipe-{int(minutes)}min-{time.strftime('%H%M%S')}"
+    t = time.perf_counter()
+    result = main_script.main(["--data-dir", str(data_dir), *CPU_RECIPE, "--time-budget", str(minutes),
+                               "--runs-dir", str(runs), "--run-name", name, "--no-progress"])
+    wall = time.perf_counter() - t
+    m = result["val"]
+    return [(f"CPU recipe, {minutes:g} min budget: {' '.join(CPU_RECIPE)}",
+             f"val LRAP {m['lrap']:.4f}  MRR {m['mrr']:.4f}  Hits@1 {m['hits@1']:.3f}  Hits@10 {m['hits@10']:.3f} "
+             f"(best epoch {result['best_epoch']} of {result['epochs']}; training {result['train_seconds']:.0f} s, "
+             f"wall {wall:.0f} s incl. text features and submission)"),
+            ("test submission", result.get("submission", "-"))]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA), help="challenge data folder")
+    p.add_argument("--work-dir", default=str(REPO / "runs" / "bench"), help="caches and runs of the benchmark")
+    p.add_argument("--batch-size", type=int, default=32, help="batch of the throughput comparison")
+    p.add_argument("--steps", type=int, default=8, help="timed training steps per path (after 2 warm-up steps)")
+    p.add_argument("--budget-minutes", type=float, default=30.0, help="wall-clock budget of the quality run")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--skip-parse", action="store_true")
+    p.add_argument("--skip-throughput", action="store_true")
+    p.add_argument("--skip-quality", action="store_true")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data_dir, work = Path(args.data_dir), Path(args.work_dir)
+    if not (data_dir / "train.tsv").exists():
+        sys.exit(f"error: {data_dir} is not a challenge data folder (give --data-dir)")
+    rows = [("machine", f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+                        f"torch {torch.__version__}")]
+    if not args.skip_parse:
+        rows += bench_parse(data_dir)
+    if not args.skip_throughput:
+        rows += bench_throughput(data_dir, work, args.batch_size, args.steps)
+    if not args.skip_quality:
+        rows += bench_quality(data_dir, work / "runs", args.budget_minutes)
+    rows.append(("peak memory of this process", f"{rss_mb():.0f} MB"))
+    width = max(len(r[0]) for r in rows)
+    print("\n| measure" + " " * (width - 7) + " | result |\n|" + "-" * (width + 2) + "|---|")
+    for k, v in rows:
+        print(f"| {k.ljust(width)} | {v} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
