@@ -12,6 +12,7 @@ cached unless --reparse).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -40,13 +41,19 @@ def main(argv=None):
     p.add_argument("--queries", type=int, default=50, help="queries timed one at a time")
     p.add_argument("--example", type=int, default=1, help="line of --val used for the worked example")
     p.add_argument("--k", type=int, default=10)
+    p.add_argument("--threads", type=int, default=0, help="torch threads for embedding the library (0: default)")
+    p.add_argument("--query-threads", type=int, default=S.QUERY_THREADS, help="torch threads for query encoding")
     p.add_argument("--recompute", action="store_true", help="drop this model's cached embeddings first")
     p.add_argument("--reparse", action="store_true", help="also drop the parsed-library cache")
-    p.add_argument("--smiles-map", default="/work/shared/data/chebi20/validation.txt")
+    p.add_argument("--smiles-map", nargs="*", default=["/work/shared/data/chebi20/validation.txt",
+                                                       "/work/shared/data/chebi20/test_smiles.tsv"])
     args = p.parse_args(argv)
 
     import torch
-    print(f"torch threads: {torch.get_num_threads()}, device: {args.device}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()} (queries: {args.query_threads or 'default'}), "
+          f"device: {args.device}")
     device = pick_device(args.device)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
     folder = S.library_cache_dir(args.library, args.cache_dir)
@@ -64,6 +71,7 @@ def main(argv=None):
     if lib.cached:
         print(f"library embeddings were cached (run with --recompute to time them); stored timing: ", end="")
     print(f"embedded {n:,} molecules in {lib.seconds:.1f} s = {n / lib.seconds:,.0f} molecules/s "
+          + (f"[CPU time {lib.cpu_seconds:.0f} s, {torch.get_num_threads()} threads] " if lib.cpu_seconds else "") +
           f"(parsing the library {lib.parse_seconds:.1f} s; whole first open {first:.1f} s; "
           f"{lib.library.invalid} invalid; {lib.num_unknown} atoms with unknown substructures)")
     t0 = time.perf_counter()
@@ -71,10 +79,15 @@ def main(argv=None):
     assert lib2.cached
     print(f"reopening from the cache ({lib2.cache_path}): {time.perf_counter() - t0:.2f} s")
 
-    smiles_map = S.read_smiles_map(args.smiles_map) if args.smiles_map and Path(args.smiles_map).exists() else None
+    smiles_map = {}
+    for path in args.smiles_map:
+        if Path(path).exists():
+            for ident, smi in S.read_smiles_map(path).items():
+                smiles_map.setdefault(ident, smi)
     engines = {}
     for backend in ("numpy", "faiss"):
-        engines[backend] = S.LibrarySearch(model, cfg, tokenizer, device, lib2, backend, smiles_map)
+        engines[backend] = S.LibrarySearch(model, cfg, tokenizer, device, lib2, backend, smiles_map,
+                                           args.query_threads)
         print(f"index build ({backend}): {engines[backend].index.build_seconds * 1e3:.1f} ms")
 
     cids, texts = read_pairs_tsv(args.val)
@@ -82,22 +95,26 @@ def main(argv=None):
     for backend, eng in engines.items():
         for q in timed[:3]:  # warm-up
             eng.search([q], args.k)
-        enc, srch, total = [], [], []
+        enc, srch, total, cpu = [], [], [], []
         for q in timed:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             e = eng.encode([q])
             t1 = time.perf_counter()
             eng.index.search(e, args.k)
             t2 = time.perf_counter()
+            cpu.append(time.process_time() - c0)
             enc.append(t1 - t0)
             srch.append(t2 - t1)
             total.append(t2 - t0)
-        print(f"one query, {backend}: median {statistics.median(total) * 1e3:.1f} ms "
+        print(f"one query, {backend}: median {statistics.median(total) * 1e3:.1f} ms wall "
               f"(text encoding {statistics.median(enc) * 1e3:.1f} ms + search {statistics.median(srch) * 1e3:.1f} ms; "
-              f"p90 {np.percentile(total, 90) * 1e3:.1f} ms) over {len(timed)} queries, k={args.k}, N={n:,}")
+              f"p90 {np.percentile(total, 90) * 1e3:.1f} ms; CPU time {statistics.median(cpu) * 1e3:.1f} ms) "
+              f"over {len(timed)} queries, k={args.k}, N={n:,}")
     a, b = engines["numpy"], engines["faiss"]
     qe = a.encode(timed)
     same = (a.index.search(qe, args.k)[1] == b.index.search(qe, args.k)[1]).all()
+    print(f"load while measuring (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     print(f"numpy and faiss top-{args.k} identical on {len(timed)} queries: {bool(same)}")
 
     # Worked example.
@@ -106,23 +123,24 @@ def main(argv=None):
     eng = engines["faiss"]
     e = eng.encode([text])
     hits = eng.search([text], 5, query_emb=e)[0]
-    rank, score = eng.rank_of(e, cid)
+    rank, score, ties = eng.rank_of(e, cid)
     print(f"\nworked example: {Path(args.val).name} line {args.example}, true CID {cid}")
     print(f"query: {text}")
     for h in hits:
         print(f"  {h.rank:>2}  {h.id:<10} {h.score:.4f}  {h.smiles or '-'}")
-    print(f"rank of the true molecule {cid}: {rank} of {n:,} (score {score:.4f})")
+    print(f"rank of the true molecule {cid}: {rank} of {n:,} (score {score:.4f}; {ties} other molecules have exactly "
+          f"this score, i.e. the same graph, e.g. stereoisomers)")
 
     # All val queries against the whole library.
     pos = np.array([eng.position(c) for c in cids])
     qe = eng.encode(texts)
     ranks = []
-    for s in range(0, len(qe), 100):
+    for s in range(0, len(qe), 100):  # float32 matrix; exact ties counted in the true molecule's favour
         sims = eng.index.scores(qe[s:s + 100])
         true = sims[np.arange(len(sims)), pos[s:s + 100]]
         ranks += ((sims > true[:, None]).sum(axis=1) + 1).tolist()
     ranks = np.array(ranks)
-    print(f"all {len(ranks)} {Path(args.val).name} queries vs {n:,} molecules: median rank {np.median(ranks):.0f}, "
+    print(f"all {len(ranks)} {Path(args.val).name} queries vs {n:,} molecules (ties in favour): median rank {np.median(ranks):.0f}, "
           f"MRR {np.mean(1 / ranks):.3f}, top-1 {np.mean(ranks == 1):.1%}, top-10 {np.mean(ranks <= 10):.1%}, "
           f"top-100 {np.mean(ranks <= 100):.1%}")
 

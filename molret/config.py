@@ -57,9 +57,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     amp: str = "none"                   # none | bf16 | fp16 (CUDA autocast)
-    num_workers: int = 0
     threads: int = 0                    # torch CPU threads (0: torch's default)
     freeze_text: bool = False           # cache frozen text features, train the rest
+    cache_frozen_layers: bool = True    # with train_text_layers N > 0: cache the lower layers' token states
     bucket_by_length: bool = True       # length-bucketed batches (less padding)
     max_train: int = 0                  # use only the first N training pairs (0: all)
     max_val: int = 0
@@ -139,9 +139,10 @@ _HELP = {
     "seed": "random seed (a CPU run with the same seed is repeatable)",
     "device": "auto (CUDA if present), cpu, cuda or cuda:N",
     "amp": "CUDA autocast precision: none, bf16 or fp16",
-    "num_workers": "DataLoader worker processes",
     "threads": "torch CPU threads (0: torch's default)",
     "freeze_text": "freeze the text encoder and cache its outputs once per split (fast CPU path)",
+    "cache_frozen_layers": "with --train-text-layers N > 0: run the frozen lower text layers once per split and "
+                           "train the top N layers on their cached token states (much faster on a CPU)",
     "bucket_by_length": "group descriptions of similar length into batches (less padding)",
     "max_train": "use only the first N training pairs (0: all)",
     "max_val": "use only the first N validation pairs (0: all)",

@@ -23,7 +23,7 @@ from .errors import GraphFormatError, MolretError
 from .graphs import parse_graph_text
 from .io_utils import atomic_path
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 # ------------------------------------------------------------------ paths
@@ -305,7 +305,7 @@ class GraphStore:
     def save(self, path, fingerprint: str) -> None:
         with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, identifiers=self.identifiers, node_ptr=self.node_ptr, edges=self.edges,
-                     edge_ptr=self.edge_ptr, cids=np.array(self.cids, dtype=np.int64),
+                     edge_ptr=self.edge_ptr, cids=np.array(self.cids, dtype=str),
                      meta=np.frombuffer(json.dumps({"fingerprint": fingerprint,
                                                     "version": CACHE_VERSION}).encode(), dtype=np.uint8))
 
@@ -409,14 +409,17 @@ class TextBatch:
     input_ids: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     features: torch.Tensor | None = None   # precomputed (frozen) encoder outputs
+    hidden_states: torch.Tensor | None = None  # cached token states entering the trained top layers
 
     def to(self, device) -> "TextBatch":
         f = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TextBatch(f(self.input_ids), f(self.attention_mask), f(self.features))
+        return TextBatch(f(self.input_ids), f(self.attention_mask), f(self.features), f(self.hidden_states))
 
     def __len__(self) -> int:
-        t = self.features if self.features is not None else self.input_ids
-        return t.shape[0]
+        for t in (self.features, self.hidden_states, self.input_ids):
+            if t is not None:
+                return t.shape[0]
+        return 0
 
 
 class TokenizedTexts:
@@ -469,6 +472,30 @@ def tokenize(texts: Sequence[str], tokenizer, max_length: int, cache_path=None) 
         except MolretError:
             pass
     return out
+
+
+class TokenStates:
+    """Cached token states (float32, unpadded) of the frozen lower text layers,
+    one block of rows per text; padded per batch like TokenizedTexts."""
+
+    def __init__(self, states: np.ndarray, ptr: np.ndarray):
+        self.states, self.ptr = states, ptr
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.ptr)
+
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    def collate(self, indices) -> TextBatch:
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[idx]
+        width = int(lengths.max()) if len(idx) else 0
+        hidden = np.zeros((len(idx), width, self.states.shape[1]), dtype=np.float32)
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        hidden[mask] = self.states[_ranges(self.ptr[idx], lengths)]
+        return TextBatch(hidden_states=torch.from_numpy(hidden), attention_mask=torch.from_numpy(mask.astype(np.int64)))
 
 
 class TextFeatures:

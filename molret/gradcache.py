@@ -57,11 +57,14 @@ def split_pair_batch(batch: PairBatch, sizes: Sequence[int]) -> list[PairBatch]:
         if text.features is not None:
             tb = TextBatch(features=text.features[start:stop])
         else:
-            width = max(ends[start:stop], default=0) if ends is not None else text.input_ids.shape[1]
+            full = text.input_ids if text.input_ids is not None else text.hidden_states
+            width = max(ends[start:stop], default=0) if ends is not None else full.shape[1]
             width = max(width, 1)
-            tb = TextBatch(input_ids=text.input_ids[start:stop, :width],
-                           attention_mask=None if text.attention_mask is None
-                           else text.attention_mask[start:stop, :width])
+            mask = None if text.attention_mask is None else text.attention_mask[start:stop, :width]
+            if text.hidden_states is not None:
+                tb = TextBatch(hidden_states=text.hidden_states[start:stop, :width], attention_mask=mask)
+            else:
+                tb = TextBatch(input_ids=text.input_ids[start:stop, :width], attention_mask=mask)
         out.append(PairBatch(graph, tb, batch.index[start:stop]))
         start = stop
     return out

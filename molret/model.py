@@ -86,10 +86,33 @@ class TextEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.pool(hidden, attention_mask)
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    # Partial fine-tuning with the frozen lower layers computed once: the
+    # token states entering the top N layers are cached per split, so a
+    # training step only runs (and back-propagates through) those N layers.
+    @torch.no_grad()
+    def lower_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, n_top: int) -> torch.Tensor:
+        """Token states after the bottom (L - n_top) layers."""
+        out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.hidden_states[len(out.hidden_states) - 1 - n_top]
+
+    def forward_top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, n_top: int) -> torch.Tensor:
+        """Pooled output from cached ``lower_states``: the top n_top layers only."""
+        from transformers.masking_utils import create_bidirectional_mask
+        layers = _transformer_layers(self.hf_model)
+        mask = create_bidirectional_mask(config=self.hf_model.config, inputs_embeds=hidden,
+                                         attention_mask=attention_mask)
+        for layer in list(layers)[len(layers) - n_top:]:
+            out = layer(hidden, attention_mask=mask)
+            hidden = out[0] if isinstance(out, tuple) else out
+        return self.pool(hidden, attention_mask)
 
     def set_trainable_layers(self, n: int) -> None:
         """-1: all; 0: none; N: only the top N transformer layers."""
@@ -148,6 +171,8 @@ class MolRetModel(nn.Module):
         """The text encoder's pooled output (what --freeze-text caches)."""
         if text.features is not None:
             return text.features
+        if text.hidden_states is not None:
+            return self.text_encoder.forward_top(text.hidden_states, text.attention_mask, self.cfg.train_text_layers)
         return self.text_encoder(text.input_ids, text.attention_mask)
 
     def encode_text(self, text) -> torch.Tensor:

@@ -23,6 +23,7 @@ numpy (a matrix product) or FAISS ``IndexFlatIP`` on L2-normalised vectors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import html
@@ -53,6 +54,8 @@ BACKENDS = ("auto", "numpy", "faiss")
 TEXT_ONLY_FIELDS = frozenset({"text_model", "text_pooling", "max_length", "train_text_layers"})
 GRAPH_WEIGHT_PREFIXES = ("graph_encoder.", "graph_proj.")
 MAX_REPORTED_INVALID = 20
+QUERY_THREADS = 1                 # torch threads to encode a few queries on the CPU (see LibrarySearch.encode)
+RESCORE_MARGIN = 32              # extra candidates rescored exactly by both backends
 
 
 # ------------------------------------------------------------------ library
@@ -387,6 +390,7 @@ class LibraryEmbeddings:
     seconds: float                         # embedding time (when computed now)
     parse_seconds: float = 0.0
     num_unknown: int = 0                   # atoms whose substructure the model does not know
+    cpu_seconds: float = 0.0               # process CPU time of the embedding (all threads)
 
 
 def _load_embeddings(path: Path, lib_path: Path, fingerprint: str, mkey: str):
@@ -430,20 +434,22 @@ def library_embeddings(path, model, cfg, vocab, *, device=None, options: ReaderO
         if hit is not None:
             lib, emb, meta = hit
             return LibraryEmbeddings(lib, emb, cache_path, True, meta.get("seconds", 0.0),
-                                     meta.get("parse_seconds", 0.0), meta.get("num_unknown", 0))
+                                     meta.get("parse_seconds", 0.0), meta.get("num_unknown", 0),
+                                     meta.get("cpu_seconds", 0.0))
     t0 = time.perf_counter()
     lib = read_library_graphs(p, options, folder, fingerprint, progress)
     parse_seconds = time.perf_counter() - t0
     lib.graphs.attach_vocab(vocab)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     emb = embed_graphs(model, lib.graphs, device, batch_size or cfg.train.eval_batch_size, "none", progress)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     emb = np.ascontiguousarray(emb, dtype=np.float32)
-    out = LibraryEmbeddings(lib, emb, cache_path, False, seconds, parse_seconds, lib.graphs.num_unknown)
+    out = LibraryEmbeddings(lib, emb, cache_path, False, seconds, parse_seconds, lib.graphs.num_unknown,
+                            cpu_seconds)
     if cache_path is not None:
         meta = {"version": CACHE_VERSION, "fingerprint": fingerprint, "model_key": mkey, "kind": lib.kind,
                 "invalid": lib.invalid, "invalid_examples": lib.invalid_examples, "seconds": seconds,
-                "parse_seconds": parse_seconds, "num_unknown": lib.graphs.num_unknown,
+                "parse_seconds": parse_seconds, "num_unknown": lib.graphs.num_unknown, "cpu_seconds": cpu_seconds,
                 "library": str(p.resolve())}
         try:
             with atomic_path(cache_path, suffix=".npz") as tmp:
@@ -497,31 +503,56 @@ class SearchIndex:
         self.build_seconds = time.perf_counter() - t0
 
     def scores(self, queries: np.ndarray) -> np.ndarray:
-        """Full cosine matrix [Q, N]."""
+        """Full cosine matrix [Q, N] (float32 matrix product)."""
         return _normalise(np.atleast_2d(queries)) @ self.embeddings.T
 
+    def exact_scores(self, query: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """Cosine of one query with every molecule, computed as ``search``
+        rescores its candidates (float64), so ranks agree with it exactly."""
+        q64 = _normalise(np.atleast_2d(query))[0].astype(np.float64)
+        return np.concatenate([(self.embeddings[i:i + chunk].astype(np.float64) * q64).sum(axis=1)
+                               for i in range(0, self.n, chunk)])
+
+    def rank(self, query: np.ndarray, index: int) -> tuple[int, float, int]:
+        """(1-based rank of library row ``index`` for one query as ``search``
+        orders it (exact ties: lower index first), its score, and how many
+        other rows have exactly that score (e.g. stereoisomers sharing a graph))."""
+        s = self.exact_scores(query)
+        t = s[index]
+        return int((s > t).sum() + (s[:index] == t).sum()) + 1, float(t), int((s == t).sum()) - 1
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, indices), each [Q, min(k, N)], best first (ties: lower index first)."""
+        """(scores, indices), each [Q, min(k, N)], best first.
+
+        Both backends pick ``k + RESCORE_MARGIN`` candidates (numpy: from the
+        full product, FAISS: IndexFlatIP), then rescore them the same way in
+        float64 and sort by (-score, library index): identical molecules
+        (e.g. stereoisomers, which share a graph) tie exactly and come in
+        library order, and the two backends return the same top-k.
+        """
         q = _normalise(np.atleast_2d(queries))
         if q.shape[1] != self.dim:
             raise MolretError(f"query embeddings have dimension {q.shape[1]}, the library {self.dim}")
         k = max(0, min(int(k), self.n))
         if k == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        m = min(self.n, k + RESCORE_MARGIN)
         if self._faiss is not None:
-            scores, idx = self._faiss.search(q, k)
-            return scores.astype(np.float32), idx.astype(np.int64)
-        s = q @ self.embeddings.T
-        if k < self.n:
-            cand = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            _, cand = self._faiss.search(q, m)
+            cand = cand.astype(np.int64)
+        elif m < self.n:
+            cand = np.argpartition(-(q @ self.embeddings.T), m - 1, axis=1)[:, :m]
         else:
-            cand = np.broadcast_to(np.arange(self.n), s.shape)
+            cand = np.broadcast_to(np.arange(self.n, dtype=np.int64), (len(q), self.n))
         out_idx = np.empty((len(q), k), np.int64)
+        out_scores = np.empty((len(q), k), np.float64)
+        q64 = q.astype(np.float64)
         for i in range(len(q)):
-            c = cand[i]
-            order = np.lexsort((c, -s[i, c]))
-            out_idx[i] = c[order]
-        return np.take_along_axis(s, out_idx, axis=1).astype(np.float32), out_idx
+            c = cand[i][cand[i] >= 0]  # FAISS pads with -1 when it has fewer results
+            s = (self.embeddings[c].astype(np.float64) * q64[i]).sum(axis=1)  # same sum for equal rows
+            order = np.lexsort((c, -s))[:k]
+            out_idx[i], out_scores[i] = c[order], s[order]
+        return out_scores.astype(np.float32), out_idx
 
 
 # ------------------------------------------------------------------- search
@@ -535,6 +566,20 @@ class Hit:
     score: float
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` torch CPU threads (0: unchanged), restoring the setting after."""
+    import torch
+    old = torch.get_num_threads()
+    if n > 0 and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
 def encode_queries(model, tokenizer, cfg, queries: Sequence[str], device, batch_size: int = 64) -> np.ndarray:
     tokens = tokenize(list(queries), tokenizer, cfg.model.max_length)
     return embed_texts(model, tokens, device, batch_size)
@@ -544,8 +589,9 @@ class LibrarySearch:
     """A loaded model plus one library's embeddings and index."""
 
     def __init__(self, model, cfg, tokenizer, device, lib: LibraryEmbeddings, backend: str = "auto",
-                 smiles_map: dict | None = None):
+                 smiles_map: dict | None = None, query_threads: int = QUERY_THREADS):
         self.model, self.cfg, self.tokenizer, self.device = model, cfg, tokenizer, device
+        self.query_threads = query_threads
         self.lib = lib
         self.ids = list(lib.library.ids)
         self.smiles = list(lib.library.smiles)
@@ -567,7 +613,13 @@ class LibrarySearch:
         return self._position[ident]
 
     def encode(self, queries: Sequence[str]) -> np.ndarray:
-        return encode_queries(self.model, self.tokenizer, self.cfg, queries, self.device)
+        """Query embeddings. A few queries on the CPU are encoded with
+        ``query_threads`` torch threads: tiny matrices gain little from more
+        threads, and on a busy machine each extra thread waits for a core
+        (measured: 1 thread ~30 ms, 2 threads 60-900 ms per query on 2 shared cores)."""
+        few = len(queries) <= 16 and getattr(self.device, "type", "cpu") == "cpu"
+        with torch_threads(self.query_threads if few else 0):
+            return encode_queries(self.model, self.tokenizer, self.cfg, queries, self.device)
 
     def search(self, queries: Sequence[str], k: int = 10, query_emb: np.ndarray | None = None) -> list:
         q = self.encode(queries) if query_emb is None else query_emb
@@ -575,11 +627,9 @@ class LibrarySearch:
         return [[Hit(r + 1, int(j), self.ids[j], self.smiles[j], float(s))
                  for r, (j, s) in enumerate(zip(idx[row], scores[row]))] for row in range(len(q))]
 
-    def rank_of(self, query_emb: np.ndarray, ident: str) -> tuple[int, float]:
-        """1-based rank of ``ident`` for one query (ties counted in its favour) and its score."""
-        s = self.index.scores(query_emb)[0]
-        j = self.position(ident)
-        return int((s > s[j]).sum()) + 1, float(s[j])
+    def rank_of(self, query_emb: np.ndarray, ident: str) -> tuple[int, float, int]:
+        """(rank, score, exact ties) of ``ident`` for one query, in the order of ``search``."""
+        return self.index.rank(query_emb, self.position(ident))
 
 
 def read_smiles_map(path) -> dict:
@@ -693,13 +743,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help=f"exact search: numpy, or FAISS IndexFlatIP; auto = FAISS above {FAISS_AUTO_THRESHOLD:,} "
                         f"molecules")
-    p.add_argument("--smiles-map", metavar="TSV",
-                   help="id -> SMILES table for graph libraries (e.g. ChEBI-20 validation.txt: CID, SMILES, ...)")
+    p.add_argument("--smiles-map", metavar="TSV", action="append",
+                   help="id -> SMILES table for graph libraries (e.g. ChEBI-20 validation.txt: CID, SMILES, ...); "
+                        "may be repeated")
     p.add_argument("--rank-of", metavar="ID", help="also print the rank of this library id for each query")
     p.add_argument("--cache-dir", help="cache folder; when not given: next to the library, or ~/.cache/molret when "
                                        "the library's folder is read-only ($MOLRET_CACHE overrides ~/.cache/molret)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--query-threads", type=int, default=QUERY_THREADS,
+                   help="torch CPU threads for encoding the queries (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads for embedding the library (0: torch's default)")
     p.add_argument("--batch-size", type=int, help="graph embedding batch size; the model's eval batch size when not given")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_library_args(p)
@@ -719,12 +774,18 @@ def read_query_lines(path) -> list:
 def open_search(args, progress: bool) -> LibrarySearch:
     from .checkpoint import load_model
     device = pick_device(args.device)
+    if args.threads > 0:
+        import torch
+        torch.set_num_threads(args.threads)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
     lib = library_embeddings(args.library, model, cfg, vocab, device=device, options=reader_options(args),
                              cache_dir=args.cache_dir, batch_size=args.batch_size, progress=progress,
                              use_cache=not args.no_cache)
-    smiles_map = read_smiles_map(args.smiles_map) if args.smiles_map else None
-    return LibrarySearch(model, cfg, tokenizer, device, lib, args.backend, smiles_map)
+    smiles_map = {}
+    for path in args.smiles_map or []:
+        for ident, smi in read_smiles_map(path).items():
+            smiles_map.setdefault(ident, smi)
+    return LibrarySearch(model, cfg, tokenizer, device, lib, args.backend, smiles_map, args.query_threads)
 
 
 def _short(text: str, n: int = 110) -> str:
@@ -785,12 +846,16 @@ def run(args) -> dict:
     for n, (q, hits) in enumerate(zip(queries, results), 1):
         print(("\n" if n > 1 else "") + format_hits(q, hits, n))
         if args.rank_of:
-            rank, score = engine.rank_of(q_emb[n - 1:n], args.rank_of)
+            rank, score, ties = engine.rank_of(q_emb[n - 1:n], args.rank_of)
             ranks.append(rank)
-            print(f"rank of {args.rank_of}: {rank} of {len(engine):,} (score {score:.4f})")
+            tied = f"; {ties} other molecule(s) score exactly the same (same graph?)" if ties else ""
+            print(f"rank of {args.rank_of}: {rank} of {len(engine):,} (score {score:.4f}{tied})")
     print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} searched in {seconds * 1e3:.0f} ms "
           f"(text encoding + search)", file=sys.stderr)
     if args.html:
         atomic_write_text(args.html, html_report(queries, results, str(args.library), str(args.model)))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(args.html, 0o666 & ~mask)  # a report to share, not a private temporary file
         print(f"wrote {args.html}", file=sys.stderr)
     return {"queries": queries, "results": results, "ranks": ranks, "engine": engine}

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from .config import RunConfig
@@ -164,6 +163,9 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetM
             split.text_data = TextFeatures(text_features_cached(
                 model, tokens, data.cache_dir / f"textfeat-{name}-{key}-{m.text_pooling}.npz", device,
                 cfg.train.eval_batch_size, progress))
+        elif m.train_text_layers > 0 and cfg.train.cache_frozen_layers and name != "test":
+            split.text_data = lower_token_states(model, tokens, m.train_text_layers, device,
+                                                 cfg.train.eval_batch_size, progress)
         else:
             split.text_data = tokens
 
@@ -186,6 +188,25 @@ def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_s
     except MolretError:
         pass
     return features
+
+
+@torch.no_grad()
+def lower_token_states(model: MolRetModel, tokens, n_top: int, device, batch_size: int, progress=True):
+    """Token states entering the top ``n_top`` text layers, computed once (in
+    memory: float32, so the cached path computes what the full model does)."""
+    from tqdm.auto import tqdm
+    from .data import TokenStates, _ranges
+    model.eval()
+    order = np.argsort(tokens.lengths, kind="stable")
+    states = np.zeros((int(tokens.ptr[-1]), model.text_encoder.out_dim), dtype=np.float32)
+    for i in tqdm(range(0, len(order), batch_size), desc="frozen lower text layers", disable=not progress,
+                  unit="batch"):
+        idx = order[i:i + batch_size]
+        batch = tokens.collate(idx).to(device)
+        hidden = model.text_encoder.lower_states(batch.input_ids, batch.attention_mask, n_top).float().cpu().numpy()
+        mask = batch.attention_mask.cpu().numpy().astype(bool)
+        states[_ranges(tokens.ptr[idx], tokens.lengths[idx])] = hidden[mask]
+    return TokenStates(states, tokens.ptr)
 
 
 @torch.no_grad()

@@ -276,3 +276,20 @@ def test_negativemining_knn_batches_and_settings_on_resume(tiny_setup):
     with pytest.raises(SystemExit) as e:
         main_negativemining.main(["--resume", str(root / "runs" / "knn"), "--epochs", "2", "--negatives", "queue"])
     assert e.value.code == 2
+
+
+def test_labels_from_a_checkpoint_drive_cluster_batches(tiny_setup):
+    import labels as labels_script
+    import main_negativemining
+    root, data = tiny_setup
+    main_negativemining.main(_train_args(root, data, "lab-src", "--epochs", "1", "--negatives", "queue"))
+    out = root / "labels.tsv"
+    labels = labels_script.main(["--model", str(root / "runs" / "lab-src" / "best.pt"), "--cache-dir",
+                                 str(root / "cache"), "--n-clusters", "3", "--out", str(out), "--device", "cpu"])
+    assert len(labels) == 430 and set(labels.tolist()) == {0, 1, 2}    # the full train split
+    main_negativemining.main(_train_args(root, data, "lab", "--epochs", "1", "--negatives", "cluster",
+                                         "--labels", str(out), "--relabel-every", "0", "--groups-per-batch", "1"))
+    state = torch.load(root / "runs" / "lab" / "last.pt", weights_only=False)["train_state"]["extra"]
+    from molret.data import read_pairs_tsv
+    cids = read_pairs_tsv(data / "train.tsv")[0][:96]
+    assert np.array_equal(state["mined"].numpy(), M.read_labels(out, cids))

@@ -70,3 +70,29 @@ def test_bad_heads_is_a_clear_error(hf_tiny):
 def test_temperature_learnable():
     cfg = ModelConfig()
     assert cfg.init_temperature == pytest.approx(0.07)
+
+
+@pytest.mark.parametrize("n_top", [1, 2])
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_top_layers_from_cached_states_equal_full_encoder(hf_tiny, n_top, pooling):
+    """--train-text-layers N with cached lower layers computes what the whole encoder computes."""
+    from molret.data import TokenizedTexts
+    from molret.train import lower_token_states
+    cfg = ModelConfig(vocab_size=4, substructure_dim=5, hidden_dim=16, heads=4, train_text_layers=n_top,
+                      text_pooling=pooling, embed_dim=8)
+    model = build_model(cfg, hf_model=hf_tiny()).eval()
+    import numpy as np
+    lengths = [5, 3, 7, 2]
+    rng = np.random.default_rng(0)
+    ids = np.concatenate([rng.integers(5, 50, n) for n in lengths]).astype(np.int32)
+    tokens = TokenizedTexts(ids, np.concatenate([[0], np.cumsum(lengths)]), pad_id=0)
+    states = lower_token_states(model, tokens, n_top, "cpu", batch_size=3, progress=False)
+    with torch.no_grad():
+        full = model.encode_text(tokens.collate([0, 1, 2, 3]))
+        cached = model.encode_text(states.collate([0, 1, 2, 3]))
+    assert torch.allclose(full, cached, atol=1e-5)
+    # and gradients reach exactly the top layers
+    model.train()
+    model.encode_text(states.collate([2, 0])).sum().backward()
+    grads = {n.split(".")[3] for n, p in model.text_encoder.named_parameters() if p.grad is not None and ".layer." in n}
+    assert grads == {str(i) for i in range(2 - n_top, 2)}
