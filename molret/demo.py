@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io_utils import atomic_np_save, atomic_write_text
+from .io_utils import atomic_write_text
 
 DEMO_VERSION = 1
 DEMO_DIM = 300

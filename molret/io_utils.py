@@ -37,16 +37,19 @@ def atomic_path(path, suffix: str = ""):
         raise
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
+def atomic_write_bytes(path, data: bytes, fsync: bool = True) -> None:
+    """``fsync=False`` for many small files (e.g. 100k .graph files), where
+    the rename alone already rules out a truncated file after a kill."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
 
 
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path, text: str, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync)
 
 
 def atomic_torch_save(obj, path) -> None:
@@ -61,8 +64,9 @@ def atomic_np_save(path, array) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def check_writable_dir(path) -> Path:
-    """Create ``path`` if needed and check that files can be written in it."""
+def check_writable_dir(path, shown=None) -> Path:
+    """Create ``path`` if needed and check that files can be written in it
+    (the error names ``shown``, default ``path``)."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -70,5 +74,5 @@ def check_writable_dir(path) -> Path:
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise MolretError(f"output folder {path} is not writable: {e.strerror or e}") from None
+        raise MolretError(f"output folder {shown or path} is not writable: {e.strerror or e}") from None
     return path

@@ -26,12 +26,9 @@ metal's implicit hydrogens), not something a SMILES option reproduces.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -39,6 +36,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import MolretError
+from .io_utils import atomic_write_text, check_writable_dir
 
 MORGAN_RADIUS = 1
 STANDARDIZE_CHOICES = ("none", "normalize", "uncharge")
@@ -504,18 +502,6 @@ def read_library(path, *, fmt: str | None = None, smiles_column=None, id_column=
 # Writing a challenge-style folder
 # --------------------------------------------------------------------------
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def check_graph_id(ident: str) -> str | None:
     """Why ``ident`` cannot name a graph file / cids.txt line (None if it can)."""
     if not ident:
@@ -535,15 +521,7 @@ def prepare_graph_dir(out_dir) -> Path:
     Raises MolretError naming the folder if it cannot be created or written.
     """
     out = Path(out_dir)
-    raw = out / "raw"
-    try:
-        raw.mkdir(parents=True, exist_ok=True)
-        probe_fd, probe = tempfile.mkstemp(dir=raw)
-        os.close(probe_fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise MolretError(f"output folder {out} is not writable: {e.strerror or e}") from None
-    return raw
+    return check_writable_dir(out / "raw", shown=out)
 
 
 def write_graph_dir(records: Iterable[Record], out_dir, *,
@@ -587,13 +565,13 @@ def write_graph_dir(records: Iterable[Record], out_dir, *,
             skip(f"{rec.where}: {e}")
             continue
         try:
-            _atomic_write_text(raw / f"{rec.id}.graph", text)
+            atomic_write_text(raw / f"{rec.id}.graph", text, fsync=False)
         except OSError as e:
             raise MolretError(f"cannot write {raw / (rec.id + '.graph')}: {e.strerror or e}") from None
         seen.add(rec.id)
         written_ids.append(rec.id)
     try:
-        _atomic_write_text(out / "cids.txt", "".join(f"{i}\n" for i in written_ids))
+        atomic_write_text(out / "cids.txt", "".join(f"{i}\n" for i in written_ids))
     except OSError as e:
         raise MolretError(f"cannot write {out / 'cids.txt'}: {e.strerror or e}") from None
     return len(written_ids), skipped

@@ -3,7 +3,6 @@ Hugging Face encoders and tokenizers with one clear line when offline."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from pathlib import Path

@@ -484,7 +484,10 @@ class Trainer:
         if self.nonfinite_batches >= 10:
             raise MolretError("10 batches with a non-finite loss: stopping (try a lower --lr or --amp none); "
                               "no checkpoint of this state was saved")
-        self.scheduler.step()
+        import warnings
+        with warnings.catch_warnings():  # the schedule advances over the skipped step, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            self.scheduler.step()
         return None
 
     # -- multi-GPU (torchrun) and cached-gradient steps

@@ -21,7 +21,7 @@ import predictions as predictions_script
 from molret.cli import run_training
 from molret.errors import GraphFormatError, MolretError
 from molret.graphs import parse_graph_text
-from molret.train import StopTraining, Trainer
+from molret.train import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_ctrl_c_saves_and_exits_cleanly(demo_dir, tiny_text_model, tmp_path):
 
 
 def test_resume_of_a_folder_without_checkpoint(tmp_path, capsys):
-    expect_user_error(capsys, lambda: main_script.main(["--resume", str(tmp_path)]), "no" if False else "resume")
+    expect_user_error(capsys, lambda: main_script.main(["--resume", str(tmp_path)]), "not a run folder with a last.pt checkpoint")
 
 
 def test_existing_run_folder_is_not_overwritten(demo_dir, tiny_text_model, tmp_path, capsys):
