@@ -17,6 +17,16 @@ def write_graph(folder: Path, cid, edges, identifiers, crlf=False) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One torch thread (the CPUs are shared: several threads mostly wait on each other)."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_text_model(tmp_path_factory):
     """A tiny randomly initialised BERT saved as a local folder (with the

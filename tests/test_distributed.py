@@ -21,12 +21,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="to
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread (the CPUs are shared: several threads mostly wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread_module):
     yield
-    torch.set_num_threads(threads)
 
 
 def free_port() -> int:

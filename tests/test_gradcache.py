@@ -15,12 +15,8 @@ from molret.losses import clip_loss
 from molret.model import build_model
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread (the CPUs are shared: several threads mostly wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread_module):
     yield
-    torch.set_num_threads(threads)
 
 
 def random_pairs(n=11, vocab=10, seed=0, features=False):
