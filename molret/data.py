@@ -147,6 +147,16 @@ def read_queries(path) -> list[str]:
     return texts
 
 
+def read_test_inputs(paths: "DataPaths") -> tuple[list[str], list[str]]:
+    """(test CIDs, test queries), checked to be of the same length."""
+    cids = read_cids(paths.need("test_cids"))
+    queries = read_queries(paths.need("test_text"))
+    if len(cids) != len(queries):
+        raise MolretError(f"{paths.test_cids} has {len(cids)} CIDs but {paths.test_text} has "
+                          f"{len(queries)} queries: they must have the same length")
+    return cids, queries
+
+
 # ----------------------------------------------------------- vocabulary
 
 class Vocab:
@@ -449,16 +459,35 @@ class TokenizedTexts:
         return TextBatch(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask.astype(np.int64)))
 
 
+def load_keyed_npz(path, key: str) -> dict | None:
+    """The arrays of a cache file written by ``save_keyed_npz`` with the same
+    key; None if absent, stale or unreadable."""
+    if not Path(path).exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if bytes(z["key"]).decode() != key:
+                return None
+            return {name: z[name] for name in z.files if name != "key"}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
+        return None
+
+
+def save_keyed_npz(path, key: str, **arrays) -> None:
+    """Atomically write ``arrays`` with ``key``; a read-only cache only costs time."""
+    try:
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, key=np.frombuffer(key.encode(), np.uint8), **arrays)
+    except MolretError:
+        pass
+
+
 def tokenize(texts: Sequence[str], tokenizer, max_length: int, cache_path=None) -> TokenizedTexts:
     """Tokenise once (truncated, unpadded); cached in ``cache_path`` if given."""
     key = texts_hash(texts)
-    if cache_path is not None and Path(cache_path).exists():
-        try:
-            with np.load(cache_path) as z:
-                if bytes(z["key"]).decode() == key:
-                    return TokenizedTexts(z["ids"], z["ptr"], int(z["pad_id"]))
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            pass
+    cached = load_keyed_npz(cache_path, key) if cache_path is not None else None
+    if cached is not None:
+        return TokenizedTexts(cached["ids"], cached["ptr"], int(cached["pad_id"]))
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)
     lengths = np.array([len(x) for x in enc["input_ids"]], dtype=np.int64)
     ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -466,11 +495,7 @@ def tokenize(texts: Sequence[str], tokenizer, max_length: int, cache_path=None) 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = TokenizedTexts(ids, ptr, pad_id)
     if cache_path is not None:
-        try:
-            with atomic_path(cache_path, suffix=".npz") as tmp:
-                np.savez(tmp, ids=ids, ptr=ptr, pad_id=np.int64(pad_id), key=np.frombuffer(key.encode(), np.uint8))
-        except MolretError:
-            pass
+        save_keyed_npz(cache_path, key, ids=ids, ptr=ptr, pad_id=np.int64(pad_id))
     return out
 
 

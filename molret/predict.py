@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import load_model
-from .data import GraphSource, default_cache_dir, load_graphs, read_cids, read_queries, resolve_data_dir, tokenize
+from .data import (GraphSource, default_cache_dir, load_graphs, read_queries, read_test_inputs, resolve_data_dir,
+                   tokenize)
 from .errors import MolretError
 from .io_utils import check_writable_dir
 from .train import embed_test, pick_device, save_embeddings, similarity_matrix
@@ -105,10 +106,7 @@ def predict(args) -> dict:
     check_writable_dir(Path(args.out).resolve().parent)
     cache_dir = Path(args.cache_dir) if args.cache_dir else (Path(cfg.train.cache_dir) if cfg.train.cache_dir and
                                                              not args.data_dir else default_cache_dir(data_dir))
-    cids = read_cids(paths.need("test_cids"))
-    queries = read_queries(paths.need("test_text"))
-    if len(cids) != len(queries):
-        raise MolretError(f"{paths.test_cids} has {len(cids)} CIDs but {paths.test_text} has {len(queries)} queries")
+    cids, queries = read_test_inputs(paths)
     graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
     key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
     tokens = tokenize(queries, tokenizer, cfg.model.max_length, cache_dir / f"tokens-test-{key}.npz")

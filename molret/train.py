@@ -23,9 +23,9 @@ import torch
 
 from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
 from .config import RunConfig
-from .data import (GraphDataset, GraphSource, GraphStore, GraphTextDataset, TextDataset, TextFeatures, Vocab,
-                   default_cache_dir, length_bucketed_batches, load_graphs, random_batches, read_cids,
-                   read_pairs_tsv, read_queries, resolve_data_dir, tokenize)
+from .data import (GraphDataset, GraphSource, GraphStore, GraphTextDataset, TextFeatures, Vocab,
+                   default_cache_dir, length_bucketed_batches, load_graphs, load_keyed_npz, random_batches,
+                   read_pairs_tsv, read_test_inputs, resolve_data_dir, save_keyed_npz, tokenize)
 from .distributed import (all_gather_rows, any_rank, broadcast_object, close_distributed, gather_with_grad,
                           init_distributed, share_sizes, wrap_ddp)
 from .errors import MolretError
@@ -132,11 +132,7 @@ def load_challenge_data(cfg: RunConfig, need_train: bool = True, need_test: bool
     val = pairs("val", t.max_val) if need_train and paths.val is not None else None
     test_graphs = test_queries = None
     if need_test and paths.test_cids is not None and paths.test_text is not None:
-        cids = read_cids(paths.test_cids)
-        queries = read_queries(paths.test_text)
-        if len(cids) != len(queries):
-            raise MolretError(f"{paths.test_cids} has {len(cids)} CIDs but {paths.test_text} has "
-                              f"{len(queries)} queries: they must have the same length")
+        cids, queries = read_test_inputs(paths)
         test_graphs = Split(cids, None, load_graphs("test", cids, source, cache_dir, vocab, progress))
         test_queries = Split(list(range(len(queries))), queries, None)
     for split in (train, val, test_graphs):
@@ -174,19 +170,11 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetM
 def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_size: int, progress=True) -> np.ndarray:
     import hashlib
     key = hashlib.sha1(tokens.ptr.tobytes() + tokens.ids.tobytes()).hexdigest()  # the exact inputs
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                if bytes(z["key"]).decode() == key:
-                    return z["features"]
-        except Exception:
-            pass
+    cached = load_keyed_npz(path, key)
+    if cached is not None:
+        return cached["features"]
     features = run_text_encoder(model, tokens, device, batch_size, progress)
-    try:
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, features=features, key=np.frombuffer(key.encode(), np.uint8))
-    except MolretError:
-        pass
+    save_keyed_npz(path, key, features=features)
     return features
 
 
@@ -194,15 +182,10 @@ def text_features_cached(model: MolRetModel, tokens, path: Path, device, batch_s
 def lower_token_states(model: MolRetModel, tokens, n_top: int, device, batch_size: int, progress=True):
     """Token states entering the top ``n_top`` text layers, computed once (in
     memory: float32, so the cached path computes what the full model does)."""
-    from tqdm.auto import tqdm
     from .data import TokenStates, _ranges
     model.eval()
-    order = np.argsort(tokens.lengths, kind="stable")
     states = np.zeros((int(tokens.ptr[-1]), model.text_encoder.out_dim), dtype=np.float32)
-    for i in tqdm(range(0, len(order), batch_size), desc="frozen lower text layers", disable=not progress,
-                  unit="batch"):
-        idx = order[i:i + batch_size]
-        batch = tokens.collate(idx).to(device)
+    for idx, batch in length_sorted_batches(tokens, batch_size, device, "frozen lower text layers", progress):
         hidden = model.text_encoder.lower_states(batch.input_ids, batch.attention_mask, n_top).float().cpu().numpy()
         mask = batch.attention_mask.cpu().numpy().astype(bool)
         states[_ranges(tokens.ptr[idx], tokens.lengths[idx])] = hidden[mask]
@@ -211,16 +194,21 @@ def lower_token_states(model: MolRetModel, tokens, n_top: int, device, batch_siz
 
 @torch.no_grad()
 def run_text_encoder(model: MolRetModel, tokens, device, batch_size: int, progress=True) -> np.ndarray:
-    from tqdm.auto import tqdm
     model.eval()
-    order = np.argsort(tokens.lengths, kind="stable")  # similar lengths together: less padding
     out = np.zeros((len(tokens), model.text_encoder.out_dim), dtype=np.float32)
-    for i in tqdm(range(0, len(order), batch_size), desc="text encoder (frozen)", disable=not progress,
-                  unit="batch"):
-        idx = order[i:i + batch_size]
-        batch = tokens.collate(idx).to(device)
+    for idx, batch in length_sorted_batches(tokens, batch_size, device, "text encoder (frozen)", progress):
         out[idx] = model.text_encoder(batch.input_ids, batch.attention_mask).float().cpu().numpy()
     return out
+
+
+def length_sorted_batches(text_data, batch_size: int, device, desc: str, progress: bool):
+    """(indices, TextBatch on device) over all texts, similar lengths together
+    (less padding); results are written back at ``indices``."""
+    from tqdm.auto import tqdm
+    order = np.argsort(text_data.lengths, kind="stable")
+    for i in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
+        idx = order[i:i + batch_size]
+        yield idx, text_data.collate(idx).to(device)
 
 
 @torch.no_grad()
@@ -239,14 +227,9 @@ def embed_graphs(model: MolRetModel, graphs: GraphStore, device, batch_size: int
 
 @torch.no_grad()
 def embed_texts(model: MolRetModel, text_data, device, batch_size: int = 256, amp="none", progress=False) -> np.ndarray:
-    from tqdm.auto import tqdm
     model.eval()
-    ds = TextDataset(text_data)
-    order = np.argsort(text_data.lengths, kind="stable")
-    out = np.zeros((len(ds), model.cfg.embed_dim), dtype=np.float32)
-    for i in tqdm(range(0, len(order), batch_size), desc="embedding texts", disable=not progress, unit="batch"):
-        idx = order[i:i + batch_size]
-        batch = ds.collate(idx).to(device)
+    out = np.zeros((len(text_data), model.cfg.embed_dim), dtype=np.float32)
+    for idx, batch in length_sorted_batches(text_data, batch_size, device, "embedding texts", progress):
         with autocast_context(device, amp):
             out[idx] = model.encode_text(batch).float().cpu().numpy()
     return out
