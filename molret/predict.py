@@ -27,9 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv", help="submission CSV to write")
     p.add_argument("--save-embeddings", metavar="DIR",
                    help="also save test text/graph embeddings (.npy + ids) and the similarity matrix in DIR")
-    p.add_argument("--rerank", default="none", choices=["none", "sinkhorn", "dual-softmax"],
-                   help="rescale the similarity using the one-query-one-molecule structure of the test set")
-    p.add_argument("--rerank-temperature", type=float, default=0.05, help="temperature of --rerank")
+    p.add_argument("--rerank", choices=["none", "sinkhorn", "dual-softmax"],
+                   help="rescale the similarity using the one-query-one-molecule structure of the test set "
+                        "(default: the checkpoint's training setting, so the run's submission.csv is reproduced)")
+    p.add_argument("--rerank-temperature", type=float,
+                   help="temperature of --rerank (default: the checkpoint's, else 0.05)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, help="embedding batch size (default: the training eval batch size)")
     p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (with --library: for the "
@@ -60,7 +62,7 @@ def predict_library(args) -> dict:
     from .submission import write_submission
     from .train import embed_texts
 
-    if args.rerank != "none":
+    if args.rerank not in (None, "none"):
         raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
     device = pick_device(args.device)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
@@ -113,9 +115,11 @@ def predict(args) -> dict:
     batch_size = args.batch_size or cfg.train.eval_batch_size
     text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=True)
     similarity = similarity_matrix(text_emb, graph_emb)
-    if args.rerank != "none":
+    method = args.rerank if args.rerank is not None else cfg.train.rerank
+    temperature = args.rerank_temperature if args.rerank_temperature is not None else cfg.train.rerank_temperature
+    if method != "none":
         from .rerank import rerank
-        similarity = rerank(similarity, args.rerank, args.rerank_temperature)
+        similarity = rerank(similarity, method, temperature)
     from .submission import write_submission
     write_submission(similarity, args.out)
     if args.save_embeddings:

@@ -56,9 +56,32 @@ def pick_device(name: str) -> torch.device:
 
 
 def autocast_context(device: torch.device, amp: str):
-    if amp == "none" or device.type != "cuda":
+    """--amp: bf16 autocast on CUDA or CPU (fast on CPUs with AVX512-BF16/AMX),
+    fp16 on CUDA only; elsewhere float32 (so a checkpoint trained with fp16 on
+    a GPU still predicts on a CPU)."""
+    if amp == "none":
         return nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    if amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def check_amp(device: torch.device, amp: str) -> None:
+    """Refuse --amp fp16 without CUDA; say when a CPU has no native bf16."""
+    if amp == "fp16" and device.type != "cuda":
+        raise MolretError("--amp fp16 needs a CUDA GPU; on a CPU use --amp bf16 (or --amp none)")
+    if amp == "bf16" and device.type == "cpu" and not _cpu_has_bf16():
+        log.warning("--amp bf16: this CPU has no native bfloat16 (AVX512-BF16/AMX): it may be slower than "
+                    "--amp none")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # noqa: BLE001 - an older/other build: do not guess
+        return True
 
 
 def compile_encoders(model: MolRetModel, device: torch.device) -> None:
@@ -263,6 +286,7 @@ class Trainer:
             torch.set_num_threads(t.threads)
         self.device = pick_device(t.device)
         self.dist, self.device = init_distributed(self.device)  # several processes under torchrun
+        check_amp(self.device, t.amp)
         if not self.dist.is_main:  # rank 0 logs, shows progress and writes
             self.progress = progress = False
             log.setLevel(logging.WARNING)
@@ -622,6 +646,11 @@ class Trainer:
         metrics, val_text, val_graph = self.evaluate(self.data.val)
         result = {"best_epoch": self.best_epoch, "val": metrics, "train_seconds": round(self.train_seconds, 2),
                   "epochs": self.epoch}
+        if t.rerank != "none":
+            from .rerank import rerank
+            result["val_reranked"] = retrieval_metrics(
+                rerank(similarity_matrix(val_text, val_graph), t.rerank, t.rerank_temperature))
+            result["rerank"] = {"method": t.rerank, "temperature": t.rerank_temperature}
         if t.save_embeddings:
             save_embeddings(self.run_dir / "embeddings", "val", val_text, self.data.val.cids, val_graph,
                             self.data.val.cids)
@@ -631,7 +660,11 @@ class Trainer:
             text_emb, graph_emb = embed_test(self.model, self.data.test_queries.tokens, self.data.test_graphs.graphs,
                                              self.device, t.eval_batch_size, t.amp)
             from .submission import write_submission
-            write_submission(similarity_matrix(text_emb, graph_emb), self.run_dir / "submission.csv")
+            similarity = similarity_matrix(text_emb, graph_emb)
+            if t.rerank != "none":
+                from .rerank import rerank
+                similarity = rerank(similarity, t.rerank, t.rerank_temperature)
+            write_submission(similarity, self.run_dir / "submission.csv")
             result["submission"] = str(self.run_dir / "submission.csv")
             if t.save_embeddings:
                 save_embeddings(self.run_dir / "embeddings", "test", text_emb, self.data.test_queries.cids,
@@ -640,6 +673,10 @@ class Trainer:
         log.info(f"best epoch {self.best_epoch}: val LRAP {metrics['lrap']:.4f}  MRR {metrics['mrr']:.4f}  "
                  f"Hits@1 {metrics['hits@1']:.3f}  Hits@10 {metrics['hits@10']:.3f}  "
                  f"(training {self.train_seconds:.0f}s)")
+        if "val_reranked" in result:
+            r = result["val_reranked"]
+            log.info(f"with --rerank {t.rerank} (T={t.rerank_temperature:g}): val LRAP {r['lrap']:.4f}  "
+                     f"MRR {r['mrr']:.4f}  Hits@1 {r['hits@1']:.3f}  Hits@10 {r['hits@10']:.3f}")
         if "submission" in result:
             log.info(f"submission written to {result['submission']}")
         close_distributed(self.dist)

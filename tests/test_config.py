@@ -10,7 +10,8 @@ from molret.config import ModelConfig, RunConfig, TrainConfig, _NOT_FLAGS
 def _value_for(f, default):
     if isinstance(default, bool):
         return [f"--{'no-' if default else ''}{f.name.replace('_', '-')}"], (not default)
-    choices = {"conv": "gcn", "norm": "batch", "pooling": "attention", "text_pooling": "mean", "amp": "bf16"}
+    choices = {"conv": "gcn", "norm": "batch", "pooling": "attention", "text_pooling": "mean", "amp": "bf16",
+               "rerank": "sinkhorn"}
     if f.name in choices:
         return [f"--{f.name.replace('_', '-')}", choices[f.name]], choices[f.name]
     if isinstance(default, int):

@@ -100,3 +100,33 @@ def test_offline_hub_model_is_one_clear_line(demo_dir, tmp_path, capsys, monkeyp
     err = capsys.readouterr().err.strip().splitlines()
     assert "--text-model minilm" in err[-1] and "scibert" in err[-1]
     assert "Traceback" not in "\n".join(err)
+
+
+def test_rerank_in_training_reports_both_and_predictions_reproduce(demo_dir, tiny_text_model, tmp_path):
+    """--rerank sinkhorn: the plain and the re-ranked val metrics are both
+    reported (the re-ranked ones computed from the same embeddings), the
+    submission is re-ranked, and predictions.py reproduces it from the
+    checkpoint alone; --rerank none there gives the plain cosine matrix."""
+    from molret.metrics import retrieval_metrics
+    from molret.rerank import rerank
+    result = run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "1",
+                       "--batch-size", "16", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
+                       "--max-length", "64", "--text-pooling", "mean", "--rerank", "sinkhorn",
+                       "--rerank-temperature", "0.1", "--save-embeddings", "--runs-dir", str(tmp_path),
+                       "--run-name", "rr", "--cache-dir", str(tmp_path / "cache")])
+    run_dir = tmp_path / "rr"
+    assert result["rerank"] == {"method": "sinkhorn", "temperature": 0.1}
+    emb = run_dir / "embeddings"
+    sim = np.load(emb / "val_text_emb.npy") @ np.load(emb / "val_graph_emb.npy").T
+    assert result["val"] == pytest.approx(retrieval_metrics(sim))
+    assert result["val_reranked"] == pytest.approx(retrieval_metrics(rerank(sim, "sinkhorn", 0.1)))
+    assert "with --rerank sinkhorn (T=0.1): val LRAP" in (run_dir / "train.log").read_text()
+    sub = pd.read_csv(run_dir / "submission.csv").iloc[:, 1:].to_numpy()
+    test_sim = np.load(emb / "test_text_emb.npy") @ np.load(emb / "test_graph_emb.npy").T
+    assert np.allclose(sub, rerank(test_sim, "sinkhorn", 0.1), atol=1e-4)
+    out = tmp_path / "pred.csv"
+    predictions_script.main(["--model", str(run_dir / "best.pt"), "--out", str(out)])
+    assert out.read_bytes() == (run_dir / "submission.csv").read_bytes()
+    plain = tmp_path / "plain.csv"
+    predictions_script.main(["--model", str(run_dir / "best.pt"), "--out", str(plain), "--rerank", "none"])
+    assert np.allclose(pd.read_csv(plain).iloc[:, 1:].to_numpy(), test_sim, atol=1e-4)
