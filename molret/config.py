@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import MolretError
+from .rerank import METHODS as RERANK_METHODS
 
 DEFAULT_TEXT_MODEL = "allenai/scibert_scivocab_uncased"
 
@@ -167,7 +168,7 @@ _CHOICES = {
     "pooling": ["mean", "max", "attention"],
     "text_pooling": ["cls", "mean"],
     "amp": ["none", "bf16", "fp16"],
-    "rerank": ["none", "sinkhorn", "dual-softmax"],
+    "rerank": list(RERANK_METHODS),
 }
 
 # Fields that are derived from data and never set by flags.

@@ -11,6 +11,7 @@ from .checkpoint import load_model
 from .data import (GraphSource, default_cache_dir, load_graphs, read_queries, read_test_inputs, resolve_data_dir,
                    tokenize)
 from .errors import MolretError
+from .rerank import METHODS as RERANK_METHODS
 from .io_utils import check_writable_dir
 from .train import embed_test, pick_device, save_embeddings, similarity_matrix
 from . import text_models
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submission.csv", help="submission CSV to write")
     p.add_argument("--save-embeddings", metavar="DIR",
                    help="also save test text/graph embeddings (.npy + ids) and the similarity matrix in DIR")
-    p.add_argument("--rerank", choices=["none", "sinkhorn", "dual-softmax"],
+    p.add_argument("--rerank", choices=list(RERANK_METHODS),
                    help="rescale the similarity using the one-query-one-molecule structure of the test set "
                         "(default: the checkpoint's training setting, so the run's submission.csv is reproduced)")
     p.add_argument("--rerank-temperature", type=float,

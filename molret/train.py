@@ -646,8 +646,8 @@ class Trainer:
         metrics, val_text, val_graph = self.evaluate(self.data.val)
         result = {"best_epoch": self.best_epoch, "val": metrics, "train_seconds": round(self.train_seconds, 2),
                   "epochs": self.epoch}
+        from .rerank import rerank
         if t.rerank != "none":
-            from .rerank import rerank
             result["val_reranked"] = retrieval_metrics(
                 rerank(similarity_matrix(val_text, val_graph), t.rerank, t.rerank_temperature))
             result["rerank"] = {"method": t.rerank, "temperature": t.rerank_temperature}
@@ -661,8 +661,7 @@ class Trainer:
                                              self.device, t.eval_batch_size, t.amp)
             from .submission import write_submission
             similarity = similarity_matrix(text_emb, graph_emb)
-            if t.rerank != "none":
-                from .rerank import rerank
+            if t.rerank != "none":  # "none" keeps the float32 matrix (rerank would return a float64 copy)
                 similarity = rerank(similarity, t.rerank, t.rerank_temperature)
             write_submission(similarity, self.run_dir / "submission.csv")
             result["submission"] = str(self.run_dir / "submission.csv")
