@@ -27,7 +27,7 @@ from molret.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_e
                              member_from_embeddings, member_from_path, val_targets)
 from molret.errors import MolretError
 from molret.metrics import retrieval_metrics
-from molret.rerank import METHODS, rerank
+from molret.rerank import METHODS, SINKHORN_ITERS, rerank
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +48,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-temperature", type=float, default=0.05,
                    help="temperature T of exp(sim / T) for --rerank (in the units of the combined scores; "
                         "default: 0.05)")
-    p.add_argument("--sinkhorn-iters", type=int, default=100, help="maximum Sinkhorn iterations (default: 100)")
+    p.add_argument("--sinkhorn-iters", type=int, default=SINKHORN_ITERS,
+                   help=f"maximum Sinkhorn iterations (default: {SINKHORN_ITERS})")
+    p.add_argument("--fit-weights", action="store_true",
+                   help="choose the member weights that maximise the pool LRAP of the val queries (needs members "
+                        "with val and test embeddings; replaces --weights)")
+    p.add_argument("--names", default="none", choices=["none", "opsin"],
+                   help="opsin: fuse the structures named in the queries (OPSIN, needs Java) with the ensemble's "
+                        "scores, weights fitted on val; needs --data-dir (or --models) for the texts and graphs")
     p.add_argument("--out", help="test submission CSV to write (default: none)")
     p.add_argument("--save-similarity", metavar="FOLDER",
                    help="also save the ensemble's <split>_similarity.npy (+ ids) there (usable as a --members entry)")
@@ -73,14 +80,33 @@ def load_members(args) -> list[Member]:
     return members
 
 
-def ensemble_split(members: list[Member], split: str, args):
+def ensemble_split(members: list[Member], split: str, args, do_rerank: bool = True):
     """(combined and re-ranked matrix, row ids, col ids) of ``split``."""
     check_aligned(members, split)
     combined = combine([m.splits[split][0] for m in members], args.weights, args.normalize)
-    if args.rerank != "none":
+    if args.rerank != "none" and do_rerank:
         combined = rerank(combined, args.rerank, args.rerank_temperature, n_iter=args.sinkhorn_iters)
     _, rows, cols = next((m.splits[split] for m in members if m.splits[split][1] is not None), members[0].splits[split])
     return combined, rows, cols
+
+
+def pool_names(args, members: list[Member], n_val: int, n_test: int):
+    """Name features of the pool (texts and graphs from --data-dir, else the
+    first checkpoint's data folder)."""
+    from molret.evaluation import challenge_pool_inputs, pool_name_features
+    data_dir = args.data_dir
+    if data_dir is None and args.models:
+        from molret.checkpoint import read_checkpoint
+        data_dir = read_checkpoint(args.models[0])["config"]["train"]["data_dir"]
+    if data_dir is None:
+        raise MolretError("--names needs --data-dir (the queries' texts and the molecules' graphs)")
+    val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs = challenge_pool_inputs(data_dir,
+                                                                                                  args.cache_dir)
+    _, rows, cols = members[0].splits["pool"]
+    if [str(c) for c in val_cids] != rows[:n_val] or len(test_cids) != n_test or \
+            [f"test:{c}" for c in test_cids] != cols[n_val:]:
+        raise MolretError(f"--names: the members' val/test molecules are not those of {data_dir}")
+    return pool_name_features(val_texts, test_texts, val_graphs, test_graphs)
 
 
 @user_errors
@@ -92,7 +118,20 @@ def main(argv=None):
     if args.weights is not None and len(args.weights) != n:
         raise MolretError(f"--weights has {len(args.weights)} values for {n} members")
     members = load_members(args)
-    results = {}
+    results = {}        # val metrics by member name and "ensemble"; "pool": the pool report (see below)
+    pool_results = {}
+    pool = all("pool" in m.splits for m in members)
+    if args.fit_weights:
+        if not pool:
+            raise MolretError("--fit-weights needs members with val and test embeddings (embeddings folders or "
+                              "--models)")
+        from molret.ensemble import fit_member_weights
+        n_val = members[0].n_val
+        _, rows, cols = members[0].splits["pool"]
+        args.weights = fit_member_weights([m.splits["pool"][0][:n_val] for m in members],
+                                          val_targets(rows[:n_val], cols, n_val), args.normalize)
+        print(f"member weights fitted on the pool: {' '.join(f'{w:g}' for w in args.weights)}")
+        pool_results["member_weights"] = args.weights
 
     have_val = [m for m in members if "val" in m.splits]
     if have_val:
@@ -115,6 +154,32 @@ def main(argv=None):
     else:
         print("no val matrices among the members: no val LRAP")
 
+    names, weights = None, None
+    if pool:
+        from molret.evaluation import final_report, format_report
+        check_aligned(members, "pool")
+        square, rows, cols = ensemble_split(members, "pool", args, do_rerank=False)
+        n_val = members[0].n_val
+        if rows[:n_val] != cols[:n_val]:
+            raise MolretError("pool: the val queries and molecules are not in the same order")
+        if args.names != "none":
+            names, pool_results["names_stats"] = pool_names(args, members, n_val, len(square) - n_val)
+        report, weights = final_report(square, n_val, args.rerank, args.rerank_temperature, names)
+        pool_results["ensemble"] = report
+        from molret.evaluation import pool_metrics_of
+        print(f"pool: {n_val} val queries among {len(cols)} val + test molecules:")
+        for m in members:
+            member_pool = pool_metrics_of(m.splits["pool"][0], n_val)
+            pool_results.setdefault("members", {})[m.name] = member_pool
+            print(f"  pool LRAP {member_pool['pool_lrap']:.4f}  {m.name}")
+        print(f"  ensemble of {n}:")
+        for line in format_report(report):
+            print("    " + line)
+    elif args.names != "none":
+        raise MolretError("--names needs members with val and test embeddings (embeddings folders or --models)")
+
+    if pool_results:
+        results["pool"] = pool_results
     saved = {}
     if args.save_similarity:
         from molret.io_utils import atomic_np_save, atomic_write_text
@@ -134,8 +199,10 @@ def main(argv=None):
         if missing:
             raise MolretError(f"cannot write {args.out}: member {missing[0]} has no test matrix")
         s = saved.get("test")
-        if s is None:
-            s, _, _ = ensemble_split(members, "test", args)
+        if s is None or weights:
+            from molret.evaluation import test_matrix
+            s, _, _ = ensemble_split(members, "test", args, do_rerank=False)
+            s = test_matrix(s, args.rerank, args.rerank_temperature, names, weights, members[0].n_val)
         from molret.submission import write_submission
         write_submission(s, args.out)
         print(f"submission ({s.shape[0]} queries x {s.shape[1]} molecules) written to {args.out}")

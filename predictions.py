@@ -11,6 +11,12 @@ from molret.predict import build_parser, predict
 def main(argv=None):
     args = build_parser().parse_args(argv)
     result = predict(args)
+    if result.get("pool"):
+        from molret.evaluation import format_report
+        n_val = result["pool"]["n_val"]
+        print(f"pool: {n_val} val queries among {n_val + result['molecules']} val + test molecules")
+        for line in format_report(result["pool"]):
+            print("  " + line)
     print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")
     if result.get("ids_file"):
         print(f"wrote {result['ids_file']}: the library id of each column (line i+1 = column i)")

@@ -1,12 +1,13 @@
 """A faithful re-implementation of the organisers' baseline data path, used
 only as the reference of bench/benchmark.py:
 
-* every molecule is processed once into its own ``data_<cid>.pt`` file
-  (torch.save of a torch_geometric Data with 300 floats per atom copied from
-  the mol2vec dict, plus the description tokenised with
+* every molecule is processed once into its own ``item_<cid>.pt`` file
+  (torch.save of the tensors of a torch_geometric Data with 300 floats per
+  atom copied from the mol2vec dict, plus the description tokenised with
   ``padding="max_length", max_length=256``);
-* every item is read back with ``torch.load`` and batched by
-  torch_geometric's DataLoader (Batch.from_data_list).
+* every item is read back with ``torch.load`` (``weights_only=True``: the
+  baseline pickled the Data object itself, which only the unsafe loader
+  reads) and batched by torch_geometric's DataLoader (Batch.from_data_list).
 """
 from __future__ import annotations
 
@@ -18,29 +19,28 @@ import torch
 
 class BaselineGraphTextDataset(torch.utils.data.Dataset):
     def __init__(self, processed_dir, cids, texts, source, embedding_dict, tokenizer, max_length=256):
-        from torch_geometric.data import Data
         from molret.graphs import parse_graph_text
 
         self.dir = Path(processed_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cids = list(cids)
         for cid, text in zip(self.cids, texts):
-            path = self.dir / f"data_{cid}.pt"
+            path = self.dir / f"item_{cid}.pt"
             if path.exists():
                 continue
             edge_index, identifiers = parse_graph_text(source.read(cid), cid)
             x = [embedding_dict.get(i, embedding_dict["UNK"]) for i in identifiers]
             enc = tokenizer([text], return_tensors="pt", truncation=True, max_length=max_length,
                             padding="max_length", add_special_tokens=True)
-            data = Data(x=torch.FloatTensor(np.array(x)), edge_index=torch.LongTensor(edge_index),
-                        input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-            torch.save(data, path)
+            torch.save({"x": torch.FloatTensor(np.array(x)), "edge_index": torch.LongTensor(edge_index),
+                        "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, path)
 
     def __len__(self):
         return len(self.cids)
 
     def __getitem__(self, idx):
-        return torch.load(self.dir / f"data_{self.cids[idx]}.pt", weights_only=False)
+        from torch_geometric.data import Data
+        return Data(**torch.load(self.dir / f"item_{self.cids[idx]}.pt", weights_only=True))
 
 
 def baseline_loader(dataset, batch_size, seed=0):

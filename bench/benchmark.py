@@ -99,7 +99,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
     batches: our three text paths in float32 and with bf16 autocast, against
     the organisers' loading style with the same fine-tuned model."""
     from bench.baseline_reference import BaselineGraphTextDataset, baseline_loader, encode_baseline_batch
-    from molret.data import GraphSource
+    from molret.data import GraphSource, read_embedding_dict
     from molret.losses import clip_loss
     from molret.train import autocast_context
 
@@ -120,7 +120,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
         else:
             del trainer
     # The organisers' data path with the same model (fine-tuned) and batch size.
-    emb = np.load(data_dir / "token_embedding_dict.npy", allow_pickle=True)[()]
+    emb = read_embedding_dict(data_dir / "token_embedding_dict.npy")   # restricted unpickler, as Vocab.from_npy
     t = time.perf_counter()
     ds = BaselineGraphTextDataset(work / "baseline_processed", data.train.cids[: batch_size * (steps + warmup)],
                                   data.train.texts, GraphSource(data_dir / "raw.zip"), emb, tokenizer)

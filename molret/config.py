@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from .errors import MolretError
+from .losses import LOSSES
 from .rerank import METHODS as RERANK_METHODS
 
 DEFAULT_TEXT_MODEL = "allenai/scibert_scivocab_uncased"
@@ -17,7 +18,7 @@ DEFAULT_TEXT_MODEL = "allenai/scibert_scivocab_uncased"
 @dataclass
 class ModelConfig:
     # Graph encoder.
-    conv: str = "gatv2"                 # gcn | gat | gatv2
+    conv: str = "gatv2"                 # gcn | gat | gatv2 | mlp (molret.model.GRAPH_LAYERS)
     num_layers: int = 3
     hidden_dim: int = 300
     heads: int = 4                      # attention heads (gat/gatv2)
@@ -71,6 +72,9 @@ class TrainConfig:
     compile: bool = False               # torch.compile the encoders (CUDA only)
     rerank: str = "none"                # none | sinkhorn | dual-softmax: final val report + submission
     rerank_temperature: float = 0.05
+    loss: str = "clip"                  # molret.losses.LOSSES: clip | siglip | hard-infonce | triplet
+    names: str = "none"                 # none | opsin: fuse the structures named in the queries (final report, submission)
+    select_metric: str = "pool_lrap"    # pool_lrap | lrap | pool_lrap_reranked: which val score picks the best epoch
 
 
 @dataclass
@@ -106,7 +110,8 @@ def _dc_from_dict(dc, d: dict):
 # ---------------------------------------------------------------- argparse
 
 _HELP = {
-    "conv": "graph convolution: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv)",
+    "conv": "graph layer: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv), or mlp (per-atom layers "
+            "that ignore the bonds: a fast bag-of-substructures encoder)",
     "num_layers": "number of graph convolution layers",
     "hidden_dim": "graph encoder width",
     "heads": "attention heads per GAT/GATv2 layer",
@@ -158,17 +163,28 @@ _HELP = {
     "compile": "torch.compile the graph and text encoders (CUDA only; skipped with a log line on CPU)",
     "rerank": "after training, re-rank the similarity matrix with the one-query-one-molecule structure of the "
               "val/test sets (sinkhorn or dual-softmax): reported next to the plain val metrics, used for "
-              "submission.csv (best-epoch selection stays on the plain metrics)",
+              "submission.csv (the best epoch is chosen by --select-metric)",
     "rerank_temperature": "temperature T of exp(similarity / T) for --rerank",
+    "loss": "contrastive loss: clip (symmetric InfoNCE), siglip (sigmoid per pair), hard-infonce (negatives "
+            "weighted by their similarity) or triplet (hardest in-batch negative, margin 0.2)",
+    "names": "opsin: resolve the chemical names in each query with OPSIN (needs Java) and fuse exact-graph and "
+             "substructure evidence with the learned scores, weights fitted on val (final report and submission); "
+             "none: learned scores only",
+    "select_metric": "val score that picks the best epoch: pool_lrap (val queries among val + test molecules, "
+                     "the test's pool size), lrap (among the val molecules only) or pool_lrap_reranked (needs "
+                     "--rerank); without test files the pool is unavailable and lrap is used",
 }
 
 _CHOICES = {
-    "conv": ["gcn", "gat", "gatv2"],
+    "conv": ["gcn", "gat", "gatv2", "mlp"],
     "norm": ["batch", "layer", "graph", "none"],
     "pooling": ["mean", "max", "attention"],
     "text_pooling": ["cls", "mean"],
     "amp": ["none", "bf16", "fp16"],
     "rerank": list(RERANK_METHODS),
+    "names": ["none", "opsin"],
+    "loss": list(LOSSES),
+    "select_metric": ["pool_lrap", "lrap", "pool_lrap_reranked"],
 }
 
 # Fields that are derived from data and never set by flags.

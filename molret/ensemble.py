@@ -84,6 +84,21 @@ def checkpoint_embeddings(model_path, splits=("val", "test"), data_dir=None, cac
 class Member:
     name: str
     splits: dict = field(default_factory=dict)   # split -> (similarity, row_ids, col_ids)
+    n_val: int = 0                               # with a "pool" split: its first n_val rows are the val queries
+
+
+def add_pool_split(m: Member, embeddings: dict) -> None:
+    """The "pool" split of a member with val and test embeddings ({split:
+    (text_emb, text_ids, graph_emb, graph_ids)}): val + test queries x val +
+    test molecules (molret.evaluation), test ids prefixed with "test:"."""
+    if "val" not in embeddings or "test" not in embeddings:
+        return
+    from .evaluation import pool_similarity
+    vt, vr, vg, vc = embeddings["val"]
+    tt, tr, tg, tc = embeddings["test"]
+    m.splits["pool"] = (pool_similarity(vt, vg, tt, tg), [str(i) for i in vr] + [f"test:{i}" for i in tr],
+                        [str(i) for i in vc] + [f"test:{i}" for i in tc])
+    m.n_val = len(vt)
 
 
 def read_ids(path) -> list[str]:
@@ -104,6 +119,7 @@ def member_from_embeddings(name: str, embeddings: dict[str, SplitEmbeddings]) ->
     m = Member(name)
     for split, e in embeddings.items():
         m.splits[split] = (e.text_emb @ e.graph_emb.T, [str(i) for i in e.text_ids], [str(i) for i in e.graph_ids])
+    add_pool_split(m, {k: (e.text_emb, e.text_ids, e.graph_emb, e.graph_ids) for k, e in embeddings.items()})
     return m
 
 
@@ -121,6 +137,7 @@ def member_from_path(path) -> Member:
     path = Path(path)
     m = Member(str(path))
     if path.is_dir():
+        embeddings = {}
         for split in ("val", "test"):
             te, ge = path / f"{split}_text_emb.npy", path / f"{split}_graph_emb.npy"
             sim = path / f"{split}_similarity.npy"
@@ -131,13 +148,16 @@ def member_from_path(path) -> Member:
                     raise MolretError(f"{path}: {split} embeddings have incompatible shapes {t.shape} and {g.shape}")
                 if len(rows) != len(t) or len(cols) != len(g):
                     raise MolretError(f"{path}: {split} ids files do not match the embeddings' row counts")
-                m.splits[split] = (t.astype(np.float32) @ g.astype(np.float32).T, rows, cols)
+                t, g = t.astype(np.float32), g.astype(np.float32)
+                m.splits[split] = (t @ g.T, rows, cols)
+                embeddings[split] = (t, rows, g, cols)
             elif sim.exists():
                 s = _load_npy(sim)
                 rows = path / f"{split}_row_ids.txt"
                 cols = path / f"{split}_col_ids.txt"
                 m.splits[split] = (s, read_ids(rows) if rows.exists() else None,
                                    read_ids(cols) if cols.exists() else None)
+        add_pool_split(m, embeddings)
         if not m.splits:
             raise MolretError(f"{path}: no val_/test_ embeddings (*_text_emb.npy + *_graph_emb.npy) "
                               f"or *_similarity.npy in this folder")
@@ -220,3 +240,30 @@ def val_targets(row_ids: list | None, col_ids: list | None, n: int) -> np.ndarra
     if missing:
         raise MolretError(f"val query {missing[0]} has no molecule among the columns")
     return np.array([where[r] for r in row_ids])
+
+
+def fit_member_weights(matrices: list[np.ndarray], targets: np.ndarray, normalize: str = "none",
+                       grid=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0), passes: int = 2) -> list[float]:
+    """Member weights maximising the mean reciprocal rank (= LRAP) of the
+    combined ``matrices`` (the val rows of the pool): coordinate ascent over
+    ``grid``, starting from equal weights."""
+    from .metrics import ranks_of_targets
+    normed = [normalize_rows(m, normalize) for m in matrices]
+    w = np.ones(len(matrices))
+
+    def score(w):
+        if not w.sum() > 0:
+            return -1.0
+        s = sum(wi * m for wi, m in zip(w / w.sum(), normed))
+        return float(np.mean(1.0 / ranks_of_targets(s, targets)))
+
+    best = score(w)
+    for _ in range(passes):
+        for i in range(len(w)):
+            for g in grid:
+                trial = w.copy()
+                trial[i] = g
+                s = score(trial)
+                if s > best + 1e-9:
+                    w, best = trial, s
+    return [round(float(x), 4) for x in w / w.sum()]

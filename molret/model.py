@@ -29,17 +29,12 @@ class GraphEncoder(nn.Module):
         self.input = nn.Linear(cfg.substructure_dim, cfg.hidden_dim)
         h = cfg.hidden_dim
         self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
+        if cfg.conv not in GRAPH_LAYERS:
+            raise MolretError(f"unknown --conv {cfg.conv!r} ({', '.join(GRAPH_LAYERS)})")
+        if cfg.conv in ("gat", "gatv2") and h % cfg.heads:
+            raise MolretError(f"--hidden-dim {h} must be divisible by --heads {cfg.heads}")
         for _ in range(cfg.num_layers):
-            if cfg.conv == "gcn":
-                conv = gnn.GCNConv(h, h)
-            elif cfg.conv in ("gat", "gatv2"):
-                if h % cfg.heads:
-                    raise MolretError(f"--hidden-dim {h} must be divisible by --heads {cfg.heads}")
-                cls = gnn.GATConv if cfg.conv == "gat" else gnn.GATv2Conv
-                conv = cls(h, h // cfg.heads, heads=cfg.heads, concat=True, dropout=0.0)
-            else:
-                raise MolretError(f"unknown --conv {cfg.conv!r} (gcn, gat or gatv2)")
-            self.convs.append(conv)
+            self.convs.append(GRAPH_LAYERS[cfg.conv](h, cfg.heads))
             self.norms.append({"batch": lambda: nn.BatchNorm1d(h), "layer": lambda: nn.LayerNorm(h),
                                "graph": lambda: gnn.GraphNorm(h), "none": nn.Identity}[cfg.norm]())
         if cfg.pooling == "attention":
@@ -64,6 +59,32 @@ class GraphEncoder(nn.Module):
             out = self.dropout(F.gelu(out))
             h = h + out if self.cfg.residual else out
         return self.pool(h, graph.batch, dim_size=graph.num_graphs)
+
+
+class NodeMLP(nn.Module):
+    """A per-atom linear layer that ignores the bonds: stacked, with the
+    pooling, a bag-of-substructures encoder (fast, and a diverse ensemble member)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.linear = nn.Linear(dim, dim)
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 - bonds unused
+        return self.linear(h)
+
+
+def _gnn():
+    from torch_geometric import nn as gnn
+    return gnn
+
+
+# --conv name -> layer(width, heads): one entry per graph layer type
+GRAPH_LAYERS = {
+    "gcn": lambda h, heads: _gnn().GCNConv(h, h),
+    "gat": lambda h, heads: _gnn().GATConv(h, h // heads, heads=heads, concat=True, dropout=0.0),
+    "gatv2": lambda h, heads: _gnn().GATv2Conv(h, h // heads, heads=heads, concat=True, dropout=0.0),
+    "mlp": lambda h, heads: NodeMLP(h),
+}
 
 
 def _graph_norm_type():

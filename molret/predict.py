@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the checkpoint's training setting, so the run's submission.csv is reproduced)")
     p.add_argument("--rerank-temperature", type=float,
                    help="temperature of --rerank (default: the checkpoint's, else 0.05)")
+    p.add_argument("--names", choices=["none", "opsin"],
+                   help="opsin: fuse the structures named in the queries (OPSIN, needs Java) with the learned "
+                        "scores, weights fitted on val.tsv (default: the checkpoint's training setting)")
+    p.add_argument("--no-pool", action="store_true",
+                   help="skip the val report (pool metrics: val queries among val + test molecules)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, help="embedding batch size (default: the training eval batch size)")
     p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (with --library: for the "
@@ -118,9 +123,16 @@ def predict(args) -> dict:
     similarity = similarity_matrix(text_emb, graph_emb)
     method = args.rerank if args.rerank is not None else cfg.train.rerank
     temperature = args.rerank_temperature if args.rerank_temperature is not None else cfg.train.rerank_temperature
-    if method != "none":
-        from .rerank import rerank
-        similarity = rerank(similarity, method, temperature)
+    names_mode = args.names if args.names is not None else cfg.train.names
+    report, names, weights = {}, None, None
+    if paths.val is not None and not getattr(args, "no_pool", False):
+        report, names, weights = _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size,
+                                             (queries, text_emb, graphs, graph_emb), method, temperature, names_mode)
+    elif names_mode != "none":
+        raise MolretError("--names fits its weights on val.tsv, which this data folder lacks")
+    if method != "none" or weights:
+        from .evaluation import test_matrix
+        similarity = test_matrix(similarity, method, temperature, names, weights, report.get("n_val", 0))
     from .submission import write_submission
     write_submission(similarity, args.out)
     if args.save_embeddings:
@@ -128,4 +140,27 @@ def predict(args) -> dict:
         save_embeddings(folder, "test", text_emb, list(range(len(queries))), graph_emb, cids)
         from .io_utils import atomic_np_save
         atomic_np_save(folder / "test_similarity.npy", similarity.astype(np.float32))
-    return {"out": args.out, "queries": len(queries), "molecules": len(cids)}
+    return {"out": args.out, "queries": len(queries), "molecules": len(cids), **({"pool": report} if report else {})}
+
+
+def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,
+                names_mode):
+    """Pool metrics of the checkpoint on val.tsv (printed), with name fusion
+    when asked: (report, name features or None, weights or None)."""
+    from .data import read_pairs_tsv
+    from .evaluation import final_report, pool_name_features, pool_similarity
+    from .train import embed_graphs, embed_texts
+    queries, text_emb, test_graphs, graph_emb = test
+    val_cids, val_texts = read_pairs_tsv(paths.need("val"))
+    val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)
+    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
+    val_tokens = tokenize(val_texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-val-{key}.npz")
+    val_text = embed_texts(model, val_tokens, device, batch_size, cfg.train.amp)
+    val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
+    names = None
+    if names_mode == "opsin":
+        names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs)
+    report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb), len(val_text), method,
+                                   temperature, names)
+    report["n_val"] = len(val_text)
+    return report, names, weights

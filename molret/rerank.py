@@ -22,6 +22,7 @@ import numpy as np
 from .errors import MolretError
 
 METHODS = ("none", "sinkhorn", "dual-softmax")
+SINKHORN_ITERS = 100   # one bound for every caller (it stops earlier once converged)
 
 
 def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
@@ -29,7 +30,7 @@ def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
     return m + np.log(np.exp(x - m).sum(axis=axis, keepdims=True))
 
 
-def rerank(similarity: np.ndarray, method: str = "sinkhorn", temperature: float = 0.05, n_iter: int = 50,
+def rerank(similarity: np.ndarray, method: str = "sinkhorn", temperature: float = 0.05, n_iter: int = SINKHORN_ITERS,
            tol: float = 1e-6) -> np.ndarray:
     """Re-ranked scores (log domain, float64) of ``similarity`` [queries, molecules].
 

@@ -26,7 +26,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import html
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ import numpy as np
 from .data import GraphStore, GraphSource, parse_identifiers, tokenize
 from .errors import MolretError
 from .graphs import parse_graph_text
+from .html_render import html_report, molecule_svg  # noqa: F401  (molecule_svg: re-exported)
 from .io_utils import atomic_path, atomic_write_text
 from .train import embed_graphs, embed_texts, pick_device
 
@@ -56,6 +56,7 @@ GRAPH_WEIGHT_PREFIXES = ("graph_encoder.", "graph_proj.")
 MAX_REPORTED_INVALID = 20
 QUERY_THREADS = 1                 # torch threads to encode a few queries on the CPU (see LibrarySearch.encode)
 RESCORE_MARGIN = 32              # extra candidates rescored exactly by both backends
+HUBNESS_TEMPERATURE = 0.05       # inverted softmax over the query bank (see LibrarySearch.enable_hubness)
 
 
 # ------------------------------------------------------------------ library
@@ -599,6 +600,57 @@ class LibrarySearch:
             self.smiles = [s if s else smiles_map.get(i) for i, s in zip(self.ids, self.smiles)]
         self.index = SearchIndex(lib.embeddings, backend)
         self._position = None
+        self.names = None               # (Candidates, weights) once enable_names is called
+        self.hub_offsets = None         # per-molecule offsets once enable_hubness is called
+
+    def enable_hubness(self, bank: Sequence[str], temperature: float = HUBNESS_TEMPERATURE,
+                       chunk: int = 256) -> None:
+        """Inverted-softmax hubness correction (query-bank normalisation): a
+        molecule that is close to many queries of a bank (e.g. the training
+        descriptions) is a hub; its scores drop by ``T * logsumexp_b(sim(b, m) / T)``,
+        i.e. each score becomes ``T * log`` of a softmax over the bank's queries."""
+        if not temperature > 0:
+            raise MolretError(f"--hubness-temperature must be > 0, got {temperature}")
+        bank_emb = self.encode(list(bank))
+        offsets = np.full(self.index.n, -np.inf)
+        for i in range(0, len(bank_emb), chunk):
+            s = (self.index.scores(bank_emb[i:i + chunk]).astype(np.float64)) / temperature
+            offsets = np.logaddexp(offsets, np.logaddexp.reduce(s, axis=0))
+        self.hub_offsets = temperature * offsets
+
+    @property
+    def rescored(self) -> bool:
+        """True when every molecule is scored exactly (names or hubness on), not through the index."""
+        return self.names is not None or self.hub_offsets is not None
+
+    def enable_names(self, weights: dict | None = None, options: ReaderOptions | None = None, cache_dir=None) -> bool:
+        """Fuse the structures named in the queries (molret.name_fusion) with
+        the cosine scores from now on; False (with one warning line) when
+        OPSIN cannot run, and the search stays learned-only."""
+        from .name_fusion import DEFAULT_WEIGHTS, Candidates
+        from .names import shared_opsin
+        if shared_opsin() is None:
+            return False
+        graphs = self.lib.library.graphs
+        if graphs is None:  # embeddings came from the cache: the parsed library is cached too
+            folder = library_cache_dir(self.lib.library.path, cache_dir)
+            graphs = read_library_graphs(self.lib.library.path, options, folder if _writable(folder) else None,
+                                         self.lib.library.fingerprint).graphs
+        self.names = (Candidates.from_stores([graphs]), dict(weights or DEFAULT_WEIGHTS))
+        return True
+
+    def fused_scores(self, queries: Sequence[str], query_emb: np.ndarray) -> np.ndarray:
+        """[Q, N] float64 scores: the cosine (as ``exact_scores``), minus the
+        hubness offsets, plus name evidence, as enabled."""
+        base = np.stack([self.index.exact_scores(q) for q in np.atleast_2d(query_emb)])
+        if self.hub_offsets is not None:
+            base -= self.hub_offsets[None, :]
+        if self.names is None:
+            return base
+        from .name_fusion import fuse, name_features
+        from .names import resolve_queries, shared_opsin
+        candidates, weights = self.names
+        return fuse(base, name_features(resolve_queries(queries, shared_opsin()), candidates), weights)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -623,13 +675,37 @@ class LibrarySearch:
 
     def search(self, queries: Sequence[str], k: int = 10, query_emb: np.ndarray | None = None) -> list:
         q = self.encode(queries) if query_emb is None else query_emb
-        scores, idx = self.index.search(q, k)
+        if self.rescored:
+            scores, idx = _top_k(self.fused_scores(queries, q), k)
+        else:
+            scores, idx = self.index.search(q, k)
         return [[Hit(r + 1, int(j), self.ids[j], self.smiles[j], float(s))
                  for r, (j, s) in enumerate(zip(idx[row], scores[row]))] for row in range(len(q))]
 
-    def rank_of(self, query_emb: np.ndarray, ident: str) -> tuple[int, float, int]:
-        """(rank, score, exact ties) of ``ident`` for one query, in the order of ``search``."""
+    def rank_of(self, query_emb: np.ndarray, ident: str, query: str | None = None) -> tuple[int, float, int]:
+        """(rank, score, exact ties) of ``ident`` for one query, in the order of ``search``
+        (with names enabled, ``query`` is the query's text)."""
+        if self.rescored:
+            return _rank(self.fused_scores([query or ""], query_emb)[0], self.position(ident))
         return self.index.rank(query_emb, self.position(ident))
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, indices) [Q, k] best first, exact ties in library order (as SearchIndex.search)."""
+    k = max(0, min(int(k), scores.shape[1]))
+    out_s, out_i = np.empty((len(scores), k), np.float32), np.empty((len(scores), k), np.int64)
+    for i, row in enumerate(scores):
+        cand = np.argpartition(-row, k - 1)[:k] if k < len(row) else np.arange(len(row))
+        top = row[cand].min() if k else 0.0
+        cand = np.flatnonzero(row >= top)  # every tie of the k-th score, so library order decides
+        order = np.lexsort((cand, -row[cand]))[:k]
+        out_i[i], out_s[i] = cand[order], row[cand[order]]
+    return out_s, out_i
+
+
+def _rank(scores: np.ndarray, index: int) -> tuple[int, float, int]:
+    t = scores[index]
+    return int((scores > t).sum() + (scores[:index] == t).sum()) + 1, float(t), int((scores == t).sum()) - 1
 
 
 def read_smiles_map(path) -> dict:
@@ -661,51 +737,6 @@ def read_smiles_map(path) -> dict:
     if not out:
         raise MolretError(f"--smiles-map {p}: no id/SMILES pairs found")
     return out
-
-
-# --------------------------------------------------------------------- html
-
-def molecule_svg(smiles: str | None, width: int = 240, height: int = 190) -> str | None:
-    """Inline SVG of a SMILES drawn by RDKit (None if it cannot be drawn)."""
-    if not smiles:
-        return None
-    try:
-        from rdkit import Chem, RDLogger
-        from rdkit.Chem.Draw import rdMolDraw2D
-        RDLogger.DisableLog("rdApp.*")
-        mol = Chem.MolFromSmiles(smiles)
-        if mol is None:
-            return None
-        drawer = rdMolDraw2D.MolDraw2DSVG(width, height)
-        rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
-        drawer.FinishDrawing()
-        svg = drawer.GetDrawingText()
-    except Exception:  # drawing is decoration: never fail the search for it
-        return None
-    start = svg.find("<svg")
-    return svg[start:] if start >= 0 else svg
-
-
-def html_report(queries: Sequence[str], results: Sequence[Sequence[Hit]], library: str, model: str) -> str:
-    e = html.escape
-    parts = ["<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>molret search</title><style>",
-             "body{font-family:sans-serif;margin:1.5em} .q{background:#f4f4f8;padding:.8em;border-left:4px solid #557;"
-             "white-space:pre-wrap} .grid{display:flex;flex-wrap:wrap;gap:10px;margin:1em 0 2em}"
-             " .hit{border:1px solid #ccc;padding:6px;width:250px;font-size:12px}"
-             " .hit code{word-break:break-all} .none{height:190px;display:flex;align-items:center;"
-             "justify-content:center;color:#999}",
-             "</style></head><body>",
-             f"<h1>molret search</h1><p>library: <code>{e(library)}</code><br>model: <code>{e(model)}</code></p>"]
-    for n, (q, hits) in enumerate(zip(queries, results), 1):
-        parts.append(f"<h2>Query {n}</h2><div class='q'>{e(q)}</div><div class='grid'>")
-        for h in hits:
-            svg = molecule_svg(h.smiles)
-            pic = svg if svg else "<div class='none'>structure unknown</div>"
-            parts.append(f"<div class='hit'>{pic}<div><b>#{h.rank}</b> {e(h.id)} &middot; score {h.score:.4f}"
-                         f"</div><div><code>{e(h.smiles or '-')}</code></div></div>")
-        parts.append("</div>")
-    parts.append("</body></html>\n")
-    return "".join(parts)
 
 
 # ---------------------------------------------------------------------- cli
@@ -756,9 +787,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads for embedding the library (0: torch's default)")
     p.add_argument("--batch-size", type=int, help="graph embedding batch size; the model's eval batch size when not given")
+    p.add_argument("--names", default="none", choices=["none", "opsin"],
+                   help="opsin: resolve the chemical names in each query (OPSIN, needs Java) and fuse exact-graph "
+                        "and substructure evidence with the cosine scores (all molecules scored exactly)")
+    p.add_argument("--names-weights", type=float, nargs=3, metavar=("EXACT", "SUBJECT", "PARENT"),
+                   help="fusion weights of --names (default: those fitted on the challenge's val pool)")
+    p.add_argument("--hubness", default="none", choices=["none", "isoftmax"],
+                   help="isoftmax: inverted-softmax hubness correction against a bank of queries (molecules close "
+                        "to many bank queries lose score)")
+    p.add_argument("--hubness-bank", metavar="FILE",
+                   help="the bank: cid<TAB>text lines (train.tsv) or one query per line (default: train.tsv of "
+                        "the checkpoint's data folder)")
+    p.add_argument("--hubness-temperature", type=float, default=HUBNESS_TEMPERATURE,
+                   help="temperature of --hubness isoftmax")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_library_args(p)
     return p
+
+
+def read_bank(path) -> list[str]:
+    """Texts of a hubness bank: the second column of TAB-separated lines, else whole lines."""
+    lines = read_query_lines(path)
+    return [line.split("\t", 1)[1] if "\t" in line else line for line in lines]
+
+
+def default_bank(cfg) -> Path:
+    from .data import resolve_data_dir
+    try:
+        return resolve_data_dir(cfg.train.data_dir).need("train")
+    except MolretError:
+        raise MolretError("--hubness isoftmax: the checkpoint's data folder has no train.tsv; give "
+                          "--hubness-bank FILE") from None
 
 
 def read_query_lines(path) -> list:
@@ -785,7 +844,14 @@ def open_search(args, progress: bool) -> LibrarySearch:
     for path in args.smiles_map or []:
         for ident, smi in read_smiles_map(path).items():
             smiles_map.setdefault(ident, smi)
-    return LibrarySearch(model, cfg, tokenizer, device, lib, args.backend, smiles_map, args.query_threads)
+    engine = LibrarySearch(model, cfg, tokenizer, device, lib, args.backend, smiles_map, args.query_threads)
+    if getattr(args, "names", "none") == "opsin":
+        from .name_fusion import FEATURES
+        weights = dict(zip(FEATURES, args.names_weights)) if args.names_weights else None
+        engine.enable_names(weights, reader_options(args), args.cache_dir)
+    if getattr(args, "hubness", "none") == "isoftmax":
+        engine.enable_hubness(read_bank(args.hubness_bank or default_bank(cfg)), args.hubness_temperature)
+    return engine
 
 
 def _short(text: str, n: int = 110) -> str:
@@ -831,6 +897,8 @@ def run(args) -> dict:
         raise MolretError("no query: give query text(s) or --queries-file")
     if args.top_k < 1:
         raise MolretError("-k must be at least 1")
+    if args.names_weights and min(args.names_weights) < 0:
+        raise MolretError("--names-weights must be >= 0")
     library_kind(args.library)  # a missing library fails before the model is loaded
     if args.html:
         from .io_utils import check_writable_dir
@@ -846,7 +914,7 @@ def run(args) -> dict:
     for n, (q, hits) in enumerate(zip(queries, results), 1):
         print(("\n" if n > 1 else "") + format_hits(q, hits, n))
         if args.rank_of:
-            rank, score, ties = engine.rank_of(q_emb[n - 1:n], args.rank_of)
+            rank, score, ties = engine.rank_of(q_emb[n - 1:n], args.rank_of, q)
             ranks.append(rank)
             tied = f"; {ties} other molecule(s) score exactly the same (same graph?)" if ties else ""
             print(f"rank of {args.rank_of}: {rank} of {len(engine):,} (score {score:.4f}{tied})")

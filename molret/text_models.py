@@ -101,7 +101,7 @@ def tokenizer_from_files(files: dict):
     with tempfile.TemporaryDirectory() as d:
         for f, data in files.items():
             (Path(d) / f).write_bytes(data)
-        return AutoTokenizer.from_pretrained(d)
+        return AutoTokenizer.from_pretrained(d, trust_remote_code=False)  # files may come from someone else
 
 
 def encoder_from_config(config_dict: dict):
@@ -110,9 +110,12 @@ def encoder_from_config(config_dict: dict):
     from transformers import AutoConfig, AutoModel
     cfg = dict(config_dict)
     model_type = cfg.pop("model_type")
+    # A checkpoint may come from someone else: no remote code, hub kernels or quantisation backends.
+    for key in ("auto_map", "attn_implementation", "_attn_implementation", "quantization_config"):
+        cfg.pop(key, None)
     config = AutoConfig.for_model(model_type, **cfg)
     install_cpu_bf16_attention()
-    return AutoModel.from_config(config)
+    return AutoModel.from_config(config, trust_remote_code=False)
 
 
 _cpu_bf16_attention_installed = False

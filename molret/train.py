@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import make_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import (make_checkpoint, numpy_rng_state, python_rng_state, read_checkpoint, save_checkpoint,
+                         set_numpy_rng_state, set_python_rng_state)
 from .config import RunConfig
 from .data import (GraphDataset, GraphSource, GraphStore, GraphTextDataset, TextFeatures, Vocab,
                    default_cache_dir, length_bucketed_batches, load_graphs, load_keyed_npz, random_batches,
@@ -31,7 +32,8 @@ from .distributed import (all_gather_rows, any_rank, broadcast_object, close_dis
 from .errors import MolretError
 from .gradcache import even_sizes, grad_cache_step, split_pair_batch
 from .io_utils import atomic_np_save, atomic_path, atomic_write_text, check_writable_dir
-from .losses import clip_loss
+from .losses import LOSSES
+from .evaluation import format_pool
 from .metrics import retrieval_metrics
 from .model import MolRetModel, build_model
 from . import text_models
@@ -178,11 +180,14 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetM
         key = f"{model_id}-len{m.max_length}"
         tokens = tokenize(split.texts, tokenizer, m.max_length, data.cache_dir / f"tokens-{name}-{key}.npz")
         split.tokens = tokens
-        if cfg.train.freeze_text and name != "test":
+        # test queries are embedded for the submission from tokens (what predictions.py recomputes); their
+        # cheap training-time form is needed only to select epochs by the re-ranked pool metric
+        cheap = name != "test" or cfg.train.select_metric == "pool_lrap_reranked"
+        if cfg.train.freeze_text and cheap:
             split.text_data = TextFeatures(text_features_cached(
                 model, tokens, data.cache_dir / f"textfeat-{name}-{key}-{m.text_pooling}.npz", device,
                 cfg.train.eval_batch_size, progress))
-        elif m.train_text_layers > 0 and cfg.train.cache_frozen_layers and name != "test":
+        elif m.train_text_layers > 0 and cfg.train.cache_frozen_layers and cheap:
             split.text_data = lower_token_states(model, tokens, m.train_text_layers, device,
                                                  cfg.train.eval_batch_size, progress)
         else:
@@ -293,10 +298,13 @@ class Trainer:
             for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
                 log.removeHandler(h)
                 h.close()
+        if t.select_metric == "pool_lrap_reranked" and t.rerank == "none":
+            raise MolretError("--select-metric pool_lrap_reranked needs --rerank sinkhorn or dual-softmax")
         if t.grad_cache_chunk < 0 or t.grad_cache_chunk == 1:
             raise MolretError(f"--grad-cache-chunk must be 0 (off) or at least 2, got {t.grad_cache_chunk}")
         seed_everything(t.seed)
-        self.data = load_challenge_data(cfg, need_train=True, need_test=t.write_submission, progress=progress)
+        # the test molecules are always loaded: they are the distractors of the pool metrics
+        self.data = load_challenge_data(cfg, need_train=True, need_test=True, progress=progress)
         cfg.model.vocab_size, cfg.model.substructure_dim = len(self.data.vocab), self.data.vocab.dim
         if t.freeze_text:
             cfg.model.train_text_layers = 0
@@ -324,7 +332,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if (t.amp == "fp16" and self.device.type == "cuda") else None
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict] = []
-        self.best_lrap, self.best_epoch = -1.0, -1
+        self.best_score, self.best_epoch = -1.0, -1
         self.train_seconds = 0.0
         self.nonfinite_batches = 0
         self._stop_signal = None
@@ -340,7 +348,7 @@ class Trainer:
         return random_batches(len(self.train_set), t.batch_size, rng)
 
     def compute_loss(self, text_emb, graph_emb, batch) -> torch.Tensor:
-        return clip_loss(text_emb, graph_emb, self.model.temperature_scale())
+        return LOSSES[self.cfg.train.loss](text_emb, graph_emb, self.model.temperature_scale())
 
     def on_epoch_start(self, epoch: int) -> None:
         pass
@@ -390,10 +398,10 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-                "planned_epochs": self.planned_epochs, "history": self.history, "best_lrap": self.best_lrap,
+                "planned_epochs": self.planned_epochs, "history": self.history, "best_score": self.best_score,
                 "best_epoch": self.best_epoch, "train_seconds": self.train_seconds,
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-                "python_rng": random.getstate(),
+                "torch_rng": torch.get_rng_state(), "numpy_rng": numpy_rng_state(),   # plain data: see checkpoint.py
+                "python_rng": python_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "extra": self.extra_state()}
         return make_checkpoint(self.model, self.cfg, self.data.vocab, self.tokenizer_files, **extra)
@@ -419,11 +427,12 @@ class Trainer:
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        self.history, self.best_lrap, self.best_epoch = state["history"], state["best_lrap"], state["best_epoch"]
+        self.history, self.best_epoch = state["history"], state["best_epoch"]
+        self.best_score = state.get("best_score", state.get("best_lrap", -1.0))  # "best_lrap": format 1
         self.train_seconds = state["train_seconds"]
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        set_numpy_rng_state(state["numpy_rng"])
+        set_python_rng_state(state["python_rng"])
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.load_extra_state(state.get("extra", {}))
@@ -431,10 +440,30 @@ class Trainer:
 
     # -- evaluation
     def evaluate(self, split) -> tuple[dict, np.ndarray, np.ndarray]:
-        amp = self.cfg.train.amp
-        text_emb = embed_texts(self.model, split.text_data, self.device, self.cfg.train.eval_batch_size, amp)
-        graph_emb = embed_graphs(self.model, split.graphs, self.device, self.cfg.train.eval_batch_size, amp)
-        return retrieval_metrics(similarity_matrix(text_emb, graph_emb)), text_emb, graph_emb
+        """(metrics, text_emb, graph_emb) of a val split: the split's own
+        metrics (lrap, mrr, hits@1, hits@10, mean_rank: the val-sized pool) and,
+        when test molecules are present, the pool metrics (molret.evaluation);
+        the re-ranked pool metric (a Sinkhorn over val + test) only when it
+        selects the best epoch (the final report has it anyway)."""
+        t = self.cfg.train
+        rerank = t.rerank if t.select_metric == "pool_lrap_reranked" else "none"
+        text_emb = embed_texts(self.model, split.text_data, self.device, t.eval_batch_size, t.amp)
+        graph_emb = embed_graphs(self.model, split.graphs, self.device, t.eval_batch_size, t.amp)
+        metrics = retrieval_metrics(similarity_matrix(text_emb, graph_emb))
+        if self.data.test_graphs is not None:
+            from .evaluation import pool_metrics
+            test_graph = embed_graphs(self.model, self.data.test_graphs.graphs, self.device, t.eval_batch_size, t.amp)
+            test_text = None
+            if rerank != "none":
+                test_text = embed_texts(self.model, self.data.test_queries.text_data, self.device,
+                                        t.eval_batch_size, t.amp)
+            metrics.update(pool_metrics(text_emb, graph_emb, test_graph, test_text, rerank, t.rerank_temperature))
+        return metrics, text_emb, graph_emb
+
+    def selection_score(self, metrics: dict) -> float:
+        """The score that picks the best epoch (--select-metric; the val-sized
+        LRAP when there are no test molecules for the pool)."""
+        return metrics.get(self.cfg.train.select_metric, metrics["lrap"])
 
     # -- the loop
     def _handle_signal(self, signum, frame):
@@ -545,8 +574,8 @@ class Trainer:
     def _sync_schedule(self) -> None:
         """Rank 0's decisions (fitted epoch count, time spent, best epoch) on every process."""
         if self.dist.enabled:
-            self.planned_epochs, self.train_seconds, self.best_lrap, self.best_epoch = broadcast_object(
-                (self.planned_epochs, self.train_seconds, self.best_lrap, self.best_epoch), self.dist)
+            self.planned_epochs, self.train_seconds, self.best_score, self.best_epoch = broadcast_object(
+                (self.planned_epochs, self.train_seconds, self.best_score, self.best_epoch), self.dist)
 
     def fit(self) -> dict:
         from tqdm.auto import tqdm
@@ -602,10 +631,12 @@ class Trainer:
                "pairs_per_s": round(pairs / max(epoch_seconds, 1e-9), 2),
                "eval_seconds": round(time.perf_counter() - eval_start, 3),
                "temperature": float(1.0 / self.model.temperature_scale().detach()),
-               **{f"val_{k}": v for k, v in metrics.items()}}
+               **{f"val_{k}": v for k, v in metrics.items() if not k.startswith("pool_")},
+               **{k: v for k, v in metrics.items() if k.startswith("pool_")}}
         self.history.append(row)
-        log.info(f"epoch {row['epoch']}: loss {train_loss:.4f}  val LRAP {metrics['lrap']:.4f}  "
-                 f"MRR {metrics['mrr']:.4f}  H@1 {metrics['hits@1']:.3f}  H@10 {metrics['hits@10']:.3f}  "
+        pool = f"  |  {format_pool(metrics)}" if "pool_lrap" in metrics else ""
+        log.info(f"epoch {row['epoch']}: loss {train_loss:.4f}  val({len(self.data.val.cids)}) LRAP {metrics['lrap']:.4f}  "
+                 f"MRR {metrics['mrr']:.4f}  H@1 {metrics['hits@1']:.3f}  H@10 {metrics['hits@10']:.3f}{pool}  "
                  f"({epoch_seconds:.1f}s, {row['pairs_per_s']:.0f} pairs/s)")
         self.epoch += 1
         self.step_in_epoch = 0
@@ -616,8 +647,8 @@ class Trainer:
             if fit < self.planned_epochs:
                 self.planned_epochs = fit
                 log.info(f"time budget {t.time_budget} min: planning {fit} epochs")
-        if metrics["lrap"] > self.best_lrap:
-            self.best_lrap, self.best_epoch = metrics["lrap"], self.epoch
+        if self.selection_score(metrics) > self.best_score:
+            self.best_score, self.best_epoch = self.selection_score(metrics), self.epoch
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(with_state=False, metrics=metrics))
         self.save_last()
         self.write_history()
@@ -628,7 +659,8 @@ class Trainer:
         if self.history:
             from io import StringIO
             buf = StringIO()
-            w = csv.DictWriter(buf, fieldnames=list(self.history[0].keys()))
+            fields = list(dict.fromkeys(k for row in self.history for k in row))  # rows of older runs lack some
+            w = csv.DictWriter(buf, fieldnames=fields)
             w.writeheader()
             w.writerows(self.history)
             atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
@@ -644,8 +676,9 @@ class Trainer:
         if best_path.exists():
             self.model.load_state_dict(read_checkpoint(best_path)["model_state"])
         metrics, val_text, val_graph = self.evaluate(self.data.val)
-        result = {"best_epoch": self.best_epoch, "val": metrics, "train_seconds": round(self.train_seconds, 2),
-                  "epochs": self.epoch}
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("pool_")}  # the final report has them
+        result = {"best_epoch": self.best_epoch, "select_metric": t.select_metric, "val": metrics,
+                  "train_seconds": round(self.train_seconds, 2), "epochs": self.epoch}
         from .rerank import rerank
         if t.rerank != "none":
             result["val_reranked"] = retrieval_metrics(
@@ -654,24 +687,41 @@ class Trainer:
         if t.save_embeddings:
             save_embeddings(self.run_dir / "embeddings", "val", val_text, self.data.val.cids, val_graph,
                             self.data.val.cids)
-        if t.write_submission and self.data.test_graphs is not None:
+        report_lines = []
+        if self.data.test_graphs is not None:
             # The same computation as predictions.py (from tokens, not cached
-            # features), so that a checkpoint reproduces this file exactly.
+            # features), so that a checkpoint reproduces the submission exactly.
             text_emb, graph_emb = embed_test(self.model, self.data.test_queries.tokens, self.data.test_graphs.graphs,
                                              self.device, t.eval_batch_size, t.amp)
-            from .submission import write_submission
-            similarity = similarity_matrix(text_emb, graph_emb)
-            if t.rerank != "none":  # "none" keeps the float32 matrix (rerank would return a float64 copy)
-                similarity = rerank(similarity, t.rerank, t.rerank_temperature)
-            write_submission(similarity, self.run_dir / "submission.csv")
-            result["submission"] = str(self.run_dir / "submission.csv")
             if t.save_embeddings:
                 save_embeddings(self.run_dir / "embeddings", "test", text_emb, self.data.test_queries.cids,
                                 graph_emb, self.data.test_graphs.cids)
+            from .evaluation import final_report, format_report, pool_name_features, pool_similarity, test_matrix
+            names = None
+            if t.names == "opsin":
+                names, result["names_stats"] = pool_name_features(
+                    self.data.val.texts, self.data.test_queries.texts, self.data.val.graphs, self.data.test_graphs.graphs)
+            report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb),
+                                           len(val_text), t.rerank, t.rerank_temperature, names)
+            result.update(report)
+            report_lines = format_report(report)
+            if t.write_submission:
+                from .submission import write_submission
+                similarity = similarity_matrix(text_emb, graph_emb)
+                if t.rerank != "none" or weights:  # else the float32 matrix as it is
+                    similarity = test_matrix(similarity, t.rerank, t.rerank_temperature, names, weights,
+                                             len(val_text))
+                write_submission(similarity, self.run_dir / "submission.csv")
+                result["submission"] = str(self.run_dir / "submission.csv")
         atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
-        log.info(f"best epoch {self.best_epoch}: val LRAP {metrics['lrap']:.4f}  MRR {metrics['mrr']:.4f}  "
-                 f"Hits@1 {metrics['hits@1']:.3f}  Hits@10 {metrics['hits@10']:.3f}  "
-                 f"(training {self.train_seconds:.0f}s)")
+        log.info(f"best epoch {self.best_epoch} (by {t.select_metric if report_lines else 'lrap'}): "
+                 f"val({len(self.data.val.cids)}) LRAP {metrics['lrap']:.4f}  MRR {metrics['mrr']:.4f}  "
+                 f"Hits@1 {metrics['hits@1']:.3f}  Hits@10 {metrics['hits@10']:.3f}  (training {self.train_seconds:.0f}s)")
+        if report_lines:
+            log.info(f"pool: val queries among {len(self.data.val.cids) + len(self.data.test_graphs.cids)} "
+                     f"val + test molecules")
+            for line in report_lines:
+                log.info("  " + line)
         if "val_reranked" in result:
             r = result["val_reranked"]
             log.info(f"with --rerank {t.rerank} (T={t.rerank_temperature:g}): val LRAP {r['lrap']:.4f}  "

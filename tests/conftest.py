@@ -75,3 +75,22 @@ def tiny_graph_dir(tmp_path):
     (tmp_path / "test_cids.txt").write_text("1\n2\n3\n4\n")
     (tmp_path / "test_text.txt").write_text("q one\nq two\nq three\nq four\n")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def web_checkpoint(demo_dir, tiny_text_model, tmp_path_factory):
+    """best.pt of a tiny model trained for 1 epoch on the DEMO data (the web page tests)."""
+    import torch
+    import main as main_script
+    runs = tmp_path_factory.mktemp("webruns")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main_script.main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "1",
+                          "--batch-size", "32", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
+                          "--proj-hidden", "0", "--max-length", "64", "--text-pooling", "mean", "--freeze-text",
+                          "--runs-dir", str(runs), "--run-name", "web", "--cache-dir", str(runs / "cache"),
+                          "--no-write-submission", "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    return runs / "web" / "best.pt"

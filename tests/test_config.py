@@ -4,16 +4,15 @@ import dataclasses
 import pytest
 
 from molret.cli import config_from_args, training_parser
-from molret.config import ModelConfig, RunConfig, TrainConfig, _NOT_FLAGS
+from molret.config import _CHOICES, _NOT_FLAGS, ModelConfig, RunConfig, TrainConfig
 
 
 def _value_for(f, default):
     if isinstance(default, bool):
         return [f"--{'no-' if default else ''}{f.name.replace('_', '-')}"], (not default)
-    choices = {"conv": "gcn", "norm": "batch", "pooling": "attention", "text_pooling": "mean", "amp": "bf16",
-               "rerank": "sinkhorn"}
-    if f.name in choices:
-        return [f"--{f.name.replace('_', '-')}", choices[f.name]], choices[f.name]
+    if f.name in _CHOICES:  # the first allowed value that is not the default
+        value = next(c for c in _CHOICES[f.name] if c != default)
+        return [f"--{f.name.replace('_', '-')}", value], value
     if isinstance(default, int):
         return [f"--{f.name.replace('_', '-')}", str(default + 7)], default + 7
     if isinstance(default, float):

@@ -181,7 +181,9 @@ def test_ensemble_of_checkpoint_and_its_export(tiny_checkpoint, tmp_path):
     res = ensemble_method.main(["--models", str(ckpt), "--members", str(tmp_path / "m"), "--data-dir", str(data),
                                 "--cache-dir", str(root / "cache"), "--device", "cpu", "--out", str(out),
                                 "--normalize", "zscore"])
-    lraps = {k: v["lrap"] for k, v in res.items()}
+    lraps = {k: v["lrap"] for k, v in res.items() if k != "pool"}
+    pool = res["pool"]   # both members have val and test embeddings: the pool report
+    assert pool["members"][str(ckpt)]["pool_lrap"] == pytest.approx(pool["ensemble"]["pool_lrap"], abs=1e-6)
     assert lraps[str(ckpt)] == pytest.approx(lraps[str(tmp_path / "m")], abs=1e-6)
     assert lraps["ensemble"] == pytest.approx(lraps[str(ckpt)], abs=1e-6)   # two equal members
     sub = read_submission(out)

@@ -1,0 +1,95 @@
+"""Library search quality: the val queries searched among all molecules of a
+library (by default every one of the 102,980 challenge molecules), with and
+without the hubness correction and the name fusion.
+
+    python bench/library_eval.py --model runs/<name>/best.pt --cache-dir /tmp/libcache
+
+Prints, per setting, MRR, top-1 / top-10 / top-100 (share of queries whose
+true molecule is ranked there) and the median rank, ties counted against the
+true molecule (as LRAP does). A measurement, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATA = REPO.parent / "shared" / "data" / "altegrad"
+
+
+def ranks_in_library(engine, queries, q_emb, true_rows, chunk: int = 25) -> np.ndarray:
+    out = []
+    for i in range(0, len(queries), chunk):
+        s = engine.fused_scores(queries[i:i + chunk], q_emb[i:i + chunk])
+        t = s[np.arange(len(s)), true_rows[i:i + chunk]]
+        out.append((s >= t[:, None]).sum(axis=1))
+    return np.concatenate(out)
+
+
+def summary(ranks: np.ndarray) -> dict:
+    return {"mrr": float(np.mean(1 / ranks)), "top1": float(np.mean(ranks <= 1)), "top10": float(np.mean(ranks <= 10)),
+            "top100": float(np.mean(ranks <= 100)), "median_rank": float(np.median(ranks))}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--library", default=str(DATA / "raw.zip"))
+    p.add_argument("--val", default=str(DATA / "val.tsv"), help="cid<TAB>text queries with their true molecule")
+    p.add_argument("--bank", default=str(DATA / "train.tsv"), help="hubness bank (cid<TAB>text)")
+    p.add_argument("--cache-dir")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--settings", nargs="+", default=["plain", "hubness", "names", "hubness+names"])
+    p.add_argument("--temperatures", nargs="+", type=float, default=[0.05],
+                   help="hubness temperatures to try (each one a row)")
+    p.add_argument("--json", help="write the table as JSON")
+    args = p.parse_args(argv)
+
+    import torch
+    from molret.checkpoint import load_model
+    from molret.data import read_pairs_tsv
+    from molret import search as S
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    model, cfg, vocab, tokenizer = load_model(args.model, device)
+    lib = S.library_embeddings(args.library, model, cfg, vocab, device=device,
+                               cache_dir=Path(args.cache_dir) if args.cache_dir else None, progress=True)
+    engine = S.LibrarySearch(model, cfg, tokenizer, device, lib)
+    cids, queries = read_pairs_tsv(args.val)
+    true_rows = np.array([engine.position(c) for c in cids])
+    q_emb = engine.encode(queries)
+    bank = S.read_bank(args.bank)
+    table = {}
+    for setting in args.settings:
+        temps = args.temperatures if "hubness" in setting else [None]
+        for temp in temps:
+            engine.names, engine.hub_offsets = None, None
+            t0 = time.perf_counter()
+            if "hubness" in setting:
+                engine.enable_hubness(bank, temp)
+            if "names" in setting and not engine.enable_names(cache_dir=args.cache_dir):
+                print(f"{setting}: OPSIN unavailable, skipped")
+                continue
+            ranks = ranks_in_library(engine, queries, q_emb, true_rows)
+            name = setting + (f" T={temp:g}" if temp is not None else "")
+            table[name] = dict(summary(ranks), seconds=round(time.perf_counter() - t0, 1))
+            r = table[name]
+            print(f"{name:<24} MRR {r['mrr']:.4f}  top-1 {r['top1']:.3f}  top-10 {r['top10']:.3f}  "
+                  f"top-100 {r['top100']:.3f}  median rank {r['median_rank']:.0f}  ({r['seconds']:.0f} s)",
+                  flush=True)
+    print(f"{len(queries)} val queries among {len(engine):,} library molecules")
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()

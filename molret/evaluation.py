@@ -1,0 +1,141 @@
+"""Validation at the test's pool size: val queries ranked among the val
+molecules plus every test molecule as a distractor.
+
+A 500-molecule val pool is far easier than the 3,301-molecule test pool and
+misranks settings, so every evaluation also reports these *pool* metrics
+(no test label is used: test molecules only compete). With re-ranking, the
+one-to-one structure holds for the square problem val + test queries x val +
+test molecules; it is re-ranked whole and scored on the val rows.
+
+Pure functions of embeddings/similarities; ``molret.metrics`` does the
+scoring.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .metrics import retrieval_metrics
+
+POOL_KEYS = ("lrap", "mrr", "hits@1", "hits@10")
+# metric name in metrics.json/result.json -> key of retrieval_metrics on the pool
+POOL_NAMES = {"pool_lrap": "lrap", "pool_mrr": "mrr", "pool_hits1": "hits@1", "pool_hits10": "hits@10"}
+
+
+def pool_similarity(val_text: np.ndarray, val_graph: np.ndarray, test_text: np.ndarray | None,
+                    test_graph: np.ndarray) -> np.ndarray:
+    """The square similarity [val + test queries] x [val + test molecules]
+    (rows of the test queries only when ``test_text`` is given); column i < n_val
+    is the answer of val row i."""
+    texts = val_text if test_text is None else np.concatenate([val_text, test_text])
+    graphs = np.concatenate([val_graph, test_graph])
+    return texts @ graphs.T
+
+
+def pool_metrics_of(similarity: np.ndarray, n_val: int) -> dict:
+    """pool_lrap, pool_mrr, pool_hits1, pool_hits10 of the val rows (the first
+    ``n_val``) of a pool similarity matrix whose first ``n_val`` columns are
+    their answers, in order."""
+    m = retrieval_metrics(similarity[:n_val], np.arange(n_val))
+    return {name: m[key] for name, key in POOL_NAMES.items()}
+
+
+def reranked_pool_lrap(square: np.ndarray, n_val: int, method: str, temperature: float) -> float:
+    """LRAP of the val rows after re-ranking the whole square pool problem."""
+    from .rerank import rerank
+    reranked = rerank(square, method, temperature)
+    return retrieval_metrics(reranked[:n_val], np.arange(n_val))["lrap"]
+
+
+def pool_metrics(val_text: np.ndarray, val_graph: np.ndarray, test_graph: np.ndarray,
+                 test_text: np.ndarray | None = None, rerank: str = "none", temperature: float = 0.05) -> dict:
+    """The pool metrics of one model's embeddings; ``pool_lrap_reranked`` too
+    when ``rerank`` is not "none" (it needs ``test_text``)."""
+    square = pool_similarity(val_text, val_graph, test_text if rerank != "none" else None, test_graph)
+    out = pool_metrics_of(square, len(val_text))
+    if rerank != "none":
+        out["pool_lrap_reranked"] = reranked_pool_lrap(square, len(val_text), rerank, temperature)
+    return out
+
+
+def format_pool(m: dict) -> str:
+    """One log fragment: 'pool LRAP 0.4123 MRR ... H@1 ... H@10 ...'."""
+    s = (f"pool LRAP {m['pool_lrap']:.4f}  MRR {m['pool_mrr']:.4f}  H@1 {m['pool_hits1']:.3f}  "
+         f"H@10 {m['pool_hits10']:.3f}")
+    if "pool_lrap_reranked" in m:
+        s += f"  re-ranked pool LRAP {m['pool_lrap_reranked']:.4f}"
+    return s
+
+
+# ------------------------------------------------------------ the challenge's final report
+
+def challenge_pool_inputs(data_dir, cache_dir=None, progress: bool = False):
+    """(val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs) of a
+    challenge data folder: what the pool and name fusion need besides the
+    embeddings (graphs as GraphStores; no vocabulary needed)."""
+    from pathlib import Path
+    from .data import GraphSource, default_cache_dir, load_graphs, read_pairs_tsv, read_test_inputs, resolve_data_dir
+    paths = resolve_data_dir(data_dir)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
+    source = GraphSource(paths.need("raw"))
+    val_cids, val_texts = read_pairs_tsv(paths.need("val"))
+    test_cids, test_texts = read_test_inputs(paths)
+    return (val_cids, val_texts, load_graphs("val", val_cids, source, cache, None, progress),
+            test_cids, test_texts, load_graphs("test", test_cids, source, cache, None, progress))
+
+
+def pool_name_features(val_texts, test_texts, val_graphs, test_graphs):
+    """Name features (molret.name_fusion) of val + test queries against val +
+    test molecules; None (with one warning line) when OPSIN is unavailable."""
+    from .name_fusion import Candidates, name_features, name_stats
+    from .names import resolve_queries, shared_opsin
+    opsin = shared_opsin()
+    if opsin is None:
+        return None, {}
+    structures = resolve_queries(list(val_texts) + list(test_texts), opsin)
+    candidates = Candidates.from_stores([val_graphs, test_graphs])
+    stats = name_stats(structures[:len(val_texts)], candidates, np.arange(len(val_texts)))
+    return name_features(structures, candidates), stats
+
+
+def final_report(square: np.ndarray, n_val: int, rerank: str = "none", temperature: float = 0.05,
+                 names=None) -> tuple[dict, dict | None]:
+    """Pool metrics of a square pool matrix (val + test queries x val + test
+    molecules), re-ranked when asked, and with name fusion when ``names``
+    (NameFeatures of the same square) is given: its weights are fitted on the
+    val rows. Returns (report, weights or None)."""
+    from .name_fusion import block, fit_weights, fuse
+    report = pool_metrics_of(square, n_val)
+    if rerank != "none":
+        report["pool_lrap_reranked"] = reranked_pool_lrap(square, n_val, rerank, temperature)
+    weights = None
+    if names is not None:
+        weights = fit_weights(square[:n_val], block(names, slice(0, n_val), slice(None)))
+        fused = fuse(square, names, weights)
+        with_names = pool_metrics_of(fused, n_val)
+        if rerank != "none":
+            with_names["pool_lrap_reranked"] = reranked_pool_lrap(fused, n_val, rerank, temperature)
+        report["names"] = {"weights": weights, **with_names}
+    return report, weights
+
+
+def test_matrix(test_similarity: np.ndarray, rerank: str = "none", temperature: float = 0.05, names=None,
+                weights: dict | None = None, n_val: int = 0) -> np.ndarray:
+    """The submission's test queries x test molecules matrix: fused with the
+    names' test block (``names`` of the square pool, test rows/columns after
+    ``n_val``) when given, then re-ranked."""
+    from .name_fusion import block, fuse
+    from .rerank import rerank as do_rerank
+    s = test_similarity
+    if names is not None and weights:
+        s = fuse(s, block(names, slice(n_val, None), slice(n_val, None)), weights)
+    return do_rerank(s, rerank, temperature) if rerank != "none" else s
+
+
+def format_report(report: dict) -> list[str]:
+    """Log lines of a final_report."""
+    lines = [format_pool(report)]
+    if "names" in report:
+        n = report["names"]
+        w = ", ".join(f"{k} {v:g}" for k, v in n["weights"].items())
+        lines.append(f"with names (weights {w}): {format_pool(n)}")
+    return lines

@@ -1,0 +1,207 @@
+"""The best CPU recipe in one command (recipe.py): several diverse members
+trained within a wall-clock budget, their ensemble weighted on the pool
+metric, the structures named in the queries fused in, Sinkhorn re-ranking,
+and the test submission.
+
+Members are ``main.py`` runs (subprocesses, ``--threads 1``, as many at once
+as there are cores, at most 2 here) in ``<runs-dir>/<name>/``; each one's
+run folder is kept, so ``--resume`` skips finished members and continues an
+interrupted one from its ``last.pt``. The ensemble is ``ensemble_method.py``
+over their saved embeddings.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import MolretError
+
+log = logging.getLogger("molret")
+
+# What every member shares: the offline text encoder, frozen, mean-pooled (its features cached once).
+TEXT = ["--text-pooling", "mean", "--freeze-text"]
+COMMON = [*TEXT, "--threads", "1", "--save-embeddings", "--no-write-submission", "--no-progress"]
+# The members, in launch order: diverse graph encoders over the same frozen text features
+# (README "What moves the pool metric" has the measurements behind this choice).
+MEMBERS = [
+    ("gatv2", ["--conv", "gatv2"]),
+    ("gat", ["--conv", "gat"]),
+    ("gcn", ["--conv", "gcn"]),
+    ("mlp", ["--conv", "mlp"]),
+]
+FINISH_MINUTES = 3.0          # kept for the ensemble, names and re-ranking at the end
+MEMBER_OVERHEAD_MINUTES = 2.0  # a member's start, final evaluation and test embedding
+
+
+@dataclass
+class Plan:
+    members: list            # (name, flags)
+    slots: int               # members trained at once
+    member_minutes: float    # --time-budget of each member
+
+
+def plan(minutes: float, cores: int, n_members: int) -> Plan:
+    """Members and time per member that fit ``minutes`` of wall time."""
+    slots = max(1, min(2, cores))
+    usable = minutes - FINISH_MINUTES
+    rounds = -(-n_members // slots)
+    member_minutes = usable / rounds - MEMBER_OVERHEAD_MINUTES
+    if member_minutes < 1.0:
+        raise MolretError(f"--minutes {minutes:g} is too short for {n_members} members on {slots} core(s); "
+                          f"give at least {FINISH_MINUTES + rounds * (MEMBER_OVERHEAD_MINUTES + 1):.0f}")
+    return Plan(MEMBERS[:n_members], slots, member_minutes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recipe.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", default="data", help="challenge data folder")
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for everything")
+    p.add_argument("--out", default="submission.csv", help="test submission to write")
+    p.add_argument("--run-name", default="recipe", help="folder under --runs-dir holding the members")
+    p.add_argument("--runs-dir", default="runs", help="where run folders are written")
+    p.add_argument("--members", type=int, default=len(MEMBERS), help=f"members to train (1..{len(MEMBERS)})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first member (member i: seed + i)")
+    p.add_argument("--text-model", default="minilm", help="the members' frozen text encoder (as main.py's)")
+    p.add_argument("--max-epochs", type=int, default=300, help="epochs at most per member (the budget decides)")
+    p.add_argument("--names", default="auto", choices=["auto", "opsin", "none"],
+                   help="fuse the chemical names of the queries (OPSIN): auto = when Java is available")
+    p.add_argument("--rerank", default="sinkhorn", choices=["none", "sinkhorn", "dual-softmax"],
+                   help="re-ranking of the ensemble (the challenge's one-to-one structure)")
+    p.add_argument("--resume", action="store_true", help="continue: finished members are kept, an interrupted "
+                                                          "one continues from its last.pt")
+    return p
+
+
+def check_args(args) -> None:
+    if not 1 <= args.members <= len(MEMBERS):
+        raise MolretError(f"--members must be between 1 and {len(MEMBERS)}, got {args.members}")
+    if not 0 < args.minutes <= 24 * 60:
+        raise MolretError(f"--minutes must be in (0, 1440], got {args.minutes:g}")
+    if args.max_epochs < 1:
+        raise MolretError(f"--max-epochs must be at least 1, got {args.max_epochs}")
+
+
+def member_command(args, runs_dir: Path, name: str, flags: list, seed: int, minutes: float,
+                   resume: bool) -> list[str]:
+    main_py = str(Path(__file__).resolve().parents[1] / "main.py")
+    if resume:
+        return [sys.executable, main_py, "--resume", str(runs_dir / name), "--no-progress"]
+    return [sys.executable, main_py, "--data-dir", args.data_dir, "--text-model", args.text_model, *COMMON, *flags,
+            "--seed", str(seed), "--epochs", str(args.max_epochs), "--time-budget", f"{minutes:.2f}",
+            "--runs-dir", str(runs_dir), "--run-name", name]
+
+
+def member_state(run_dir: Path) -> str:
+    """done (result.json), started (last.pt) or new."""
+    if (run_dir / "result.json").exists() and (run_dir / "embeddings" / "test_text_emb.npy").exists():
+        return "done"
+    return "started" if (run_dir / "last.pt").exists() else "new"
+
+
+def train_members(args, p: Plan, runs_dir: Path) -> tuple[list[Path], list[str]]:
+    """Run the members, ``p.slots`` at a time: (their run folders, the names of those already trained)."""
+    pending, kept = [], []
+    for i, (name, flags) in enumerate(p.members):
+        state = member_state(runs_dir / name)
+        if state == "done":
+            log.info(f"member {name}: already trained (kept)")
+            kept.append(name)
+            continue
+        if state == "started" and not args.resume:
+            raise MolretError(f"{runs_dir / name} holds an interrupted member: add --resume, or another --run-name")
+        pending.append(member_command(args, runs_dir, name, flags, args.seed + i, p.member_minutes,
+                                      state == "started"))
+    running: list = []
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    try:
+        while pending or running:
+            while pending and len(running) < p.slots:
+                cmd = pending.pop(0)
+                name = Path(cmd[cmd.index("--run-name") + 1] if "--run-name" in cmd else cmd[cmd.index("--resume") + 1]).name
+                logf = open(runs_dir / f"{name}.out", "a")
+                log.info(f"member {name}: training ({' '.join(cmd[2:])})")
+                running.append((name, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
+            time.sleep(2)
+            for item in list(running):
+                name, proc, logf = item
+                if proc.poll() is not None:
+                    running.remove(item)
+                    logf.close()
+                    if proc.returncode != 0:
+                        raise MolretError(f"member {name} failed (exit {proc.returncode}); its log: "
+                                          f"{runs_dir / (name + '.out')}")
+                    log.info(f"member {name}: done")
+    except BaseException:
+        for _, proc, _ in running:  # Ctrl-C: each member saves its last.pt on SIGINT
+            proc.send_signal(2)
+        for _, proc, _ in running:
+            proc.wait()
+        raise
+    return [runs_dir / name for name, _ in p.members], kept
+
+
+def prepare_text_features(data_dir: str, text_model: str) -> None:
+    """The members' shared frozen text features, computed once (cached on
+    disk) with every core, before the members start (else each would compute them)."""
+    import torch
+    from .cli import config_from_args, training_parser
+    from .model import build_model
+    from .text_models import load_tokenizer
+    from .train import load_challenge_data, prepare_texts
+    cfg = config_from_args(training_parser("recipe", "").parse_args(["--data-dir", data_dir, "--text-model", text_model,
+                                                                      *TEXT]))
+    data = load_challenge_data(cfg, need_train=True, need_test=False, progress=False)
+    cfg.model.vocab_size, cfg.model.substructure_dim = len(data.vocab), data.vocab.dim
+    cfg.model.train_text_layers = 0
+    model = build_model(cfg.model, data.vocab.vectors)
+    prepare_texts(data, cfg, load_tokenizer(cfg.model.text_model), model, torch.device("cpu"), progress=False)
+
+
+def names_mode(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    from .names import find_opsin_jar
+    import shutil
+    if shutil.which("java") and find_opsin_jar():
+        return "opsin"
+    log.warning("names: no Java runtime or OPSIN (py2opsin) found: learned scores only")
+    return "none"
+
+
+def run(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    check_args(args)
+    start = time.perf_counter()
+    runs_dir = Path(args.runs_dir) / args.run_name
+    from .io_utils import check_writable_dir
+    check_writable_dir(runs_dir)
+    from .data import resolve_data_dir
+    paths = resolve_data_dir(args.data_dir)
+    for what in ("embeddings", "raw", "train", "val", "test_cids", "test_text"):
+        paths.need(what)
+    plan(args.minutes, os.cpu_count() or 1, args.members)  # a budget too short fails before any work
+    prepare_text_features(args.data_dir, args.text_model)
+    log.info(f"text features ready ({time.perf_counter() - start:.0f} s)")
+    p = plan(args.minutes - (time.perf_counter() - start) / 60, os.cpu_count() or 1, args.members)
+    log.info(f"recipe: {len(p.members)} members ({', '.join(n for n, _ in p.members)}), {p.slots} at a time, "
+             f"{p.member_minutes:.1f} min of training each; then ensemble, names, {args.rerank}")
+    folders, kept = train_members(args, p, runs_dir)
+    import ensemble_method  # noqa: E402 - the top-level script is the ensemble's one entry point
+    ens_argv = ["--members", *[str(f / "embeddings") for f in folders], "--fit-weights", "--rerank", args.rerank,
+                "--names", names_mode(args.names), "--data-dir", args.data_dir, "--out", args.out,
+                "--json", str(runs_dir / "ensemble.json")]
+    results = ensemble_method.main(ens_argv)
+    results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    results["members_kept"] = kept
+    from .io_utils import atomic_write_text
+    atomic_write_text(runs_dir / "recipe.json", json.dumps(results, indent=2) + "\n")
+    print(f"recipe: {results['wall_seconds']:.0f} s wall; submission {args.out}; details {runs_dir / 'recipe.json'}")
+    return results

@@ -1,0 +1,233 @@
+"""Names in queries: finding them, OPSIN resolution, graphs, fusion with the
+learned scores, and the pool metrics they are judged by."""
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from molret import names as N
+from molret.data import GraphSource, build_graph_store
+from molret.evaluation import final_report, pool_metrics, pool_metrics_of, pool_similarity
+from molret.name_fusion import FEATURES, Candidates, NameFeatures, fit_weights, fuse, name_features
+from molret.smiles import graph_to_text, smiles_to_graph
+
+HAVE_OPSIN = shutil.which("java") is not None and N.find_opsin_jar() is not None
+needs_opsin = pytest.mark.skipif(not HAVE_OPSIN, reason="no Java runtime or py2opsin here (.ci/run installs both)")
+
+
+# ------------------------------------------------------------------ finding names
+
+def test_subject_and_cited_names():
+    q = ("2-hydroxybutanoic acid is a 2-hydroxy fatty acid that is butyric acid substituted by a hydroxy group at "
+         "position 2. It has a role as a human metabolite. It derives from a butyric acid. It is a conjugate acid "
+         "of a 2-hydroxybutanoate.")
+    n = N.extract_names(q)
+    assert n.subject == "2-hydroxybutanoic acid"
+    assert n.parents == ("butyric acid", "2-hydroxybutanoate")
+    assert "human metabolite" not in n.all()  # "has a role as" names no structure
+
+
+def test_in_which_enantiomer_and_lists():
+    q = ("Beta-D-Arap-(1->2)-alpha-D-Manp is a disaccharide that is alpha-D-mannopyranose in which the hydroxy "
+         "group at position 2 has been converted. It is an enantiomer of a L-lactic acid. It derives from a "
+         "hydride of a hexane and a pentane.")
+    n = N.extract_names(q)
+    assert n.subject == "Beta-D-Arap-(1->2)-alpha-D-Manp"
+    assert n.enantiomers == ("L-lactic acid",)
+    assert n.parents == ("hexane", "pentane", "alpha-D-mannopyranose")
+
+
+def test_query_without_names():
+    assert N.extract_names("a steroid ester with a long chain").all() == []
+    assert N.extract_names("The molecule is a steroid ester.").subject is None
+    assert N.extract_names("").all() == []
+
+
+# ------------------------------------------------------------------ graph identity
+
+def test_graph_key_ignores_atom_order_and_sees_bonds():
+    ids = ["10", "20", "30"]
+    chain = np.array([[0, 1, 1, 2], [1, 0, 2, 1]])           # 10-20-30
+    renumbered = np.array([[2, 1, 1, 0], [1, 2, 0, 1]])      # same bonds, listed from the other end
+    other = np.array([[0, 2, 2, 1], [2, 0, 1, 2]])           # 10-30-20: same atoms, other bonds
+    assert N.graph_key(ids, chain) == N.graph_key(ids, renumbered)
+    assert N.graph_key(ids, chain) != N.graph_key(ids, other)
+    assert N.graph_key(["30", "20", "10"], np.array([[2, 1, 1, 0], [1, 2, 0, 1]])) == N.graph_key(ids, chain)
+
+
+def _store(tmp_path, smiles_by_id):
+    for cid, smi in smiles_by_id.items():
+        edge_index, identifiers = smiles_to_graph(smi)
+        (tmp_path / f"{cid}.graph").write_text(graph_to_text(edge_index, identifiers))
+    return build_graph_store(list(smiles_by_id), GraphSource(tmp_path), progress=False)
+
+
+def test_structure_key_matches_candidate_graph(tmp_path):
+    store = _store(tmp_path, {"1": "CCO", "2": "CC(C)O", "3": "OCC"})
+    cands = Candidates.from_stores([store])
+    s = N.structure_from_smiles("ethanol", "C(C)O")
+    assert cands.keys[0] == s.key == cands.keys[2]      # the same molecule written two ways
+    assert cands.keys[1] != s.key
+    assert N.structure_from_smiles("bad", "C1CC") is None  # RDKit refuses it: skipped, no exception
+
+
+def test_tanimoto_by_hand(tmp_path):
+    store = _store(tmp_path, {"a": "CCO", "b": "CCCC"})
+    cands = Candidates.from_stores([store])
+    ethanol = N.structure_from_smiles("ethanol", "CCO").identifiers
+    sim = cands.tanimoto([ethanol])
+    assert sim.shape == (1, 2)
+    assert sim[0, 0] == pytest.approx(1.0)
+    butane = set(int(i) for i in N.structure_from_smiles("butane", "CCCC").identifiers)
+    e = set(int(i) for i in ethanol)
+    assert sim[0, 1] == pytest.approx(len(e & butane) / len(e | butane))
+
+
+# ------------------------------------------------------------------ fusion
+
+def _features(tmp_path):
+    store = _store(tmp_path, {"a": "CCO", "b": "CCCC", "c": "CC(=O)O"})
+    cands = Candidates.from_stores([store])
+    qs = [N.QueryStructures(N.QueryNames("ethanol"), subject=N.structure_from_smiles("ethanol", "CCO")),
+          N.QueryStructures(N.QueryNames()),
+          N.QueryStructures(N.QueryNames(None, (), ("acetic acid",)),
+                            parents=[N.structure_from_smiles("acetic acid", "CC(=O)O")])]
+    return name_features(qs, cands)
+
+
+def test_zero_weights_give_exactly_the_learned_scores(tmp_path):
+    feats = _features(tmp_path)
+    learned = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    assert np.array_equal(fuse(learned, feats, {f: 0.0 for f in FEATURES}), learned.astype(np.float64))
+
+
+def test_features_and_fusion_by_hand(tmp_path):
+    feats = _features(tmp_path)
+    assert feats.rows.tolist() == [0, 2]                     # query 1 names nothing
+    assert feats.values[0].tolist()[0] == [1.0, 0.0, 0.0]    # exact: ethanol is candidate a
+    assert feats.values[2, 1, 2] == pytest.approx(1.0)        # parent acetic acid is candidate c
+    learned = np.zeros((3, 3))
+    fused = fuse(learned, feats, {"exact": 2.0, "subject": 0.0, "parent": 0.5})
+    assert fused[0].tolist() == [2.0, 0.0, 0.0]
+    assert fused[1].tolist() == [0.0, 0.0, 0.0]               # learned row unchanged
+    assert fused[2, 2] == pytest.approx(0.5)
+
+
+def test_fit_weights_finds_the_helpful_feature():
+    # query 0's answer (column 0) is second by the learned score; the exact feature points at it
+    sim = np.array([[0.5, 0.9, 0.1], [0.1, 0.8, 0.2], [0.0, 0.1, 0.7]])
+    values = np.zeros((len(FEATURES), 1, 3), np.float32)
+    values[0, 0, 0] = 1.0
+    feats = NameFeatures(np.array([0]), values, 3)
+    w = fit_weights(sim, feats)
+    assert w["exact"] > 0.4
+    assert np.argmax(fuse(sim, feats, w)[0]) == 0
+    assert fit_weights(sim, NameFeatures(np.zeros(0, np.int64), np.zeros((3, 0, 3), np.float32), 3)) == \
+        {f: 0.0 for f in FEATURES}
+
+
+# ------------------------------------------------------------------ pool metrics
+
+def test_pool_metrics_by_hand():
+    # 2 val queries/molecules, 1 test molecule as a distractor (unit vectors in 2-D)
+    val_text = np.array([[1.0, 0.0], [0.0, 1.0]])
+    val_graph = np.array([[0.8, 0.6], [0.6, 0.8]])
+    test_graph = np.array([[0.0, 1.0]])
+    m = pool_metrics(val_text, val_graph, test_graph)
+    # query 0: scores 0.8 (true), 0.6, 0.0 -> rank 1; query 1: 0.6, 0.8 (true), 1.0 -> rank 2
+    assert m["pool_lrap"] == pytest.approx((1 + 1 / 2) / 2)
+    assert m["pool_hits1"] == pytest.approx(0.5)
+    assert m["pool_hits10"] == pytest.approx(1.0)
+    square = pool_similarity(val_text, val_graph, np.array([[0.0, 1.0]]), test_graph)
+    assert square.shape == (3, 3)
+    assert pool_metrics_of(square, 2) == m
+
+
+def test_reranked_pool_is_scored_on_val_rows():
+    # the test query claims the distractor, so re-ranking frees query 1's answer
+    val_text = np.array([[1.0, 0.0], [0.0, 1.0]])
+    val_graph = np.array([[0.8, 0.6], [0.6, 0.8]])
+    test_graph = np.array([[0.0, 1.0]])
+    test_text = np.array([[-0.6, 0.8]])  # scores 0, 0.28, 0.8: only the distractor suits it
+    m = pool_metrics(val_text, val_graph, test_graph, test_text, "sinkhorn", 0.05)
+    assert m["pool_lrap"] == pytest.approx(0.75)
+    assert m["pool_lrap_reranked"] == pytest.approx(1.0)
+
+
+def test_final_report_without_names_has_no_names_section():
+    sim = np.eye(4) + 0.01
+    report, weights = final_report(sim, 2)
+    assert weights is None and "names" not in report and report["pool_lrap"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ OPSIN
+
+@pytest.fixture
+def molret_warnings():
+    """Warnings of the "molret" logger (which a training run may have set not to propagate)."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("molret")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_java_missing_gives_learned_only_with_one_warning(monkeypatch, molret_warnings):
+    monkeypatch.setattr(N, "_SHARED", {})
+    monkeypatch.setattr(N.shutil, "which", lambda name: None)
+    assert N.shared_opsin() is None
+    assert N.shared_opsin() is None          # asked twice, said once
+    warnings = molret_warnings
+    assert len(warnings) == 1 and "Java" in warnings[0].getMessage()
+    qs = N.resolve_queries(["ethanol is a primary alcohol."], None)
+    assert qs[0].names.subject == "ethanol" and qs[0].subject is None
+    with pytest.raises(N.OpsinUnavailable):
+        N.Opsin(java="no-such-java-binary")
+
+
+def test_opsin_stopping_is_a_warning_not_a_crash(molret_warnings):
+    class Broken:
+        def resolve(self, names):
+            raise N.OpsinUnavailable("OPSIN stopped answering")
+    qs = N.resolve_queries(["ethanol is a primary alcohol."], Broken())
+    assert qs[0].subject is None
+    assert [r.getMessage() for r in molret_warnings] == \
+        ["--names opsin: OPSIN stopped answering; using the learned scores only"]
+
+
+@pytest.fixture(scope="module")
+def opsin():
+    if not HAVE_OPSIN:
+        pytest.skip("no Java runtime or py2opsin here (.ci/run installs both)")
+    o = N.Opsin()
+    yield o
+    o.close()
+
+
+@needs_opsin
+@pytest.mark.parametrize("name,smiles", [("ethanol", "CCO"), ("2-hydroxybutanoic acid", "CCC(O)C(=O)O"),
+                                         ("benzoic acid", "OC(=O)c1ccccc1"), ("propan-2-ol", "CC(C)O"),
+                                         ("L-alanine", "C[C@H](N)C(=O)O")])
+def test_opsin_names_match_the_graph_of_their_smiles(opsin, name, smiles):
+    resolved = opsin.resolve([name])[0]
+    assert resolved is not None
+    assert N.structure_from_smiles(name, resolved).key == N.structure_from_smiles(name, smiles).key
+
+
+@needs_opsin
+def test_opsin_rejects_non_names_and_keeps_going(opsin):
+    got = opsin.resolve(["flibbertigibbet", "human metabolite", "ethanol", "x\ny"])
+    assert got[0] is None and got[1] is None and got[2] is not None and got[3] is None
+
+
+@needs_opsin
+def test_resolve_queries_end_to_end(opsin, tmp_path):
+    qs = N.resolve_queries(["Ethanol is a primary alcohol. It is a conjugate acid of an ethoxide.",
+                            "Thiencarbazone is an N-sulfonylurea.", "a molecule with no name"], opsin)
+    assert qs[0].subject.key == N.structure_from_smiles("e", "CCO").key
+    assert len(qs[0].parents) == 1                      # ethoxide resolves
+    assert qs[1].subject is None                        # a trivial name OPSIN does not know: skipped
+    assert qs[2].names.all() == [] and qs[2].subject is None

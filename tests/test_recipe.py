@@ -1,0 +1,51 @@
+"""recipe.py: the budget plan, its flags' ranges, and a whole run on the DEMO
+data with a tiny text model (members, pool-weighted ensemble, submission,
+--resume keeping finished members)."""
+import json
+
+import pytest
+
+from molret.errors import MolretError
+from molret.recipe import FINISH_MINUTES, MEMBER_OVERHEAD_MINUTES, MEMBERS, plan
+
+
+def test_plan_fits_the_budget():
+    p = plan(30, cores=2, n_members=4)
+    assert p.slots == 2 and len(p.members) == 4
+    # 2 rounds of 2 members: each round gets half of what the finish leaves, minus a member's overhead
+    assert p.member_minutes == pytest.approx((30 - FINISH_MINUTES) / 2 - MEMBER_OVERHEAD_MINUTES)
+    assert plan(30, cores=1, n_members=2).slots == 1 and plan(30, cores=16, n_members=2).slots == 2
+    with pytest.raises(MolretError, match="too short"):
+        plan(4, cores=2, n_members=4)
+
+
+@pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "0"),
+                                        ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0")])
+def test_out_of_range_flags_are_one_error_line(flag, value, tmp_path, capsys):
+    import recipe
+    with pytest.raises(SystemExit) as e:
+        recipe.main(["--data-dir", str(tmp_path), flag, value, "--runs-dir", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0]
+
+
+def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
+    import recipe
+    from molret.submission import read_submission
+    argv = ["--data-dir", str(demo_dir), "--minutes", "12", "--members", "2", "--text-model", tiny_text_model,
+            "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
+            "--names", "none"]
+    res = recipe.main(argv)
+    pool = res["pool"]
+    assert set(pool["members"]) == {str(tmp_path / "runs" / "recipe" / n / "embeddings") for n, _ in MEMBERS[:2]}
+    assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
+    assert len(pool["member_weights"]) == 2 and sum(pool["member_weights"]) == pytest.approx(1.0)
+    sub = read_submission(tmp_path / "sub.csv")
+    n_test = len((demo_dir / "test_cids.txt").read_text().split())
+    assert sub.shape == (n_test, n_test)
+    assert json.loads((tmp_path / "runs" / "recipe" / "recipe.json").read_text())["pool"] == pool
+    assert res["members_kept"] == []
+    again = recipe.main(argv + ["--resume"])        # finished members are kept, not retrained
+    assert again["members_kept"] == [n for n, _ in MEMBERS[:2]]
+    assert again["pool"]["ensemble"] == pool["ensemble"]
