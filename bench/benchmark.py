@@ -39,8 +39,8 @@ def rss_mb() -> float:
 
 
 def bench_parse(data_dir: Path) -> list[tuple[str, str]]:
-    from molret.data import GraphSource, GraphStore, Vocab, build_graph_store
-    source = GraphSource(data_dir / "raw.zip" if (data_dir / "raw.zip").exists() else data_dir / "raw")
+    from molret.data import GraphSource, GraphStore, Vocab, build_graph_store, resolve_data_dir
+    source = GraphSource(resolve_data_dir(data_dir).need("raw"))
     cids = sorted(source._members) if source._zip is not None else sorted(p.stem for p in (data_dir / "raw").glob("*.graph"))
     test_cids = (data_dir / "test_cids.txt").read_text().split()
     rows = []
@@ -99,7 +99,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
     batches: our three text paths in float32 and with bf16 autocast, against
     the organisers' loading style with the same fine-tuned model."""
     from bench.baseline_reference import BaselineGraphTextDataset, baseline_loader, encode_baseline_batch
-    from molret.data import GraphSource, read_embedding_dict
+    from molret.data import GraphSource, read_embedding_dict, resolve_data_dir
     from molret.losses import clip_loss
     from molret.train import autocast_context
 
@@ -123,7 +123,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
     emb = read_embedding_dict(data_dir / "token_embedding_dict.npy")   # restricted unpickler, as Vocab.from_npy
     t = time.perf_counter()
     ds = BaselineGraphTextDataset(work / "baseline_processed", data.train.cids[: batch_size * (steps + warmup)],
-                                  data.train.texts, GraphSource(data_dir / "raw.zip"), emb, tokenizer)
+                                  data.train.texts, GraphSource(resolve_data_dir(data_dir).need("raw")), emb, tokenizer)
     prep = time.perf_counter() - t
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     device = next(model.parameters()).device
@@ -185,13 +185,19 @@ def bench_quality_members(data_dir: Path, runs: Path, minutes: float, amp: str, 
         result = json.loads((runs / name / "result.json").read_text())
         m = result["val"]
         rows.append((f"member {name} (seed {names.index(name)}, 1 thread)",
-                     f"val LRAP {m['lrap']:.4f}  MRR {m['mrr']:.4f}  Hits@1 {m['hits@1']:.3f}  "
+                     f"pool LRAP {result.get('pool_lrap', float('nan')):.4f}  "
+                     f"val(500) LRAP {m['lrap']:.4f}  MRR {m['mrr']:.4f}  Hits@1 {m['hits@1']:.3f}  "
                      f"Hits@10 {m['hits@10']:.3f} (best epoch {result['best_epoch']} of {result['epochs']}; "
                      f"training {result['train_seconds']:.0f} s)"))
     out = runs / f"cpu-ensemble-{int(minutes)}min-{stamp}-submission.csv"
     emb = [str(runs / n / "embeddings") for n in names]
     plain = ensemble_method.main(["--members", *emb])["ensemble"]
-    reranked = ensemble_method.main(["--members", *emb, "--rerank", "sinkhorn", "--out", str(out)])["ensemble"]
+    res = ensemble_method.main(["--members", *emb, "--rerank", "sinkhorn", "--out", str(out)])
+    reranked = res["ensemble"]
+    if "pool" in res:
+        e = res["pool"]["ensemble"]
+        rows.append((f"ensemble of {members} members, pool (val among val + test molecules)",
+                     f"pool LRAP {e['pool_lrap']:.4f}, re-ranked {e.get('pool_lrap_reranked', float('nan')):.4f}"))
     wall = time.perf_counter() - t
     for label, m in (("mean similarity", plain), ("mean similarity re-ranked (sinkhorn, T=0.05)", reranked)):
         rows.append((f"ensemble of {members} members, {label}",
@@ -214,10 +220,13 @@ def bench_quality(data_dir: Path, runs: Path, minutes: float, amp: str = "bf16",
                                "--runs-dir", str(runs), "--run-name", name, "--no-progress"])
     wall = time.perf_counter() - t
     m = result["val"]
+    pool = (f"; pool LRAP {result['pool_lrap']:.4f}" + (f", re-ranked {result['pool_lrap_reranked']:.4f}"
+                                                         if "pool_lrap_reranked" in result else "")) \
+        if "pool_lrap" in result else ""
     rows = [(f"CPU recipe, {minutes:g} min budget: {' '.join(recipe)}",
              f"val LRAP {m['lrap']:.4f}  MRR {m['mrr']:.4f}  Hits@1 {m['hits@1']:.3f}  Hits@10 {m['hits@10']:.3f} "
              f"(best epoch {result['best_epoch']} of {result['epochs']}; training {result['train_seconds']:.0f} s, "
-             f"wall {wall:.0f} s incl. text states and submission)")]
+             f"wall {wall:.0f} s incl. text states and submission){pool}")]
     if "val_reranked" in result:
         r, how = result["val_reranked"], result["rerank"]
         rows.append((f"same model, val similarity re-ranked ({how['method']}, T={how['temperature']:g})",

@@ -64,6 +64,7 @@ class TrainConfig:
     cache_frozen_layers: bool = True    # with train_text_layers N > 0: cache the lower layers' token states
     bucket_by_length: bool = True       # length-bucketed batches (less padding)
     max_train: int = 0                  # use only the first N training pairs (0: all)
+    train_on_val: bool = False          # the final fit: train on train + val pairs (keeps the last epoch)
     max_val: int = 0
     time_budget: float = 0.0            # minutes of training; 0: no limit
     write_submission: bool = True
@@ -154,6 +155,8 @@ _HELP = {
     "bucket_by_length": "group descriptions of similar length into batches (less padding)",
     "max_train": "use only the first N training pairs (0: all)",
     "max_val": "use only the first N validation pairs (0: all)",
+    "train_on_val": "the final fit for a submission: train on the train and val pairs together, for the --epochs "
+                    "chosen on a run without it (val and pool metrics are then optimistic; the last epoch is kept)",
     "time_budget": "stop training after this many minutes (0: no limit); the schedule is fitted to it",
     "write_submission": "write the test submission.csv at the end",
     "save_embeddings": "also save val/test text and graph embeddings (.npy + ids) in the run folder",
@@ -187,6 +190,39 @@ _CHOICES = {
     "select_metric": ["pool_lrap", "lrap", "pool_lrap_reranked"],
 }
 
+# Allowed range of every numeric flag: (low, high, low excluded); None = unbounded.
+RANGES = {
+    "num_layers": (1, None, False), "hidden_dim": (1, None, False), "heads": (1, None, False),
+    "dropout": (0.0, 0.95, False), "max_length": (2, None, False), "train_text_layers": (-1, None, False),
+    "embed_dim": (1, None, False), "proj_hidden": (0, None, False), "init_temperature": (0.0, None, True),
+    "epochs": (1, None, False), "batch_size": (2, None, False), "eval_batch_size": (1, None, False),
+    "lr": (0.0, None, True), "text_lr": (0.0, None, True), "weight_decay": (0.0, None, False),
+    "warmup_ratio": (0.0, 1.0, False), "grad_clip": (0.0, None, False), "seed": (0, None, False),
+    "threads": (0, None, False), "max_train": (0, None, False), "max_val": (0, None, False),
+    "time_budget": (0.0, None, False), "grad_cache_chunk": (0, None, False),
+    "rerank_temperature": (0.0, None, True),
+}
+
+
+def ranged(typ, name: str):
+    """An argparse type: ``typ`` within RANGES[name] (an out-of-range value is
+    argparse's one ``error:`` line naming the flag, exit 2)."""
+    low, high, low_open = RANGES[name]
+
+    def convert(text: str):
+        try:
+            value = typ(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if typ is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value != value or (low is not None and (value < low or (low_open and value == low))) \
+                or (high is not None and value > high):
+            bounds = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+    return convert
+
+
 # Fields that are derived from data and never set by flags.
 _NOT_FLAGS = {"vocab_size", "substructure_dim"}
 
@@ -204,6 +240,10 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, dc, title: str) -> None
                                help=f"{help_text} (default: {default})")
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
+            if typ is not str:
+                if f.name not in RANGES:
+                    raise AssertionError(f"numeric flag --{f.name} has no range in RANGES")
+                typ = ranged(typ, f.name)
             group.add_argument(flag, dest=f.name, default=None, type=typ, choices=_CHOICES.get(f.name),
                                help=f"{help_text} (default: {default!r})")
 

@@ -29,6 +29,9 @@ CACHE_VERSION = 2
 
 # ------------------------------------------------------------------ paths
 
+KAGGLE_COMMAND = "kaggle competitions download -c altegrad-2023-data-challenge -p {dir} && unzip {dir}/*.zip -d {dir}"
+
+
 @dataclass
 class DataPaths:
     root: Path
@@ -45,6 +48,10 @@ class DataPaths:
             expected = {"raw": "raw/ or raw.zip", "embeddings": "token_embedding_dict.npy",
                         "train": "train.tsv", "val": "val.tsv", "test_cids": "test_cids.txt",
                         "test_text": "test_text.txt"}[name]
+            if not any(getattr(self, f) for f in ("raw", "embeddings", "train", "val", "test_cids", "test_text")):
+                raise MolretError(f"data folder {self.root} holds none of the challenge files: download them with "
+                                  f"'{KAGGLE_COMMAND.format(dir=self.root)}' (README: The real data), or try "
+                                  f"'python main.py --demo' (a small built-in dataset)")
             raise MolretError(f"data folder {self.root} has no {expected}")
         return path
 
@@ -52,7 +59,8 @@ class DataPaths:
 def resolve_data_dir(data_dir) -> DataPaths:
     root = Path(data_dir)
     if not root.is_dir():
-        raise MolretError(f"data folder {root} does not exist (give --data-dir, or --demo for the built-in demo data)")
+        raise MolretError(f"data folder {root} does not exist: give --data-dir, download the challenge files with "
+                          f"'{KAGGLE_COMMAND.format(dir=root)}', or try --demo (a small built-in dataset)")
     if not os.access(root, os.R_OK | os.X_OK):
         raise MolretError(f"data folder {root} is not readable")
 

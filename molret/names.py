@@ -309,6 +309,15 @@ class QueryStructures:
         return {s.key for s in ([self.subject] if self.subject else []) + self.enantiomers}
 
 
+_ANION = re.compile(r"^(?P<stem>.+?)ate(?:\(\d?[+-]\))?$")
+
+
+def _acid_name(name: str) -> str | None:
+    """The acid of an anion name ("...ate" or "...ate(2-)" -> "...ic acid"), None otherwise."""
+    m = _ANION.match(name)
+    return f"{m.group('stem')}ic acid" if m else None
+
+
 def resolve_queries(queries: Sequence[str], opsin: Opsin | None) -> list[QueryStructures]:
     """Names of every query, resolved in one batch (``opsin`` None: names
     found but nothing resolved). An OPSIN failure is one warning line and
@@ -319,6 +328,10 @@ def resolve_queries(queries: Sequence[str], opsin: Opsin | None) -> list[QuerySt
         wanted = list(dict.fromkeys(n for names in found for n in names.all()))
         try:
             smiles = dict(zip(wanted, opsin.resolve(wanted)))
+            # anion names OPSIN does not know ("4-phospho-L-aspartate"): the acid's structure
+            # ("4-phospho-L-aspartic acid") is close (same skeleton), for the similarity evidence
+            retry = {n: alt for n in wanted if smiles[n] is None for alt in [_acid_name(n)] if alt}
+            smiles.update((n, s) for n, s in zip(retry, opsin.resolve(list(retry.values()))) if s)
         except OpsinUnavailable as e:
             log.warning(f"--names opsin: {e}; using the learned scores only")
             smiles = {}

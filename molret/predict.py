@@ -119,6 +119,12 @@ def predict(args) -> dict:
     key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
     tokens = tokenize(queries, tokenizer, cfg.model.max_length, cache_dir / f"tokens-test-{key}.npz")
     batch_size = args.batch_size or cfg.train.eval_batch_size
+    if cfg.train.freeze_text:  # as main.py embedded them: the frozen encoder's features, cached
+        from .data import TextFeatures
+        from .train import text_features_cached
+        tokens = TextFeatures(text_features_cached(
+            model, tokens, cache_dir / f"textfeat-test-{key}-{cfg.model.text_pooling}.npz", device,
+            cfg.train.eval_batch_size, progress=True))
     text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=True)
     similarity = similarity_matrix(text_emb, graph_emb)
     method = args.rerank if args.rerank is not None else cfg.train.rerank
@@ -155,6 +161,12 @@ def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_si
     val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)
     key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
     val_tokens = tokenize(val_texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-val-{key}.npz")
+    if cfg.train.freeze_text:  # as main.py embedded them
+        from .data import TextFeatures
+        from .train import text_features_cached
+        val_tokens = TextFeatures(text_features_cached(
+            model, val_tokens, cache_dir / f"textfeat-val-{key}-{cfg.model.text_pooling}.npz", device,
+            cfg.train.eval_batch_size, progress=True))
     val_text = embed_texts(model, val_tokens, device, batch_size, cfg.train.amp)
     val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
     names = None

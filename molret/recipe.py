@@ -158,7 +158,7 @@ def prepare_text_features(data_dir: str, text_model: str) -> None:
     from .train import load_challenge_data, prepare_texts
     cfg = config_from_args(training_parser("recipe", "").parse_args(["--data-dir", data_dir, "--text-model", text_model,
                                                                       *TEXT]))
-    data = load_challenge_data(cfg, need_train=True, need_test=False, progress=False)
+    data = load_challenge_data(cfg, need_train=True, need_test=True, progress=False)
     cfg.model.vocab_size, cfg.model.substructure_dim = len(data.vocab), data.vocab.dim
     cfg.model.train_text_layers = 0
     model = build_model(cfg.model, data.vocab.vectors)

@@ -57,6 +57,9 @@ def rerank(similarity: np.ndarray, method: str = "sinkhorn", temperature: float 
     n_rows, n_cols = s.shape
     log_col_target = np.log(n_rows / n_cols)
     log_p = logits - _logsumexp(logits, axis=1)
+    kernel = np.exp(log_p)
+    if kernel.min() > 1e-250:  # no underflow: scaling vectors, two matrix-vector products per iteration
+        return _sinkhorn_scaling(log_p, kernel, log_col_target, n_iter, tol)
     for _ in range(n_iter):
         log_p = log_p - _logsumexp(log_p, axis=0) + log_col_target
         log_p = log_p - _logsumexp(log_p, axis=1)            # rows sum to 1 exactly after this
@@ -64,3 +67,20 @@ def rerank(similarity: np.ndarray, method: str = "sinkhorn", temperature: float 
         if col_err < tol:
             break
     return log_p
+
+
+def _sinkhorn_scaling(log_kernel: np.ndarray, kernel: np.ndarray, log_col_target: float, n_iter: int,
+                      tol: float) -> np.ndarray:
+    """The same iteration as the log-domain loop of ``rerank`` (columns to
+    their target, then rows to 1, until the column sums are within ``tol``),
+    as ``diag(u) K diag(v)``: far faster, for kernels that do not underflow."""
+    col_target = np.exp(log_col_target)
+    u = np.ones(kernel.shape[0])
+    v = np.ones(kernel.shape[1])
+    for _ in range(n_iter):
+        v = col_target / (kernel.T @ u)
+        u = 1.0 / (kernel @ v)                                  # rows sum to 1 exactly after this
+        col_err = np.abs(v * (kernel.T @ u) / col_target - 1.0).max()
+        if col_err < tol:
+            break
+    return log_kernel + np.log(u)[:, None] + np.log(v)[None, :]

@@ -155,6 +155,11 @@ def load_challenge_data(cfg: RunConfig, need_train: bool = True, need_test: bool
 
     train = pairs("train", t.max_train) if need_train else None
     val = pairs("val", t.max_val) if need_train and paths.val is not None else None
+    if t.train_on_val and train is not None and val is not None:
+        # the final fit: val pairs join the training pairs (val metrics are then optimistic)
+        train = Split(train.cids + val.cids, train.texts + val.texts,
+                      load_graphs(f"train{t.max_train or ''}+val{t.max_val or ''}", train.cids + val.cids, source,
+                                  cache_dir, vocab, progress))
     test_graphs = test_queries = None
     if need_test and paths.test_cids is not None and paths.test_text is not None:
         cids, queries = read_test_inputs(paths)
@@ -180,10 +185,10 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model: MolRetM
         key = f"{model_id}-len{m.max_length}"
         tokens = tokenize(split.texts, tokenizer, m.max_length, data.cache_dir / f"tokens-{name}-{key}.npz")
         split.tokens = tokens
-        # test queries are embedded for the submission from tokens (what predictions.py recomputes); their
-        # cheap training-time form is needed only to select epochs by the re-ranked pool metric
+        # test queries are embedded for the submission from what predictions.py recomputes: the cached
+        # frozen features, else the tokens; the lower-layer states only to select epochs by the re-ranked pool
         cheap = name != "test" or cfg.train.select_metric == "pool_lrap_reranked"
-        if cfg.train.freeze_text and cheap:
+        if cfg.train.freeze_text:
             split.text_data = TextFeatures(text_features_cached(
                 model, tokens, data.cache_dir / f"textfeat-{name}-{key}-{m.text_pooling}.npz", device,
                 cfg.train.eval_batch_size, progress))
@@ -298,6 +303,9 @@ class Trainer:
             for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
                 log.removeHandler(h)
                 h.close()
+        if t.train_on_val:
+            log.warning("--train-on-val: the val pairs are trained on; val and pool metrics are optimistic and "
+                        "the last epoch is kept (choose --epochs on a run without it)")
         if t.select_metric == "pool_lrap_reranked" and t.rerank == "none":
             raise MolretError("--select-metric pool_lrap_reranked needs --rerank sinkhorn or dual-softmax")
         if t.grad_cache_chunk < 0 or t.grad_cache_chunk == 1:
@@ -462,7 +470,10 @@ class Trainer:
 
     def selection_score(self, metrics: dict) -> float:
         """The score that picks the best epoch (--select-metric; the val-sized
-        LRAP when there are no test molecules for the pool)."""
+        LRAP when there are no test molecules for the pool; with --train-on-val
+        the epoch number: the last epoch is kept)."""
+        if self.cfg.train.train_on_val:
+            return float(self.epoch + 1)
         return metrics.get(self.cfg.train.select_metric, metrics["lrap"])
 
     # -- the loop
@@ -640,13 +651,16 @@ class Trainer:
                  f"({epoch_seconds:.1f}s, {row['pairs_per_s']:.0f} pairs/s)")
         self.epoch += 1
         self.step_in_epoch = 0
-        if t.time_budget and self.epoch == 1 and self.planned_epochs > 1:
-            # Fit the schedule to the budget, from the first epoch's cost.
-            per_epoch = epoch_seconds + row["eval_seconds"]
-            fit = max(1, int(t.time_budget * 60 // max(per_epoch, 1e-6)))
-            if fit < self.planned_epochs:
-                self.planned_epochs = fit
-                log.info(f"time budget {t.time_budget} min: planning {fit} epochs")
+        if t.time_budget and self.epoch < self.planned_epochs:
+            # Fit the schedule to the budget after every epoch, from the cost of the epochs so far (the
+            # first one, slower with its warm-up, only until there are others): the cosine decay follows.
+            costs = [h["epoch_seconds"] + h["eval_seconds"] for h in self.history]
+            per_epoch = float(np.mean(costs[1:] if len(costs) > 1 else costs))
+            left = t.time_budget * 60 - self.train_seconds - sum(h["eval_seconds"] for h in self.history)
+            fit = min(t.epochs, self.epoch + max(0, int(left // max(per_epoch, 1e-6))))
+            if fit != self.planned_epochs:
+                self.planned_epochs = max(fit, self.epoch)
+                log.info(f"time budget {t.time_budget} min: planning {self.planned_epochs} epochs")
         if self.selection_score(metrics) > self.best_score:
             self.best_score, self.best_epoch = self.selection_score(metrics), self.epoch
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(with_state=False, metrics=metrics))
@@ -691,7 +705,9 @@ class Trainer:
         if self.data.test_graphs is not None:
             # The same computation as predictions.py (from tokens, not cached
             # features), so that a checkpoint reproduces the submission exactly.
-            text_emb, graph_emb = embed_test(self.model, self.data.test_queries.tokens, self.data.test_graphs.graphs,
+            queries = self.data.test_queries
+            text_emb, graph_emb = embed_test(self.model, queries.text_data if t.freeze_text else queries.tokens,
+                                             self.data.test_graphs.graphs,
                                              self.device, t.eval_batch_size, t.amp)
             if t.save_embeddings:
                 save_embeddings(self.run_dir / "embeddings", "test", text_emb, self.data.test_queries.cids,

@@ -49,3 +49,35 @@ def test_demo_defaults_do_not_override_user_flags():
     parser = training_parser("t", "t")
     cfg = config_from_args(parser.parse_args(["--demo", "--epochs", "3"]))
     assert cfg.train.epochs == 3 and cfg.model.text_model == "minilm" and cfg.train.freeze_text
+
+
+def _out_of_range(name):
+    from molret.config import RANGES
+    low, high, low_open = RANGES[name]
+    values = [str(low) if low_open else str(low - 1)]
+    if high is not None:
+        values.append(str(high + 1))
+    return values + ["nan-ish"]
+
+
+def _numeric_fields():
+    for dc in (ModelConfig, TrainConfig):
+        for f in dataclasses.fields(dc):
+            if f.name not in _NOT_FLAGS and f.type in ("int", "float", int, float):
+                yield f.name
+
+
+@pytest.mark.parametrize("name", sorted(_numeric_fields()))
+def test_every_numeric_flag_refuses_out_of_range_values(name, capsys):
+    """Each numeric flag has a range (RANGES); a value outside it, or not a
+    number, is one error line naming the flag, exit 2, no traceback."""
+    import main
+    flag = "--" + name.replace("_", "-")
+    for value in _out_of_range(name):
+        with pytest.raises(SystemExit) as e:
+            main.main([flag, value])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and f"argument {flag}:" in errors[0], (flag, value, err)
+        assert "Traceback" not in err

@@ -231,3 +231,40 @@ def test_resolve_queries_end_to_end(opsin, tmp_path):
     assert len(qs[0].parents) == 1                      # ethoxide resolves
     assert qs[1].subject is None                        # a trivial name OPSIN does not know: skipped
     assert qs[2].names.all() == [] and qs[2].subject is None
+
+
+# ------------------------------------------------------------------ end to end on the challenge data
+
+@needs_opsin
+def test_names_end_to_end_on_shared_data(altegrad, tiny_text_model, tmp_path):
+    """main.py --names opsin on real pairs: names resolved, the fusion weights
+    fitted on val, the pool report with and without names, the submission
+    fused; predictions.py reproduces it from the checkpoint; ensemble_method.py
+    fuses names into an ensemble; a member of another val is refused."""
+    import ensemble_method
+    import predictions
+    from tests.test_pipeline import run_main
+    common = ["--data-dir", str(altegrad), "--cache-dir", str(tmp_path / "cache")]
+    result = run_main([*common, "--text-model", tiny_text_model, "--conv", "gcn", "--epochs", "1",
+                       "--max-train", "200", "--hidden-dim", "32", "--max-length", "48", "--batch-size", "32",
+                       "--runs-dir", str(tmp_path), "--run-name", "n", "--names", "opsin", "--save-embeddings"])
+    stats = result["names_stats"]
+    assert stats["queries"] == 500 and stats["subject_resolved"] >= 100 and stats["exact_true_graph"] >= 100
+    names = result["names"]
+    assert names["weights"]["exact"] > 0                      # exact graph identity helps even a 1-epoch model
+    assert names["pool_lrap"] > result["pool_lrap"] + 0.1
+    pred = predictions.main(["--model", str(tmp_path / "n" / "best.pt"), *common, "--out", str(tmp_path / "p.csv")])
+    assert pred["pool"]["names"]["weights"] == names["weights"]   # the checkpoint's --names and --rerank
+    assert (tmp_path / "p.csv").read_bytes() == (tmp_path / "n" / "submission.csv").read_bytes()
+    ens = ensemble_method.main(["--members", str(tmp_path / "n" / "embeddings"), *common, "--names", "opsin"])
+    assert ens["pool"]["ensemble"]["names"]["pool_lrap"] == pytest.approx(names["pool_lrap"], abs=1e-4)
+    with pytest.raises(SystemExit) as e:  # the members' molecules are not those of this data folder
+        ensemble_method.main(["--members", str(tmp_path / "n" / "embeddings"), "--names", "opsin",
+                              "--data-dir", str(tmp_path / "n")])
+    assert e.value.code == 2
+
+
+def test_acid_name_of_anions():
+    assert N._acid_name("4-phospho-L-aspartate") == "4-phospho-L-aspartic acid"
+    assert N._acid_name("L-aspartate(2-)") == "L-aspartic acid"
+    assert N._acid_name("ethanol") is None

@@ -130,3 +130,39 @@ def test_rerank_in_training_reports_both_and_predictions_reproduce(demo_dir, tin
     plain = tmp_path / "plain.csv"
     predictions_script.main(["--model", str(run_dir / "best.pt"), "--out", str(plain), "--rerank", "none"])
     assert np.allclose(pd.read_csv(plain).iloc[:, 1:].to_numpy(), test_sim, atol=1e-4)
+
+
+def test_time_budget_replans_and_stops(demo_dir, tiny_text_model, tmp_path):
+    """--time-budget: the epoch count is re-fitted after every epoch from their
+    cost, and training stops within the budget (plus at most one epoch)."""
+    import json
+    result = run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "500",
+                       "--batch-size", "16", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
+                       "--max-length", "64", "--text-pooling", "mean", "--freeze-text", "--time-budget", "0.15",
+                       "--runs-dir", str(tmp_path), "--run-name", "tb", "--cache-dir", str(tmp_path / "cache"),
+                       "--no-write-submission"])
+    history = json.loads((tmp_path / "tb" / "metrics.json").read_text())
+    assert 1 <= result["epochs"] == len(history) < 500
+    per_epoch = max(h["epoch_seconds"] + h["eval_seconds"] for h in history)
+    spent = sum(h["epoch_seconds"] + h["eval_seconds"] for h in history)
+    assert spent <= 0.15 * 60 + per_epoch + 1.0
+    log = (tmp_path / "tb" / "train.log").read_text()
+    assert "planning" in log
+
+
+def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(demo_dir, tiny_text_model, tmp_path):
+    from molret.cli import config_from_args, training_parser
+    from molret.data import read_pairs_tsv
+    from molret.train import Trainer, setup_logging
+    argv = ["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "2", "--batch-size", "16",
+            "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16", "--max-length", "64", "--text-pooling",
+            "mean", "--freeze-text", "--runs-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),
+            "--no-write-submission", "--train-on-val"]
+    cfg = config_from_args(training_parser("t", "t").parse_args(argv + ["--run-name", "tv"]))
+    (tmp_path / "tv").mkdir()
+    setup_logging(tmp_path / "tv")
+    trainer = Trainer(cfg, tmp_path / "tv", progress=False)
+    n_train, n_val = (len(read_pairs_tsv(demo_dir / f)[0]) for f in ("train.tsv", "val.tsv"))
+    assert len(trainer.train_set) == n_train + n_val
+    result = trainer.fit()
+    assert result["best_epoch"] == 2

@@ -295,3 +295,15 @@ def test_fuzz_tsv_lines(tmp_path_factory, content):
         return
     assert len(cids) == len(texts) >= 1
     assert all(c.isdigit() for c in cids) and all(t.strip() for t in texts)
+
+
+@pytest.mark.parametrize("make", [lambda p: p / "missing", lambda p: p])
+def test_first_contact_without_data_says_what_to_do(tmp_path, capsys, make):
+    """`python main.py` before any download: one line naming the Kaggle command and --demo."""
+    import main
+    with pytest.raises(SystemExit) as e:
+        main.main(["--data-dir", str(make(tmp_path)), "--runs-dir", str(tmp_path / "runs")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "kaggle competitions download" in err[0] and "--demo" in err[0]
