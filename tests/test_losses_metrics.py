@@ -99,7 +99,7 @@ def test_every_loss_trains_towards_the_diagonal(name):
     t = torch.randn(8, 6, generator=gen, requires_grad=True)
     g = torch.randn(8, 6, generator=gen)
     norm = torch.nn.functional.normalize
-    before = float(LOSSES[name](norm(t, dim=1), norm(g, dim=1), 10.0))
+    before = float(LOSSES[name](norm(t, dim=1), norm(g, dim=1), 10.0).detach())
     opt = torch.optim.SGD([t], lr=0.5)
     for _ in range(30):
         opt.zero_grad()
