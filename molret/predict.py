@@ -116,15 +116,8 @@ def predict(args) -> dict:
                                                              not args.data_dir else default_cache_dir(data_dir))
     cids, queries = read_test_inputs(paths)
     graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
-    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
-    tokens = tokenize(queries, tokenizer, cfg.model.max_length, cache_dir / f"tokens-test-{key}.npz")
+    tokens = query_input("test", queries, model, cfg, tokenizer, cache_dir, device)
     batch_size = args.batch_size or cfg.train.eval_batch_size
-    if cfg.train.freeze_text:  # as main.py embedded them: the frozen encoder's features, cached
-        from .data import TextFeatures
-        from .train import text_features_cached
-        tokens = TextFeatures(text_features_cached(
-            model, tokens, cache_dir / f"textfeat-test-{key}-{cfg.model.text_pooling}.npz", device,
-            cfg.train.eval_batch_size, progress=True))
     text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=True)
     similarity = similarity_matrix(text_emb, graph_emb)
     method = args.rerank if args.rerank is not None else cfg.train.rerank
@@ -149,25 +142,32 @@ def predict(args) -> dict:
     return {"out": args.out, "queries": len(queries), "molecules": len(cids), **({"pool": report} if report else {})}
 
 
+def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device):
+    """What the model embeds for a split's queries, as main.py did: the tokens
+    (cached), or with --freeze-text the frozen encoder's cached features."""
+    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
+    tokens = tokenize(texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-{split}-{key}.npz")
+    if not cfg.train.freeze_text:
+        return tokens
+    from .data import TextFeatures
+    from .train import text_features_cached
+    return TextFeatures(text_features_cached(
+        model, tokens, cache_dir / f"textfeat-{split}-{key}-{cfg.model.text_pooling}.npz", device,
+        cfg.train.eval_batch_size, progress=True))
+
+
 def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,
                 names_mode):
-    """Pool metrics of the checkpoint on val.tsv (printed), with name fusion
-    when asked: (report, name features or None, weights or None)."""
+    """Pool metrics of the checkpoint on val.tsv, with name fusion when
+    asked: (report, name features or None, weights or None)."""
     from .data import read_pairs_tsv
     from .evaluation import final_report, pool_name_features, pool_similarity
     from .train import embed_graphs, embed_texts
     queries, text_emb, test_graphs, graph_emb = test
     val_cids, val_texts = read_pairs_tsv(paths.need("val"))
     val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)
-    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
-    val_tokens = tokenize(val_texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-val-{key}.npz")
-    if cfg.train.freeze_text:  # as main.py embedded them
-        from .data import TextFeatures
-        from .train import text_features_cached
-        val_tokens = TextFeatures(text_features_cached(
-            model, val_tokens, cache_dir / f"textfeat-val-{key}-{cfg.model.text_pooling}.npz", device,
-            cfg.train.eval_batch_size, progress=True))
-    val_text = embed_texts(model, val_tokens, device, batch_size, cfg.train.amp)
+    val_text = embed_texts(model, query_input("val", val_texts, model, cfg, tokenizer, cache_dir, device), device,
+                           batch_size, cfg.train.amp)
     val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
     names = None
     if names_mode == "opsin":

@@ -117,15 +117,14 @@ def train_members(args, p: Plan, runs_dir: Path) -> tuple[list[Path], list[str]]
             continue
         if state == "started" and not args.resume:
             raise MolretError(f"{runs_dir / name} holds an interrupted member: add --resume, or another --run-name")
-        pending.append(member_command(args, runs_dir, name, flags, args.seed + i, p.member_minutes,
-                                      state == "started"))
+        pending.append((name, member_command(args, runs_dir, name, flags, args.seed + i, p.member_minutes,
+                                             state == "started")))
     running: list = []
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
         while pending or running:
             while pending and len(running) < p.slots:
-                cmd = pending.pop(0)
-                name = Path(cmd[cmd.index("--run-name") + 1] if "--run-name" in cmd else cmd[cmd.index("--resume") + 1]).name
+                name, cmd = pending.pop(0)
                 logf = open(runs_dir / f"{name}.out", "a")
                 log.info(f"member {name}: training ({' '.join(cmd[2:])})")
                 running.append((name, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf))

@@ -661,8 +661,9 @@ class Trainer:
             if fit != self.planned_epochs:
                 self.planned_epochs = max(fit, self.epoch)
                 log.info(f"time budget {t.time_budget} min: planning {self.planned_epochs} epochs")
-        if self.selection_score(metrics) > self.best_score:
-            self.best_score, self.best_epoch = self.selection_score(metrics), self.epoch
+        score = self.selection_score(metrics)
+        if score > self.best_score:
+            self.best_score, self.best_epoch = score, self.epoch
             save_checkpoint(self.run_dir / "best.pt", self.checkpoint(with_state=False, metrics=metrics))
         self.save_last()
         self.write_history()
