@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import user_errors
+from molret.cli import add_inference_args, user_errors
 from molret.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_embeddings, combine,
                              member_from_embeddings, member_from_path, val_targets)
 from molret.errors import MolretError
@@ -56,10 +56,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default="none", choices=["none", "opsin"],
                    help="opsin: fuse the structures named in the queries (OPSIN, needs Java) with the ensemble's "
                         "scores, weights fitted on val; needs --data-dir (or --models) for the texts and graphs")
+    p.add_argument("--pseudo-labels", metavar="TSV",
+                   help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
+                        "training pairs (cid<TAB>query) for a second round (main.py --extra-pairs); needs --rerank "
+                        "and --data-dir; their precision on the val queries is printed")
+    p.add_argument("--pseudo-margin", type=float, default=0.5,
+                   help="a pseudo-label's query must prefer its molecule over its second best by this much "
+                        "probability after re-ranking (0..1; default: 0.5)")
     p.add_argument("--out", help="test submission CSV to write (default: none)")
     p.add_argument("--save-similarity", metavar="FOLDER",
                    help="also save the ensemble's <split>_similarity.npy (+ ids) there (usable as a --members entry)")
-    p.add_argument("--device", default="auto", help="for --models: auto, cpu, cuda or cuda:N")
+    add_inference_args(p, flags=("device",))  # for --models
     p.add_argument("--json", metavar="PATH", help="write the val metrics as JSON")
     return p
 
@@ -90,23 +97,42 @@ def ensemble_split(members: list[Member], split: str, args, do_rerank: bool = Tr
     return combined, rows, cols
 
 
-def pool_names(args, members: list[Member], n_val: int, n_test: int):
-    """Name features of the pool (texts and graphs from --data-dir, else the
-    first checkpoint's data folder)."""
-    from molret.evaluation import challenge_pool_inputs, pool_name_features
+def pool_inputs(args, members: list[Member], n_val: int, n_test: int, what: str):
+    """(val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs) of
+    the pool (from --data-dir, else the first checkpoint's data folder),
+    checked against the members' ids."""
+    from molret.evaluation import challenge_pool_inputs
     data_dir = args.data_dir
     if data_dir is None and args.models:
         from molret.checkpoint import read_checkpoint
         data_dir = read_checkpoint(args.models[0])["config"]["train"]["data_dir"]
     if data_dir is None:
-        raise MolretError("--names needs --data-dir (the queries' texts and the molecules' graphs)")
-    val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs = challenge_pool_inputs(data_dir,
-                                                                                                  args.cache_dir)
+        raise MolretError(f"{what} needs --data-dir (the queries' texts and the molecules' graphs)")
+    inputs = challenge_pool_inputs(data_dir, args.cache_dir)
+    val_cids, test_cids = inputs[0], inputs[3]
     _, rows, cols = members[0].splits["pool"]
     if [str(c) for c in val_cids] != rows[:n_val] or len(test_cids) != n_test or \
             [f"test:{c}" for c in test_cids] != cols[n_val:]:
-        raise MolretError(f"--names: the members' val/test molecules are not those of {data_dir}")
-    return pool_name_features(val_texts, test_texts, val_graphs, test_graphs)
+        raise MolretError(f"{what}: the members' val/test molecules are not those of {data_dir}")
+    return inputs
+
+
+def write_pseudo_labels(args, square: np.ndarray, cols: list, n_val: int, query_texts: list, names, weights) -> dict:
+    """--pseudo-labels: the confident matches of the re-ranked, name-fused
+    square pool, written as training pairs; their count and val precision."""
+    from molret.io_utils import atomic_write_text
+    from molret.name_fusion import fuse
+    from molret.pseudo_labels import mutual_matches, pairs_tsv, precision
+    scores = fuse(square, names, weights) if names is not None and weights else square
+    scores = rerank(scores, args.rerank, args.rerank_temperature, n_iter=args.sinkhorn_iters)
+    rows, match_cols, _ = mutual_matches(scores, args.pseudo_margin)
+    n_val_pairs, val_precision = precision(rows, match_cols, np.arange(n_val), n_val)
+    atomic_write_text(args.pseudo_labels, pairs_tsv(rows, match_cols, query_texts, cols))
+    stats = {"pairs": int(len(rows)), "val_pairs": n_val_pairs, "test_pairs": int(len(rows)) - n_val_pairs,
+             "val_precision": round(val_precision, 4), "margin": args.pseudo_margin, "file": str(args.pseudo_labels)}
+    print(f"pseudo-labels: {stats['pairs']} pairs ({n_val_pairs} val queries, precision {val_precision:.3f}; "
+          f"{stats['test_pairs']} test queries) written to {args.pseudo_labels}")
+    return stats
 
 
 @user_errors
@@ -117,6 +143,10 @@ def main(argv=None):
         raise MolretError("give at least one member (--models and/or --members)")
     if args.weights is not None and len(args.weights) != n:
         raise MolretError(f"--weights has {len(args.weights)} values for {n} members")
+    if args.pseudo_labels and args.rerank == "none":
+        raise MolretError("--pseudo-labels needs --rerank sinkhorn or dual-softmax (its margin is a probability)")
+    if not 0.0 <= args.pseudo_margin <= 1.0:
+        raise MolretError(f"--pseudo-margin must be in [0, 1], got {args.pseudo_margin}")
     members = load_members(args)
     results = {}        # val metrics by member name and "ensemble"; "pool": the pool report (see below)
     pool_results = {}
@@ -162,10 +192,18 @@ def main(argv=None):
         n_val = members[0].n_val
         if rows[:n_val] != cols[:n_val]:
             raise MolretError("pool: the val queries and molecules are not in the same order")
+        inputs = None
+        if args.names != "none" or args.pseudo_labels:
+            what = "--names" if args.names != "none" else "--pseudo-labels"
+            inputs = pool_inputs(args, members, n_val, len(square) - n_val, what)
         if args.names != "none":
-            names, pool_results["names_stats"] = pool_names(args, members, n_val, len(square) - n_val)
+            from molret.evaluation import pool_name_features
+            names, pool_results["names_stats"] = pool_name_features(inputs[1], inputs[4], inputs[2], inputs[5])
         report, weights = final_report(square, n_val, args.rerank, args.rerank_temperature, names)
         pool_results["ensemble"] = report
+        if args.pseudo_labels:
+            pool_results["pseudo_labels"] = write_pseudo_labels(args, square, cols, n_val,
+                                                                list(inputs[1]) + list(inputs[4]), names, weights)
         from molret.evaluation import pool_metrics_of
         print(f"pool: {n_val} val queries among {len(cols)} val + test molecules:")
         for m in members:
@@ -175,8 +213,8 @@ def main(argv=None):
         print(f"  ensemble of {n}:")
         for line in format_report(report):
             print("    " + line)
-    elif args.names != "none":
-        raise MolretError("--names needs members with val and test embeddings (embeddings folders or --models)")
+    elif args.names != "none" or args.pseudo_labels:
+        raise MolretError(f"{'--names' if args.names != 'none' else '--pseudo-labels'} needs members with val and test embeddings (embeddings folders or --models)")
 
     if pool_results:
         results["pool"] = pool_results

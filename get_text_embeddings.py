@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import user_errors
+from molret.cli import add_inference_args, inference_device, user_errors
 
 
 def parser() -> argparse.ArgumentParser:
@@ -29,9 +29,7 @@ def parser() -> argparse.ArgumentParser:
                                        "for its own data folder, else <data-dir>/cache)")
     p.add_argument("--out", metavar="PREFIX", help="output prefix (default: <checkpoint folder>/embeddings/<split>)")
     p.add_argument("--graphs", action="store_true", help="also export the graph embeddings of the split")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_inference_args(p, batch_size=256, batch_help="embedding batch size")
     return p
 
 
@@ -40,7 +38,7 @@ def export(model: str, split: str, out: str | None = None, graphs: bool = False,
     """Write the embeddings and return {what: path}."""
     from molret.ensemble import checkpoint_embeddings
     from molret.io_utils import atomic_np_save, atomic_write_text
-    from molret.train import save_embeddings
+    from molret.inference import save_embeddings
 
     e = checkpoint_embeddings(model, (split,), data_dir=data_dir, cache_dir=cache_dir, device=device,
                               batch_size=batch_size, progress=progress)[split]
@@ -61,9 +59,7 @@ def export(model: str, split: str, out: str | None = None, graphs: bool = False,
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.batch_size < 1:
-        parser().error("--batch-size must be >= 1")
-    paths = export(args.model, args.split, args.out, args.graphs, args.data_dir, args.cache_dir, args.device,
+    paths = export(args.model, args.split, args.out, args.graphs, args.data_dir, args.cache_dir, inference_device(args),
                    args.batch_size, progress=not args.no_progress)
     shape = np.load(paths["text_emb"], mmap_mode="r").shape
     print(f"{args.split}: {shape[0]} text embeddings of dimension {shape[1]}")

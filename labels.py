@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import user_errors
+from molret.cli import add_inference_args, inference_device, user_errors
 from molret.errors import MolretError
 from molret.mining import cluster_labels, read_labels, write_labels  # noqa: F401  (importable API)
 
@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--n-clusters", type=int, default=30, help="number of K-means clusters")
     p.add_argument("--seed", type=int, default=0, help="K-means random state")
     p.add_argument("--out", required=True, help="labels file to write (cid<TAB>label)")
-    p.add_argument("--device", default="auto", help="with --model: auto, cpu, cuda or cuda:N")
+    add_inference_args(p, flags=("device", "threads", "batch_size"), batch_size=256,
+                       batch_help="with --model: embedding batch size")
     return p
 
 
@@ -62,7 +63,7 @@ def main(argv=None):
     else:
         from molret.ensemble import checkpoint_embeddings
         e = checkpoint_embeddings(args.model, (args.split,), data_dir=args.data_dir, cache_dir=args.cache_dir,
-                                  device=args.device)[args.split]
+                                  device=inference_device(args), batch_size=args.batch_size)[args.split]
         emb, ids = e.text_emb, [str(i) for i in e.text_ids]
     labels = cluster_labels(emb, args.n_clusters, args.seed)
     write_labels(args.out, ids, labels)

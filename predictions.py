@@ -2,6 +2,7 @@
 
     python predictions.py --model runs/<name>/best.pt --out submission.csv
     python predictions.py --model runs/<name>/best.pt --library library.smi --out lib.csv   # any library
+    python predictions.py --model best.pt --library big.shards --queries q.txt --top-k 100 --out top.csv
 """
 from molret.cli import user_errors
 from molret.predict import build_parser, predict
@@ -17,7 +18,11 @@ def main(argv=None):
         print(f"pool: {n_val} val queries among {n_val + result['molecules']} val + test molecules")
         for line in format_report(result["pool"]):
             print("  " + line)
-    print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")
+    if result.get("top_k"):
+        print(f"wrote {result['out']}: the top {result['top_k']} of {result['molecules']} molecules for each of "
+              f"{result['queries']} queries (query,rank,id,score)")
+    else:
+        print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")
     if result.get("ids_file"):
         print(f"wrote {result['ids_file']}: the library id of each column (line i+1 = column i)")
     return result

@@ -101,7 +101,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
     from bench.baseline_reference import BaselineGraphTextDataset, baseline_loader, encode_baseline_batch
     from molret.data import GraphSource, read_embedding_dict, resolve_data_dir
     from molret.losses import clip_loss
-    from molret.train import autocast_context
+    from molret.inference import autocast_context
 
     rows = []
     cache = work / "cache"
@@ -110,6 +110,7 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
                       ("top 2 text layers fine-tuned (lower layers cached)", {"train_text_layers": 2}),
                       ("frozen text encoder (cached features)", {"freeze_text": True})]:
         trainer = _trainer(data_dir, cache, work / "tp", batch_size, **kw)
+        trainer.start()  # the learning-rate schedule that train_step steps (fit calls start)
         batches = trainer.make_batches(0)[: steps + warmup]
         for amp in ("none", "bf16"):
             trainer.cfg.train.amp = amp  # read by every train_step

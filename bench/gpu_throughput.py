@@ -34,7 +34,7 @@ from molret.data import GraphStore, GraphTextDataset, TokenizedTexts  # noqa: E4
 from molret.gradcache import chunk_sizes, grad_cache_step, split_pair_batch  # noqa: E402
 from molret.losses import clip_loss  # noqa: E402
 from molret.model import build_model  # noqa: E402
-from molret.train import autocast_context, compile_encoders, pick_device  # noqa: E402
+from molret.inference import autocast_context, compile_encoders, pick_device  # noqa: E402
 
 CONFIGS = {  # name: (amp, compile, grad-cache)
     "fp32": ("none", False, False),

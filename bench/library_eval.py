@@ -56,17 +56,19 @@ def main(argv=None):
     from molret.checkpoint import load_model
     from molret.data import read_pairs_tsv
     from molret import search as S
+    from molret.library_cache import library_embeddings
+    from molret.search_cli import read_bank
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
     model, cfg, vocab, tokenizer = load_model(args.model, device)
-    lib = S.library_embeddings(args.library, model, cfg, vocab, device=device,
+    lib = library_embeddings(args.library, model, cfg, vocab, device=device,
                                cache_dir=Path(args.cache_dir) if args.cache_dir else None, progress=True)
     engine = S.LibrarySearch(model, cfg, tokenizer, device, lib)
     cids, queries = read_pairs_tsv(args.val)
     true_rows = np.array([engine.position(c) for c in cids])
     q_emb = engine.encode(queries)
-    bank = S.read_bank(args.bank)
+    bank = read_bank(args.bank)
     table = {}
     for setting in args.settings:
         temps = args.temperatures if "hubness" in setting else [None]

@@ -25,8 +25,10 @@ sys.path.insert(0, str(REPO))
 
 from molret.checkpoint import load_model  # noqa: E402
 from molret.data import read_pairs_tsv  # noqa: E402
+from molret import library as L  # noqa: E402
+from molret import library_cache as LC  # noqa: E402
 from molret import search as S  # noqa: E402
-from molret.train import pick_device  # noqa: E402
+from molret.inference import pick_device  # noqa: E402
 
 DATA = Path("/work/shared/data/altegrad")
 
@@ -56,15 +58,15 @@ def main(argv=None):
           f"device: {args.device}")
     device = pick_device(args.device)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
-    folder = S.library_cache_dir(args.library, args.cache_dir)
-    mkey = S.model_key(model, cfg, vocab)
+    folder = LC.library_cache_dir(args.library, args.cache_dir)
+    mkey = LC.model_key(model, cfg, vocab)
     if args.recompute:
         (folder / f"emb-{mkey[:16]}.npz").unlink(missing_ok=True)
     if args.reparse:
         (folder / "library.npz").unlink(missing_ok=True)
 
     t0 = time.perf_counter()
-    lib = S.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir,
+    lib = LC.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir,
                                progress=sys.stderr.isatty())
     first = time.perf_counter() - t0
     n = len(lib.library)
@@ -75,14 +77,14 @@ def main(argv=None):
           f"(parsing the library {lib.parse_seconds:.1f} s; whole first open {first:.1f} s; "
           f"{lib.library.invalid} invalid; {lib.num_unknown} atoms with unknown substructures)")
     t0 = time.perf_counter()
-    lib2 = S.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir)
+    lib2 = LC.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir)
     assert lib2.cached
     print(f"reopening from the cache ({lib2.cache_path}): {time.perf_counter() - t0:.2f} s")
 
     smiles_map = {}
     for path in args.smiles_map:
         if Path(path).exists():
-            for ident, smi in S.read_smiles_map(path).items():
+            for ident, smi in L.read_smiles_map(path).items():
                 smiles_map.setdefault(ident, smi)
     engines = {}
     for backend in ("numpy", "faiss"):

@@ -1,14 +1,22 @@
-"""Shared command-line plumbing: the training entry point used by main.py
-and main_negativemining.py, and the error handling of every script."""
+"""Shared command-line plumbing: the training entry point, the inference flags and the error handling of scripts.
+
+``run_training`` is main.py's and main_negativemining.py's entry point.
+
+``add_inference_args`` defines --device, --threads, --batch-size and
+--no-progress once for every script that embeds with a checkpoint
+(predictions.py, search.py, get_text_embeddings.py, labels.py,
+ensemble_method.py); ``inference_device`` applies them.
+"""
 from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from pathlib import Path
 
-from .config import RunConfig, add_model_args, add_train_args, apply_args
+from .config import RunConfig, add_model_args, add_train_args, apply_args, check_kept_on_resume, ranged
 from .errors import MolretError
 
 # What --demo changes unless the user set it: the bundled offline encoder,
@@ -53,9 +61,22 @@ def config_from_args(args) -> RunConfig:
     return apply_args(cfg, args)
 
 
-def run_training(argv, trainer_cls, prog: str, description: str, extra_args=None, configure=None) -> dict:
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The config.json of a run folder; runs written before hard-negative
+    settings joined it kept them in mining.json."""
+    cfg = RunConfig.load(run_dir / "config.json")
+    legacy = run_dir / "mining.json"
+    if legacy.is_file() and "mining" not in json.loads((run_dir / "config.json").read_text()):
+        try:
+            cfg.mining = RunConfig.from_dict({"mining": json.loads(legacy.read_text())}).mining
+        except (OSError, ValueError) as e:
+            raise MolretError(f"cannot read {legacy}, the run's hard-negative settings: {e}") from None
+    return cfg
+
+
+def run_training(argv, trainer_cls, prog: str, description: str, extra_args=None) -> dict:
     """Parse flags, set up (or resume) the run folder and train."""
-    from .train import StopTraining, setup_logging
+    from .train import StopTraining, log, setup_logging
 
     parser = training_parser(prog, description)
     if extra_args:
@@ -66,36 +87,68 @@ def run_training(argv, trainer_cls, prog: str, description: str, extra_args=None
             run_dir = Path(args.resume)
             if not (run_dir / "config.json").exists() or not (run_dir / "last.pt").exists():
                 raise MolretError(f"{run_dir} is not a run folder with a last.pt checkpoint to resume from")
-            cfg = RunConfig.load(run_dir / "config.json")
+            cfg = load_run_config(run_dir)
+            check_kept_on_resume(cfg.mining, args, "hard-negative")
             if args.epochs is not None:
                 cfg.train.epochs = args.epochs
         else:
             cfg = config_from_args(args)
-            if cfg.train.demo:
-                from .demo import make_demo_data
-                make_demo_data(cfg.train.data_dir)
-            name = cfg.train.run_name or (("demo-" if cfg.train.demo else "") + time.strftime("%Y%m%d-%H%M%S"))
-            cfg.train.run_name = name
-            run_dir = Path(cfg.train.runs_dir) / name
-            if (run_dir / "last.pt").exists():
-                raise MolretError(f"run folder {run_dir} already holds a run: use --resume {run_dir} "
-                                  f"or another --run-name")
+            run_dir = new_run_dir(cfg)
         from .io_utils import check_writable_dir
         check_writable_dir(run_dir)
         setup_logging(run_dir)
-        if configure:
-            configure(cfg, args)
-        trainer = trainer_cls(cfg, run_dir, progress=not args.no_progress and sys.stderr.isatty(), init_checkpoint=args.init_from,
-                              **({"args": args} if getattr(trainer_cls, "wants_args", False) else {}))
+        trainer = trainer_cls(cfg, run_dir, progress=not args.no_progress and sys.stderr.isatty(),
+                              init_checkpoint=args.init_from)
         cfg.save(run_dir / "config.json")
-        if args.resume:
-            trainer.resume(run_dir / "last.pt")
         if cfg.train.demo:
-            from .train import log
             log.info("DEMO data: synthetic molecules and descriptions; scores say nothing about the challenge")
-        return trainer.fit()
+        return trainer.fit(resume_from=run_dir / "last.pt" if args.resume else None)
     except MolretError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except StopTraining:
         raise SystemExit(130) from None
+
+
+def new_run_dir(cfg: RunConfig) -> Path:
+    """The folder of a new run (--run-name or a timestamp); --demo writes its data first."""
+    if cfg.train.demo:
+        from .demo import make_demo_data
+        make_demo_data(cfg.train.data_dir)
+    name = cfg.train.run_name or (("demo-" if cfg.train.demo else "") + time.strftime("%Y%m%d-%H%M%S"))
+    cfg.train.run_name = name
+    run_dir = Path(cfg.train.runs_dir) / name
+    if (run_dir / "last.pt").exists():
+        raise MolretError(f"run folder {run_dir} already holds a run: use --resume {run_dir} or another --run-name")
+    return run_dir
+
+
+# ---------------------------------------------------------- inference flags
+
+INFERENCE_FLAGS = ("device", "threads", "batch_size", "progress")
+
+
+def add_inference_args(parser: argparse.ArgumentParser, flags=INFERENCE_FLAGS, batch_size: int | None = None,
+                       batch_help: str = "embedding batch size (default: the checkpoint's eval batch size)") -> None:
+    """The inference flags in ``flags`` (of INFERENCE_FLAGS): --device, --threads, --batch-size, --no-progress."""
+    unknown = set(flags) - set(INFERENCE_FLAGS)
+    if unknown:
+        raise AssertionError(f"unknown inference flags {sorted(unknown)}")
+    if "device" in flags:
+        parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
+    if "threads" in flags:
+        parser.add_argument("--threads", type=ranged(int, "threads"), default=0,
+                            help="torch CPU threads (0: torch's default)")
+    if "batch_size" in flags:
+        parser.add_argument("--batch-size", type=ranged(int, "eval_batch_size"), default=batch_size, help=batch_help)
+    if "progress" in flags:
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def inference_device(args):
+    """The torch device of --device, after --threads (when the script has it) is applied."""
+    from .inference import pick_device
+    if getattr(args, "threads", 0) > 0:
+        import torch
+        torch.set_num_threads(args.threads)
+    return pick_device(args.device)

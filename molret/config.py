@@ -1,5 +1,8 @@
-"""One place for every setting: dataclasses for the model and the training
-run, and the argparse flags that fill them (shared by all scripts)."""
+"""One place for every setting: dataclasses for the model, the training run and its hard negatives, and their flags.
+
+The argparse flags are made from the dataclass fields (help in ``_HELP``,
+choices in ``_CHOICES``, the range of every numeric one in ``RANGES``) and
+shared by all scripts."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +68,7 @@ class TrainConfig:
     bucket_by_length: bool = True       # length-bucketed batches (less padding)
     max_train: int = 0                  # use only the first N training pairs (0: all)
     train_on_val: bool = False          # the final fit: train on train + val pairs (keeps the last epoch)
+    extra_pairs: str = ""               # TSV of more training pairs (cid<TAB>text), e.g. pseudo-labels
     max_val: int = 0
     time_budget: float = 0.0            # minutes of training; 0: no limit
     write_submission: bool = True
@@ -79,9 +83,24 @@ class TrainConfig:
 
 
 @dataclass
+class MiningConfig:
+    """Hard negatives of main_negativemining.py (its flags only; main.py runs keep the defaults)."""
+    negatives: str = "cluster"          # cluster | knn | queue
+    n_clusters: int = 25
+    groups_per_batch: int = 2
+    relabel_every: int = 1              # 0: mine once
+    mining_start: int = 0               # plain batches (no queue) before this epoch
+    labels: str = ""                    # cluster: initial labels file (labels.py) instead of clustering
+    knn_k: int = 10
+    knn_per_seed: int = 7
+    queue_size: int = 1024
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -89,7 +108,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         return cls(model=_dc_from_dict(ModelConfig, d.get("model", {})),
-                   train=_dc_from_dict(TrainConfig, d.get("train", {})))
+                   train=_dc_from_dict(TrainConfig, d.get("train", {})),
+                   mining=_dc_from_dict(MiningConfig, d.get("mining") or {}))
 
     def save(self, path: Path) -> None:
         from .io_utils import atomic_write_text
@@ -157,6 +177,8 @@ _HELP = {
     "max_val": "use only the first N validation pairs (0: all)",
     "train_on_val": "the final fit for a submission: train on the train and val pairs together, for the --epochs "
                     "chosen on a run without it (val and pool metrics are then optimistic; the last epoch is kept)",
+    "extra_pairs": "a TSV of more training pairs (cid<TAB>description, any molecule of the graph source), appended "
+                   "to train.tsv's: e.g. the transductive pseudo-labels of ensemble_method.py --pseudo-labels",
     "time_budget": "stop training after this many minutes (0: no limit); the schedule is fitted to it",
     "write_submission": "write the test submission.csv at the end",
     "save_embeddings": "also save val/test text and graph embeddings (.npy + ids) in the run folder",
@@ -176,6 +198,17 @@ _HELP = {
     "select_metric": "val score that picks the best epoch: pool_lrap (val queries among val + test molecules, "
                      "the test's pool size), lrap (among the val molecules only) or pool_lrap_reranked (needs "
                      "--rerank); without test files the pool is unavailable and lrap is used",
+    "negatives": "source of hard negatives: cluster (batches from few K-means clusters of the train texts), knn "
+                 "(batches grown from each text's hardest molecules) or queue (a memory bank of graph embeddings)",
+    "n_clusters": "cluster: K-means clusters of the train texts",
+    "groups_per_batch": "cluster: clusters per batch",
+    "relabel_every": "cluster/knn: recompute the clusters or neighbours from the current model every N epochs "
+                     "(0: only once)",
+    "mining_start": "plain random batches (cluster/knn) or no queue (queue) before this epoch: a warm-up (0-based)",
+    "labels": "cluster: initial labels (cid<TAB>label, from labels.py) instead of clustering at --mining-start",
+    "knn_k": "knn: neighbours mined per text",
+    "knn_per_seed": "knn: neighbours added with each seed",
+    "queue_size": "queue: graph embeddings kept as extra negatives",
 }
 
 _CHOICES = {
@@ -188,6 +221,7 @@ _CHOICES = {
     "names": ["none", "opsin"],
     "loss": list(LOSSES),
     "select_metric": ["pool_lrap", "lrap", "pool_lrap_reranked"],
+    "negatives": ["cluster", "knn", "queue"],
 }
 
 # Allowed range of every numeric flag: (low, high, low excluded); None = unbounded.
@@ -201,6 +235,9 @@ RANGES = {
     "threads": (0, None, False), "max_train": (0, None, False), "max_val": (0, None, False),
     "time_budget": (0.0, None, False), "grad_cache_chunk": (0, None, False),
     "rerank_temperature": (0.0, None, True),
+    "n_clusters": (1, None, False), "groups_per_batch": (1, None, False), "relabel_every": (0, None, False),
+    "mining_start": (0, None, False), "knn_k": (1, None, False), "knn_per_seed": (1, None, False),
+    "queue_size": (0, None, False),
 }
 
 
@@ -256,9 +293,13 @@ def add_train_args(parser: argparse.ArgumentParser) -> None:
     _add_dataclass_args(parser, TrainConfig, "training")
 
 
+def add_mining_args(parser: argparse.ArgumentParser) -> None:
+    _add_dataclass_args(parser, MiningConfig, "hard negatives")
+
+
 def apply_args(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     """Overwrite cfg's fields with the flags the user gave (None = not given)."""
-    for section in (cfg.model, cfg.train):
+    for section in (cfg.model, cfg.train, cfg.mining):
         for f in fields(section):
             value = getattr(args, f.name, None)
             if value is not None:
@@ -266,5 +307,10 @@ def apply_args(cfg: RunConfig, args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def given_flags(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in vars(args).items() if v is not None}
+def check_kept_on_resume(section, args: argparse.Namespace, what: str) -> None:
+    """On --resume, a flag of ``section`` given with another value than the run's is one error line."""
+    for f in fields(section):
+        value = getattr(args, f.name, None)
+        if value is not None and value != getattr(section, f.name):
+            raise MolretError(f"--{f.name.replace('_', '-')} differs from the resumed run's setting "
+                              f"({getattr(section, f.name)!r}); resume keeps the run's {what} settings")

@@ -1,30 +1,27 @@
-"""Challenge data: paths, graph parsing into a per-split cache, texts,
-tokenisation (cached, dynamically padded) and the datasets/collates.
+"""Challenge data: the data folder and its caches, text files, tokenisation
+(cached, dynamically padded) and the training pairs and their batches.
 
-Graphs are stored as substructure *indices* into one embedding table (the
-mol2vec dict), never as per-atom copies of 300 floats: a whole split is a few
-flat integer arrays, and a batch is cut out of them with numpy.
+The graphs are ``molret.graph_store``, the substructure vocabulary
+``molret.vocab``; their names are re-exported here for the scripts that
+import them from ``molret.data``.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from .errors import GraphFormatError, MolretError
-from .graphs import parse_graph_text
-from .io_utils import atomic_path
-
-CACHE_VERSION = 2
+from . import cache
+from .errors import MolretError
+# re-exported: train.py, predict.py, evaluation.py, dataloader.py, bench/ and tests import them from here
+from .graph_store import (CACHE_VERSION, GraphBatch, GraphSource, GraphStore, build_graph_store,  # noqa: F401
+                          concat_ranges, load_graphs, parse_identifiers)
+from .vocab import Vocab, read_embedding_dict  # noqa: F401
 
 
 # ------------------------------------------------------------------ paths
@@ -74,14 +71,10 @@ def resolve_data_dir(data_dir) -> DataPaths:
 
 
 def default_cache_dir(data_dir) -> Path:
-    """<data_dir>/cache when the data folder is writable, else a per-user cache
-    keyed by the data folder's absolute path."""
+    """<data_dir>/cache when it can be written, else a per-user cache keyed by
+    the data folder's absolute path (molret.cache.preferred_or_user_dir)."""
     root = Path(data_dir).resolve()
-    if os.access(root, os.W_OK):
-        return root / "cache"
-    key = hashlib.sha1(str(root).encode()).hexdigest()[:12]
-    base = Path(os.environ.get("MOLRET_CACHE", Path.home() / ".cache" / "molret"))
-    return base / key
+    return cache.preferred_or_user_dir(root / "cache", cache.path_tag(root))
 
 
 # ------------------------------------------------------------ text files
@@ -166,318 +159,6 @@ def read_test_inputs(paths: "DataPaths") -> tuple[list[str], list[str]]:
     return cids, queries
 
 
-# ----------------------------------------------------------- vocabulary
-
-class _RefusedGlobal(Exception):
-    pass
-
-
-def _embedding_dict_globals() -> dict:
-    """What a pickled dict of numpy vectors refers to, by the names numpy 1
-    and numpy 2 write (the challenge's file: numpy.core.multiarray._reconstruct,
-    numpy.ndarray, numpy.dtype)."""
-    reconstruct = np.empty(0).__reduce__()[0]
-    scalar = np.float32(0).__reduce__()[0]
-    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-               ("builtins", "dict"): dict, ("builtins", "str"): str}
-    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = reconstruct
-        allowed[(module, "scalar")] = scalar
-    return allowed
-
-
-class _EmbeddingDictUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, dicts, strings and numbers, nothing else: no
-    other class or function is ever looked up, so the file cannot run code."""
-
-    allowed = None
-
-    def find_class(self, module, name):
-        if _EmbeddingDictUnpickler.allowed is None:
-            _EmbeddingDictUnpickler.allowed = _embedding_dict_globals()
-        try:
-            return _EmbeddingDictUnpickler.allowed[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(f"{module}.{name}") from None
-
-    def persistent_load(self, pid):
-        raise _RefusedGlobal("a persistent id")
-
-
-def read_embedding_dict(path) -> dict:
-    """``token_embedding_dict.npy`` (the challenge's format: a .npy file of a
-    pickled dict identifier -> vector) read with a restricted unpickler:
-    a file that refers to anything but numpy arrays is refused unopened."""
-    from numpy.lib import format as npy_format
-    try:
-        with open(path, "rb") as f:
-            version = npy_format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = npy_format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = npy_format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported here")
-            if dtype != np.dtype(object):
-                raise MolretError(f"{path}: expected a dict identifier -> vector, found a {dtype} array")
-            obj = _EmbeddingDictUnpickler(f).load()
-    except _RefusedGlobal as e:
-        raise MolretError(f"{path}: refused: it asks to load {e}, which is not part of a substructure embedding "
-                          f"dict (numpy arrays and strings only) and could run code") from None
-    except MolretError:
-        raise
-    except Exception as e:  # a truncated or foreign file: pickle and numpy raise many types
-        raise MolretError(f"{path}: cannot read the substructure embedding dict "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
-    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
-        obj = obj[()]
-    if not isinstance(obj, dict):
-        raise MolretError(f"{path}: expected a dict identifier -> vector")
-    return obj
-
-
-class Vocab:
-    """Substructure identifiers -> rows of one embedding table. Row 0 is UNK."""
-
-    def __init__(self, ids: np.ndarray, vectors: np.ndarray):
-        self.ids = np.asarray(ids, dtype=np.uint64)       # sorted, without UNK
-        self.vectors = np.asarray(vectors, dtype=np.float32)  # [len(ids) + 1, D], row 0 = UNK
-        assert len(self.vectors) == len(self.ids) + 1
-
-    @classmethod
-    def from_npy(cls, path) -> "Vocab":
-        d = read_embedding_dict(path)
-        if not isinstance(d, dict) or not d:
-            raise MolretError(f"{path}: expected a dict identifier -> vector")
-        dim = len(next(iter(d.values())))
-        unk = d.get("UNK")
-        keys = sorted((int(k), k) for k in d if k != "UNK")
-        vectors = np.zeros((len(keys) + 1, dim), dtype=np.float32)
-        if unk is not None:
-            vectors[0] = unk
-        for row, (_, k) in enumerate(keys, start=1):
-            vectors[row] = d[k]
-        return cls(np.array([k for k, _ in keys], dtype=np.uint64), vectors)
-
-    @property
-    def dim(self) -> int:
-        return self.vectors.shape[1]
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    def lookup(self, identifiers: np.ndarray) -> np.ndarray:
-        """Map raw identifiers (uint64) to table rows; unknown ones to UNK (0)."""
-        identifiers = np.asarray(identifiers, dtype=np.uint64)
-        pos = np.searchsorted(self.ids, identifiers)
-        pos_clipped = np.minimum(pos, max(len(self.ids) - 1, 0))
-        found = (self.ids[pos_clipped] == identifiers) if len(self.ids) else np.zeros(len(identifiers), bool)
-        return np.where(found, pos_clipped + 1, 0).astype(np.int64)
-
-
-# --------------------------------------------------------------- graphs
-
-class GraphSource:
-    """Reads `<cid>.graph` texts from a raw/ folder or straight from raw.zip."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self._zip = None
-        if self.path.is_file():
-            try:
-                self._zip = zipfile.ZipFile(self.path)
-            except (OSError, zipfile.BadZipFile) as e:
-                raise MolretError(f"{self.path}: not a readable zip file ({e})") from None
-            names = self._zip.namelist()
-            self._members = {}
-            for name in names:
-                if name.endswith(".graph"):
-                    self._members[Path(name).stem] = name
-        elif not self.path.is_dir():
-            raise MolretError(f"graph source {self.path} does not exist")
-
-    def location(self, cid: str) -> str:
-        if self._zip is not None:
-            return f"{self.path}:{self._members.get(cid, f'raw/{cid}.graph')}"
-        return str(self.path / f"{cid}.graph")
-
-    def read(self, cid: str) -> str:
-        if self._zip is not None:
-            name = self._members.get(cid)
-            if name is None:
-                raise MolretError(f"CID {cid}: no graph file raw/{cid}.graph in {self.path}")
-            data = self._zip.read(name)
-        else:
-            p = self.path / f"{cid}.graph"
-            try:
-                data = p.read_bytes()
-            except FileNotFoundError:
-                raise MolretError(f"CID {cid}: graph file {p} is missing") from None
-            except OSError as e:
-                raise MolretError(f"CID {cid}: cannot read {p} ({e.strerror or e})") from None
-        try:
-            return data.decode("ascii")
-        except UnicodeDecodeError:
-            raise GraphFormatError(f"{self.location(cid)}: not a text .graph file") from None
-
-    def fingerprint(self, cids: Sequence[str]) -> str:
-        h = hashlib.sha1()
-        if self._zip is not None:
-            st = self.path.stat()
-            h.update(f"zip:{self.path.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
-        else:
-            for cid in cids:
-                try:
-                    st = os.stat(self.path / f"{cid}.graph")
-                    h.update(f"{cid}:{st.st_size}:{st.st_mtime_ns};".encode())
-                except OSError:
-                    h.update(f"{cid}:missing;".encode())
-        return h.hexdigest()
-
-
-@dataclass
-class GraphStore:
-    """All graphs of one split as flat arrays.
-
-    ``identifiers[node_ptr[g]:node_ptr[g+1]]`` are graph g's atoms (raw Morgan
-    ids) and ``edges[:, edge_ptr[g]:edge_ptr[g+1]]`` its bonds with node
-    indices local to the graph.
-    """
-    cids: list
-    identifiers: np.ndarray   # uint64 [num_atoms]
-    node_ptr: np.ndarray      # int64 [G + 1]
-    edges: np.ndarray         # int32 [2, num_edges]
-    edge_ptr: np.ndarray      # int64 [G + 1]
-    x: np.ndarray | None = None  # int64 table rows, set by attach_vocab
-    num_unknown: int = 0
-
-    def __len__(self) -> int:
-        return len(self.cids)
-
-    def attach_vocab(self, vocab: Vocab) -> "GraphStore":
-        self.x = vocab.lookup(self.identifiers)
-        self.num_unknown = int((self.x == 0).sum())
-        return self
-
-    def nbytes(self) -> int:
-        arrays = [self.identifiers, self.node_ptr, self.edges, self.edge_ptr]
-        if self.x is not None:
-            arrays.append(self.x)
-        return sum(a.nbytes for a in arrays)
-
-    def subset(self, n: int) -> "GraphStore":
-        """The first n graphs (for quick runs)."""
-        n = min(n, len(self))
-        a, e = int(self.node_ptr[n]), int(self.edge_ptr[n])
-        return GraphStore(self.cids[:n], self.identifiers[:a], self.node_ptr[: n + 1], self.edges[:, :e],
-                          self.edge_ptr[: n + 1], None if self.x is None else self.x[:a])
-
-    def collate(self, indices) -> "GraphBatch":
-        idx = np.asarray(indices, dtype=np.int64)
-        n0, n1 = self.node_ptr[idx], self.node_ptr[idx + 1]
-        e0, e1 = self.edge_ptr[idx], self.edge_ptr[idx + 1]
-        ncount, ecount = n1 - n0, e1 - e0
-        offsets = np.cumsum(ncount) - ncount
-        node_rows = _ranges(n0, ncount)
-        edge_cols = _ranges(e0, ecount)
-        edge_index = self.edges[:, edge_cols].astype(np.int64) + np.repeat(offsets, ecount)[None, :]
-        batch = np.repeat(np.arange(len(idx)), ncount)
-        return GraphBatch(x=torch.from_numpy(self.x[node_rows]), edge_index=torch.from_numpy(edge_index),
-                          batch=torch.from_numpy(batch), num_graphs=len(idx))
-
-    # -- persistence (one .npz per split)
-    def save(self, path, fingerprint: str) -> None:
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, identifiers=self.identifiers, node_ptr=self.node_ptr, edges=self.edges,
-                     edge_ptr=self.edge_ptr, cids=np.array(self.cids, dtype=str),
-                     meta=np.frombuffer(json.dumps({"fingerprint": fingerprint,
-                                                    "version": CACHE_VERSION}).encode(), dtype=np.uint8))
-
-    @classmethod
-    def load(cls, path, fingerprint: str | None = None) -> "GraphStore | None":
-        """The cached store, or None if absent, stale or unreadable."""
-        try:
-            with np.load(path) as z:
-                meta = json.loads(z["meta"].tobytes().decode())
-                if meta.get("version") != CACHE_VERSION or (fingerprint and meta.get("fingerprint") != fingerprint):
-                    return None
-                return cls(cids=[str(c) for c in z["cids"].tolist()], identifiers=z["identifiers"],
-                           node_ptr=z["node_ptr"], edges=z["edges"], edge_ptr=z["edge_ptr"])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-            return None
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + c) for each (s, c), vectorised."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    offsets = np.cumsum(counts) - counts
-    return np.arange(total, dtype=np.int64) - np.repeat(offsets, counts) + np.repeat(starts, counts)
-
-
-def parse_identifiers(identifiers: list[str], source: str) -> np.ndarray:
-    try:
-        out = np.array([int(s) for s in identifiers], dtype=np.uint64)
-    except (ValueError, OverflowError):
-        bad = next(s for s in identifiers if not s.isdigit() or int(s) >= 2 ** 64)
-        raise GraphFormatError(f"{source}: substructure identifier {bad!r} is not a non-negative integer") from None
-    return out
-
-
-def build_graph_store(cids: Sequence[str], source: GraphSource, progress: bool = True,
-                      desc: str = "parsing graphs") -> GraphStore:
-    from tqdm.auto import tqdm
-    ids_parts, edge_parts = [], []
-    ncount = np.zeros(len(cids), dtype=np.int64)
-    ecount = np.zeros(len(cids), dtype=np.int64)
-    for g, cid in enumerate(tqdm(cids, desc=desc, unit="mol", disable=not progress, mininterval=1.0)):
-        where = source.location(cid)
-        edge_index, identifiers = parse_graph_text(source.read(cid), where)
-        ids_parts.append(parse_identifiers(identifiers, where))
-        edge_parts.append(edge_index.astype(np.int32))
-        ncount[g] = len(identifiers)
-        ecount[g] = edge_index.shape[1]
-    node_ptr = np.concatenate([[0], np.cumsum(ncount)]).astype(np.int64)
-    edge_ptr = np.concatenate([[0], np.cumsum(ecount)]).astype(np.int64)
-    identifiers = np.concatenate(ids_parts) if ids_parts else np.zeros(0, np.uint64)
-    edges = np.concatenate(edge_parts, axis=1) if edge_parts else np.zeros((2, 0), np.int32)
-    return GraphStore(list(cids), identifiers, node_ptr, edges, edge_ptr)
-
-
-def load_graphs(split: str, cids: Sequence[str], source: GraphSource, cache_dir, vocab: Vocab | None = None,
-                progress: bool = True) -> GraphStore:
-    """Graphs of ``cids``, from the split's cache file when it is up to date,
-    else parsed and cached (one file per split)."""
-    cids = list(cids)
-    h = hashlib.sha1(source.fingerprint(cids).encode())
-    h.update(",".join(cids).encode())
-    fingerprint = h.hexdigest()
-    path = Path(cache_dir) / f"graphs-{split}.npz"
-    store = GraphStore.load(path, fingerprint) if path.exists() else None
-    if store is None:
-        store = build_graph_store(cids, source, progress=progress, desc=f"parsing {split} graphs")
-        try:
-            store.save(path, fingerprint)
-        except MolretError:
-            pass  # a read-only cache only costs time
-    if vocab is not None:
-        store.attach_vocab(vocab)
-    return store
-
-
-@dataclass
-class GraphBatch:
-    x: torch.Tensor            # [num_nodes] table rows
-    edge_index: torch.Tensor   # [2, num_edges]
-    batch: torch.Tensor        # [num_nodes] graph of each node
-    num_graphs: int
-
-    def to(self, device) -> "GraphBatch":
-        return GraphBatch(self.x.to(device, non_blocking=True), self.edge_index.to(device, non_blocking=True),
-                          self.batch.to(device, non_blocking=True), self.num_graphs)
-
-
 # ----------------------------------------------------------------- texts
 
 def texts_hash(texts: Sequence[str]) -> str:
@@ -519,9 +200,12 @@ class TokenizedTexts:
     def __len__(self) -> int:
         return len(self.ptr) - 1
 
-    def subset(self, n: int) -> "TokenizedTexts":
-        n = min(n, len(self))
-        return TokenizedTexts(self.ids[: self.ptr[n]], self.ptr[: n + 1], self.pad_id)
+    def take(self, indices) -> "TokenizedTexts":
+        """The texts at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[idx]
+        return TokenizedTexts(self.ids[concat_ranges(self.ptr[idx], lengths)],
+                              np.concatenate([[0], np.cumsum(lengths)]).astype(self.ptr.dtype), self.pad_id)
 
     def collate(self, indices) -> TextBatch:
         idx = np.asarray(indices, dtype=np.int64)
@@ -529,29 +213,23 @@ class TokenizedTexts:
         width = int(lengths.max()) if len(idx) else 0
         input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
         mask = np.arange(width)[None, :] < lengths[:, None]
-        input_ids[mask] = self.ids[_ranges(self.ptr[idx], lengths)]
+        input_ids[mask] = self.ids[concat_ranges(self.ptr[idx], lengths)]
         return TextBatch(input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask.astype(np.int64)))
+
+
+KEYED_VERSION = 1   # tokens and frozen text features (molret.cache)
 
 
 def load_keyed_npz(path, key: str) -> dict | None:
     """The arrays of a cache file written by ``save_keyed_npz`` with the same
-    key; None if absent, stale or unreadable."""
-    if not Path(path).exists():
-        return None
-    try:
-        with np.load(path) as z:
-            if bytes(z["key"]).decode() != key:
-                return None
-            return {name: z[name] for name in z.files if name != "key"}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-        return None
+    key; None if absent, stale or unreadable (molret.cache: one warning line)."""
+    return cache.load(path, key, KEYED_VERSION)
 
 
 def save_keyed_npz(path, key: str, **arrays) -> None:
     """Atomically write ``arrays`` with ``key``; a read-only cache only costs time."""
     try:
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, key=np.frombuffer(key.encode(), np.uint8), **arrays)
+        cache.save(path, key, KEYED_VERSION, arrays)
     except MolretError:
         pass
 
@@ -593,7 +271,7 @@ class TokenStates:
         width = int(lengths.max()) if len(idx) else 0
         hidden = np.zeros((len(idx), width, self.states.shape[1]), dtype=np.float32)
         mask = np.arange(width)[None, :] < lengths[:, None]
-        hidden[mask] = self.states[_ranges(self.ptr[idx], lengths)]
+        hidden[mask] = self.states[concat_ranges(self.ptr[idx], lengths)]
         return TextBatch(hidden_states=torch.from_numpy(hidden), attention_mask=torch.from_numpy(mask.astype(np.int64)))
 
 
@@ -610,17 +288,14 @@ class TextFeatures:
     def lengths(self) -> np.ndarray:
         return np.ones(len(self), dtype=np.int64)
 
-    def subset(self, n: int) -> "TextFeatures":
-        return TextFeatures(self.features[:n])
-
     def collate(self, indices) -> TextBatch:
         return TextBatch(features=torch.from_numpy(self.features[np.asarray(indices, dtype=np.int64)]))
 
 
 # -------------------------------------------------------------- datasets
 
-class GraphTextDataset(Dataset):
-    """Aligned (graph, text) pairs of train/val. Items are indices; ``collate``
+class GraphTextDataset:
+    """Aligned (graph, text) pairs of training, addressed by index: ``collate``
     builds a whole batch at once from the flat arrays."""
 
     def __init__(self, graphs: GraphStore, texts, cids: Sequence[str] | None = None):
@@ -632,45 +307,10 @@ class GraphTextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.graphs)
 
-    def __getitem__(self, i: int) -> int:
-        return i
-
     def collate(self, indices) -> "PairBatch":
         idx = list(indices)
         return PairBatch(graph=self.graphs.collate(idx), text=self.texts.collate(idx),
                          index=torch.as_tensor(idx, dtype=torch.long))
-
-
-class GraphDataset(Dataset):
-    """Molecules only (test_cids.txt, or any library)."""
-
-    def __init__(self, graphs: GraphStore):
-        self.graphs = graphs
-
-    def __len__(self) -> int:
-        return len(self.graphs)
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-    def collate(self, indices) -> GraphBatch:
-        return self.graphs.collate(list(indices))
-
-
-class TextDataset(Dataset):
-    """Queries only (test_text.txt)."""
-
-    def __init__(self, texts):
-        self.texts = texts
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def __getitem__(self, i: int) -> int:
-        return i
-
-    def collate(self, indices) -> TextBatch:
-        return self.texts.collate(list(indices))
 
 
 @dataclass

@@ -62,20 +62,10 @@ def _embedding(identifier: str) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(DEMO_DIM).astype(np.float32) * 0.5
 
 
-def make_demo_data(out_dir, n_molecules: int = 600, seed: int = 0, progress: bool = True) -> Path:
-    """Write the demo dataset to ``out_dir`` (skipped if already there)."""
+def _nci_molecules(n_molecules: int) -> list:
+    """(id, RDKit molecule) of the first ``n_molecules`` distinct single-fragment molecules of 3-50 heavy
+    atoms in RDKit's bundled NCI sample."""
     from rdkit import Chem, RDConfig, RDLogger
-    from .smiles import graph_to_text, mol_to_graph
-
-    out = Path(out_dir)
-    stamp = out / "DEMO.json"
-    params = {"version": DEMO_VERSION, "n_molecules": n_molecules, "seed": seed}
-    if stamp.exists():
-        try:
-            if json.loads(stamp.read_text()) == params:
-                return out
-        except ValueError:
-            pass
     RDLogger.DisableLog("rdApp.*")
     source = Path(RDConfig.RDDataDir) / "NCI" / "first_5K.smi"
     records, seen = [], set()
@@ -93,11 +83,12 @@ def make_demo_data(out_dir, n_molecules: int = 600, seed: int = 0, progress: boo
         records.append((parts[1], mol))
         if len(records) == n_molecules:
             break
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(records))
-    records = [records[i] for i in order]
-    n_val = n_test = len(records) // 7
-    splits = {"test": records[:n_test], "val": records[n_test:n_test + n_val], "train": records[n_test + n_val:]}
+    return records
+
+
+def _write_graphs(records: list, out: Path) -> dict:
+    """``raw/<cid>.graph`` per molecule and ``token_embedding_dict.npy``; returns cid -> description."""
+    from .mol_graph import graph_to_text, mol_to_graph
     raw = out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     vocab = {}
@@ -116,6 +107,27 @@ def make_demo_data(out_dir, n_molecules: int = 600, seed: int = 0, progress: boo
     np.save(buf, np.array(vocab, dtype=object), allow_pickle=True)
     from .io_utils import atomic_write_bytes
     atomic_write_bytes(out / "token_embedding_dict.npy", buf.getvalue())
+    return texts
+
+
+def make_demo_data(out_dir, n_molecules: int = 600, seed: int = 0, progress: bool = True) -> Path:
+    """Write the demo dataset to ``out_dir`` (skipped if already there)."""
+    out = Path(out_dir)
+    stamp = out / "DEMO.json"
+    params = {"version": DEMO_VERSION, "n_molecules": n_molecules, "seed": seed}
+    if stamp.exists():
+        try:
+            if json.loads(stamp.read_text()) == params:
+                return out
+        except ValueError:
+            pass
+    records = _nci_molecules(n_molecules)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(records))
+    records = [records[i] for i in order]
+    n_val = n_test = len(records) // 7
+    splits = {"test": records[:n_test], "val": records[n_test:n_test + n_val], "train": records[n_test + n_val:]}
+    texts = _write_graphs(records, out)
     for name in ("train", "val"):
         atomic_write_text(out / f"{name}.tsv", "".join(f"{cid}\t{texts[cid]}\n" for cid, _ in splits[name]))
     test = splits["test"]

@@ -39,7 +39,8 @@ def checkpoint_embeddings(model_path, splits=("val", "test"), data_dir=None, cac
     the run are ignored)."""
     import torch
     from .checkpoint import load_model
-    from .train import embed_graphs, embed_texts, load_challenge_data, pick_device, prepare_texts
+    from .challenge_data import load_challenge_data, prepare_texts
+    from .inference import embed_graphs, embed_texts, pick_device
 
     splits = tuple(splits)
     bad = [s for s in splits if s not in SPLITS]

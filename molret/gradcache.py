@@ -127,21 +127,8 @@ def grad_cache_step(forward: Callable, loss_fn: Callable, chunks: Sequence, *,
     if not chunks:
         raise ValueError("grad_cache_step: no chunks")
     backward = backward or (lambda loss: loss.backward())
-    saved_buffers = [(b, b.detach().clone()) for b in module.buffers()] if module is not None else []
-
     # 1. embeddings without autograd, remembering each chunk's RNG state
-    states, texts, graphs = [], [], []
-    with torch.no_grad():
-        for chunk in chunks:
-            states.append(RngState(device))
-            with autocast():
-                out = forward(chunk)
-            texts.append(out[0])
-            graphs.append(out[1])
-    with torch.no_grad():
-        for buf, saved in saved_buffers:
-            buf.copy_(saved)
-    text, graph = torch.cat(texts), torch.cat(graphs)
+    states, text, graph = _embed_without_grad(forward, chunks, autocast, device, module)
     start, stop = 0, text.shape[0]
     if gather is not None:
         text, start, stop = gather(text)
@@ -159,6 +146,33 @@ def grad_cache_step(forward: Callable, loss_fn: Callable, chunks: Sequence, *,
     grad_graph = _rows_grad(graph, start, stop, embed_grad_scale)
 
     # 3. replay each chunk with autograd and push the cached gradients through
+    _replay_with_grad(forward, chunks, states, grad_text, grad_graph, autocast, no_sync)
+    return loss.detach()
+
+
+def _embed_without_grad(forward: Callable, chunks: Sequence, autocast: Callable, device,
+                        module: torch.nn.Module | None) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """(RNG state before each chunk, text and graph embeddings of all chunks), computed without
+    autograd; ``module``'s buffers are put back after (updated once per step, by the replay)."""
+    saved_buffers = [(b, b.detach().clone()) for b in module.buffers()] if module is not None else []
+    states, texts, graphs = [], [], []
+    with torch.no_grad():
+        for chunk in chunks:
+            states.append(RngState(device))
+            with autocast():
+                out = forward(chunk)
+            texts.append(out[0])
+            graphs.append(out[1])
+    with torch.no_grad():
+        for buf, saved in saved_buffers:
+            buf.copy_(saved)
+    return states, torch.cat(texts), torch.cat(graphs)
+
+
+def _replay_with_grad(forward: Callable, chunks: Sequence, states: list, grad_text: torch.Tensor,
+                      grad_graph: torch.Tensor, autocast: Callable, no_sync: Callable | None) -> None:
+    """Re-run each chunk with autograd (same RNG state) and backpropagate its rows of the cached
+    embedding gradients (a zero gradient into extra outputs that require grad)."""
     offset = 0
     for i, (chunk, state) in enumerate(zip(chunks, states)):
         last = i == len(chunks) - 1
@@ -174,7 +188,6 @@ def grad_cache_step(forward: Callable, loss_fn: Callable, chunks: Sequence, *,
                     grads.append(torch.zeros_like(extra))
             torch.autograd.backward(tensors, grads)
         offset += n
-    return loss.detach()
 
 
 def _rows_grad(leaf: torch.Tensor, start: int, stop: int, scale: float) -> torch.Tensor:

@@ -34,12 +34,27 @@ def parse_graph_text(text: str, source: str = "<graph>"):
         i += 1
     if i >= len(lines) or lines[i].strip() != "edgelist:":
         raise GraphFormatError(f"{source}: line {i + 1}: expected 'edgelist:'")
-    i += 1
+    src, dst, i = _parse_edges(lines, i + 1, source)
+    identifiers = _parse_identifiers(lines, i + 1, source)
+    if not identifiers:
+        raise GraphFormatError(f"{source}: no atoms under 'idx to identifier:'")
+    n = len(identifiers)
+    edge_index = np.array([src, dst], dtype=np.int64).reshape(2, -1)
+    if edge_index.size and int(edge_index.max()) >= n:
+        bad = int(np.argmax(edge_index.max(axis=0)))
+        raise GraphFormatError(
+            f"{source}: edge {edge_index[0, bad]} {edge_index[1, bad]} refers to an atom that does not exist "
+            f"(the molecule has {n} atoms)")
+    return edge_index, identifiers
+
+
+def _parse_edges(lines: list, i: int, source: str) -> tuple[list, list, int]:
+    """(sources, destinations, index of the 'idx to identifier:' line) of the edge list from line ``i``."""
     src, dst = [], []
     while i < len(lines):
         line = lines[i].strip()
         if line == "idx to identifier:":
-            break
+            return src, dst, i
         if line:
             parts = line.split()
             if len(parts) != 2:
@@ -53,9 +68,11 @@ def parse_graph_text(text: str, source: str = "<graph>"):
             src.append(a)
             dst.append(b)
         i += 1
-    else:
-        raise GraphFormatError(f"{source}: missing 'idx to identifier:' section")
-    i += 1
+    raise GraphFormatError(f"{source}: missing 'idx to identifier:' section")
+
+
+def _parse_identifiers(lines: list, i: int, source: str) -> list[str]:
+    """The per-atom identifiers from line ``i`` to the end (atom indices 0..N-1 in order)."""
     identifiers: list[str] = []
     while i < len(lines):
         line = lines[i].strip()
@@ -72,13 +89,4 @@ def parse_graph_text(text: str, source: str = "<graph>"):
                     f"{source}: line {i + 1}: atom indices must be 0..N-1 in order, expected {len(identifiers)}, got {idx}")
             identifiers.append(parts[1])
         i += 1
-    if not identifiers:
-        raise GraphFormatError(f"{source}: no atoms under 'idx to identifier:'")
-    n = len(identifiers)
-    edge_index = np.array([src, dst], dtype=np.int64).reshape(2, -1)
-    if edge_index.size and int(edge_index.max()) >= n:
-        bad = int(np.argmax(edge_index.max(axis=0)))
-        raise GraphFormatError(
-            f"{source}: edge {edge_index[0, bad]} {edge_index[1, bad]} refers to an atom that does not exist "
-            f"(the molecule has {n} atoms)")
-    return edge_index, identifiers
+    return identifiers

@@ -1,6 +1,6 @@
-"""Atomic file writes: write to a temporary file in the same folder, then
-os.replace, so a kill mid-write never leaves a truncated file behind that a
-later run would trust."""
+"""Atomic file writes (a temporary file in the same folder, then os.replace,
+so a kill mid-write never leaves a truncated file behind that a later run
+would trust) and checks that a folder can be written."""
 from __future__ import annotations
 
 import contextlib
@@ -76,3 +76,12 @@ def check_writable_dir(path, shown=None) -> Path:
     except OSError as e:
         raise MolretError(f"output folder {shown or path} is not writable: {e.strerror or e}") from None
     return path
+
+
+def is_writable_dir(path) -> bool:
+    """Whether files can be written in ``path`` (created if needed), as ``check_writable_dir`` finds."""
+    try:
+        check_writable_dir(path)
+    except MolretError:
+        return False
+    return True

@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .name_variants import _acid_name, name_variants  # noqa: F401 - _acid_name: tests
+
 log = logging.getLogger("molret")
 
 NAMES_CHOICES = ("none", "opsin")
@@ -49,6 +51,8 @@ _CITED = re.compile(
 # last "is"/"are" (and article) of the clause and "in which"
 _IN_WHICH = re.compile(r"\bin which\b", re.I)
 _LAST_IS = re.compile(r".*\b(?:is|are)\s+" + _ARTICLE + r"(?P<name>.+)$", re.I | re.S)
+_SUBJECT_NO_ARTICLE = re.compile(r"^\s*\"?(?P<name>\S+(?:\s+\S+){0,5}?)\s+(?:is|are)\s+", re.S)
+_FIRST_IS = re.compile(r"\s+(?:is|are)\s+")
 _LIST_SPLIT = re.compile(r",\s+(?:and\s+)?" + _ARTICLE + r"|\s+and\s+" + _ARTICLE, re.I)
 _LEADING = re.compile(r"^(?:(?:a|an|the)\s+)?(?:hydride of\s+)?(?:(?:a|an|the)\s+)?", re.I)
 # words that start a description without naming the molecule (ChEBI-20 writes "The molecule is ...")
@@ -81,9 +85,11 @@ def extract_names(query: str) -> QueryNames:
     such as "has a role as" name no structure and are ignored."""
     query = str(query)
     subject = None
-    m = _SUBJECT.match(query)
+    m = _SUBJECT.match(query) or _SUBJECT_NO_ARTICLE.match(query)
     if m:
-        subject = _clean(m.group("name"))
+        # "X is conjugate base of Y. It is a ...": ChEBI drops the article after some "is"; the name ends at the
+        # first "is"/"are" (a chemical name holds no such word)
+        subject = _clean(_FIRST_IS.split(m.group("name"), maxsplit=1)[0])
     enantiomers, parents = [], []
     for m in _CITED.finditer(query):
         names = [_clean(n) for n in _LIST_SPLIT.split(m.group("names"))]
@@ -309,15 +315,6 @@ class QueryStructures:
         return {s.key for s in ([self.subject] if self.subject else []) + self.enantiomers}
 
 
-_ANION = re.compile(r"^(?P<stem>.+?)ate(?:\(\d?[+-]\))?$")
-
-
-def _acid_name(name: str) -> str | None:
-    """The acid of an anion name ("...ate" or "...ate(2-)" -> "...ic acid"), None otherwise."""
-    m = _ANION.match(name)
-    return f"{m.group('stem')}ic acid" if m else None
-
-
 def resolve_queries(queries: Sequence[str], opsin: Opsin | None) -> list[QueryStructures]:
     """Names of every query, resolved in one batch (``opsin`` None: names
     found but nothing resolved). An OPSIN failure is one warning line and
@@ -328,10 +325,13 @@ def resolve_queries(queries: Sequence[str], opsin: Opsin | None) -> list[QuerySt
         wanted = list(dict.fromkeys(n for names in found for n in names.all()))
         try:
             smiles = dict(zip(wanted, opsin.resolve(wanted)))
-            # anion names OPSIN does not know ("4-phospho-L-aspartate"): the acid's structure
-            # ("4-phospho-L-aspartic acid") is close (same skeleton), for the similarity evidence
-            retry = {n: alt for n in wanted if smiles[n] is None for alt in [_acid_name(n)] if alt}
-            smiles.update((n, s) for n, s in zip(retry, opsin.resolve(list(retry.values()))) if s)
+            # names OPSIN does not parse ("4-phospho-L-aspartate", "TMP(2-)", "Leu-Cys"): the first variant it
+            # parses (name_variants) gives a close structure (same skeleton), for the similarity evidence
+            retry = {n: name_variants(n) for n in wanted if smiles[n] is None}
+            alternatives = list(dict.fromkeys(v for vs in retry.values() for v in vs))
+            found_alt = dict(zip(alternatives, opsin.resolve(alternatives)))
+            for n, variants in retry.items():
+                smiles[n] = next((found_alt[v] for v in variants if found_alt[v]), None)
         except OpsinUnavailable as e:
             log.warning(f"--names opsin: {e}; using the learned scores only")
             smiles = {}

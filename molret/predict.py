@@ -13,10 +13,13 @@ from .data import (GraphSource, default_cache_dir, load_graphs, read_queries, re
 from .errors import MolretError
 from .rerank import METHODS as RERANK_METHODS
 from .io_utils import check_writable_dir
-from .train import embed_test, pick_device, save_embeddings, similarity_matrix
+from .cli import add_inference_args, inference_device
+from .inference import embed_test, save_embeddings, similarity_matrix
 from . import text_models
 
 log = logging.getLogger("molret")
+
+FULL_MATRIX_MAX = 1_000_000    # shard folder molecules written as a full score matrix (beyond: --top-k)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,18 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "scores, weights fitted on val.tsv (default: the checkpoint's training setting)")
     p.add_argument("--no-pool", action="store_true",
                    help="skip the val report (pool metrics: val queries among val + test molecules)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, help="embedding batch size (default: the training eval batch size)")
+    add_inference_args(p, batch_help="embedding batch size (default: the training eval batch size)")
     p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (with --library: for the "
                                        "library's graph embeddings, next to the library when not given)")
     g = p.add_argument_group("library mode (score the queries against any molecule library)")
     g.add_argument("--library", metavar="FILE",
-                   help="score against this SMILES library (.smi/.csv/.tsv/.sdf) or graph library (raw.zip, "
-                        "folder) instead of test_cids.txt: columns in library order (invalid rows skipped), "
-                        "their ids written to <out stem>_ids.txt (line i+1 = column i)")
+                   help="score against this SMILES library (.smi/.csv/.tsv/.sdf), graph library (raw.zip, "
+                        "folder) or shard folder of embed_library.py (up to "
+                        f"{FULL_MATRIX_MAX:,} molecules without --top-k) instead of test_cids.txt: columns in "
+                        "library order (invalid rows skipped), their ids written to <out stem>_ids.txt (line i+1 = "
+                        "column i)")
     g.add_argument("--queries", metavar="FILE",
                    help="with --library: queries, one per line, row ID i = line i+1; test_text.txt of the data "
                         "folder when not given")
+    g.add_argument("--top-k", type=int, metavar="K",
+                   help="with --library: write only the K best molecules of each query, as rows query,rank,id,score "
+                        "(query = row ID, rank 1 = best), from --index: for libraries too large for a full matrix")
+    from .shard_cli import add_index_args
+    add_index_args(g, rerank_flag="--index-rerank")
     from .search import add_library_args
     add_library_args(p)
     return p
@@ -61,16 +70,79 @@ def library_ids_path(out) -> Path:
     return out.with_name(f"{out.stem}_ids.txt")
 
 
-def predict_library(args) -> dict:
-    """Submission of the queries scored against a molecule library (--library)."""
-    from .io_utils import atomic_write_text
-    from .search import library_embeddings, reader_options
-    from .submission import write_submission
-    from .train import embed_texts
+def _folder_library(args, model, cfg, vocab, progress: bool) -> tuple:
+    """(ids, embeddings, index, invalid count) of a shard folder: with --top-k its index (ids in shard
+    order, no embeddings), else the embeddings and ids in library order (the CSV of the library file)."""
+    from .library_cache import model_key
+    from .shard_cli import check_model_key, open_folder_index
+    from .shard_folder import open_shard_folder
+    key = model_key(model, cfg, vocab)
+    if args.top_k:
+        lib, index = open_folder_index(args.library, args, progress, key, args.model)
+        return lib.ids, None, index, lib.meta["invalid"]
+    lib = open_shard_folder(args.library)
+    check_model_key(lib, key, args.model)
+    if len(lib) > FULL_MATRIX_MAX:
+        raise MolretError(f"{args.library}: {len(lib):,} molecules, too many for a full score matrix (at most "
+                          f"{FULL_MATRIX_MAX:,}): write each query's best molecules with --top-k K")
+    order = np.argsort(lib.rows, kind="stable")
+    return [lib.ids[int(j)] for j in order], np.asarray(lib.embeddings)[order], None, lib.meta["invalid"]
 
+
+def _file_library(args, model, cfg, vocab, device, batch_size: int, progress: bool) -> tuple:
+    """(ids, embeddings, index with --top-k else None, invalid count) of a library file (cached embeddings)."""
+    from .search import library_embeddings, reader_options
+    from .shard_cli import memory_index
+    lib = library_embeddings(args.library, model, cfg, vocab, device=device, options=reader_options(args),
+                             cache_dir=args.cache_dir, batch_size=batch_size, progress=progress)
+    library = lib.library
+    if library.invalid:
+        log.warning(f"{args.library}: {library.invalid} invalid row(s) skipped, e.g. {library.invalid_examples[0]}")
+    index = memory_index(lib.embeddings, args, "auto", progress) if args.top_k else None
+    return library.ids, lib.embeddings, index, library.invalid
+
+
+def write_top_k(path, scores: np.ndarray, idx: np.ndarray, ids) -> None:
+    """CSV rows query,rank,id,score: query = row ID (0-based), rank 1 = best (as ``index.search`` returns them)."""
+    import csv
+    from .io_utils import atomic_path
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["query", "rank", "id", "score"])
+            for q, (row_s, row_i) in enumerate(zip(scores, idx)):
+                hits = [(j, sc) for j, sc in zip(row_i, row_s) if j >= 0]
+                out.writerows([q, r, ids[int(j)], f"{sc:.7g}"] for r, (j, sc) in enumerate(hits, 1))
+
+
+def _check_library_args(args) -> bool:
+    """Flag checks of --library before the model is loaded; True for a shard folder."""
+    from .library import library_kind
+    from .shard_cli import check_index_args
+    from .shard_folder import is_shard_folder
     if args.rerank not in (None, "none"):
         raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
-    device = pick_device(args.device)
+    if args.top_k is not None and args.top_k < 1:
+        raise MolretError(f"--top-k must be at least 1, got {args.top_k}")
+    if args.top_k and args.save_embeddings:
+        raise MolretError("--save-embeddings writes the full similarity matrix; it does not go with --top-k")
+    check_index_args(args)
+    folder = is_shard_folder(args.library)
+    if not folder:
+        library_kind(args.library)
+    return folder
+
+
+def predict_library(args) -> dict:
+    """Submission of the queries scored against a molecule library (--library): the full matrix, or with
+    --top-k the best molecules of each query."""
+    from .io_utils import atomic_write_text
+    from .submission import write_submission
+    from .inference import embed_texts
+
+    folder = _check_library_args(args)
+    device = inference_device(args)
+    progress = not getattr(args, "no_progress", False)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
     check_writable_dir(Path(args.out).resolve().parent)
     if args.queries:
@@ -79,27 +151,27 @@ def predict_library(args) -> dict:
         queries_path = resolve_data_dir(args.data_dir or cfg.train.data_dir).need("test_text")
     queries = read_queries(queries_path)
     batch_size = args.batch_size or cfg.train.eval_batch_size
-    lib = library_embeddings(args.library, model, cfg, vocab, device=device, options=reader_options(args),
-                             cache_dir=args.cache_dir, batch_size=batch_size, progress=True)
-    library = lib.library
-    if library.invalid:
-        log.warning(f"{args.library}: {library.invalid} invalid row(s) skipped, e.g. {library.invalid_examples[0]}")
-    for ident in library.ids:
+    ids, emb, index, invalid = (_folder_library(args, model, cfg, vocab, progress) if folder else
+                                _file_library(args, model, cfg, vocab, device, batch_size, progress))
+    tokens = tokenize(queries, tokenizer, cfg.model.max_length)
+    text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
+    result = {"out": args.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
+    if args.top_k:
+        write_top_k(args.out, *index.search(text_emb, args.top_k), ids)
+        return {**result, "top_k": min(args.top_k, len(ids))}
+    for ident in ids:
         if "\n" in ident or "\r" in ident:
             raise MolretError(f"library id {ident!r} contains a line break; cannot write the ids file")
-    tokens = tokenize(queries, tokenizer, cfg.model.max_length)
-    text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=True)
-    similarity = similarity_matrix(text_emb, lib.embeddings)
+    similarity = similarity_matrix(text_emb, emb)
     write_submission(similarity, args.out)
     ids_path = library_ids_path(args.out)
-    atomic_write_text(ids_path, "".join(f"{i}\n" for i in library.ids))
+    atomic_write_text(ids_path, "".join(f"{i}\n" for i in ids))
     if args.save_embeddings:
         folder = Path(args.save_embeddings)
-        save_embeddings(folder, "library", text_emb, list(range(len(queries))), lib.embeddings, library.ids)
+        save_embeddings(folder, "library", text_emb, list(range(len(queries))), emb, ids)
         from .io_utils import atomic_np_save
         atomic_np_save(folder / "library_similarity.npy", similarity.astype(np.float32))
-    return {"out": args.out, "queries": len(queries), "molecules": len(library), "ids_file": str(ids_path),
-            "invalid": library.invalid}
+    return {**result, "ids_file": str(ids_path)}
 
 
 def predict(args) -> dict:
@@ -107,7 +179,10 @@ def predict(args) -> dict:
         return predict_library(args)
     if getattr(args, "queries", None):
         raise MolretError("--queries applies to --library only (the test set uses test_text.txt)")
-    device = pick_device(args.device)
+    if getattr(args, "top_k", None) is not None:
+        raise MolretError("--top-k applies to --library only (the submission scores every test molecule)")
+    device = inference_device(args)
+    progress = not getattr(args, "no_progress", False)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
     data_dir = args.data_dir or cfg.train.data_dir
     paths = resolve_data_dir(data_dir)
@@ -116,9 +191,9 @@ def predict(args) -> dict:
                                                              not args.data_dir else default_cache_dir(data_dir))
     cids, queries = read_test_inputs(paths)
     graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
-    tokens = query_input("test", queries, model, cfg, tokenizer, cache_dir, device)
+    tokens = query_input("test", queries, model, cfg, tokenizer, cache_dir, device, progress)
     batch_size = args.batch_size or cfg.train.eval_batch_size
-    text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=True)
+    text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=progress)
     similarity = similarity_matrix(text_emb, graph_emb)
     method = args.rerank if args.rerank is not None else cfg.train.rerank
     temperature = args.rerank_temperature if args.rerank_temperature is not None else cfg.train.rerank_temperature
@@ -142,7 +217,7 @@ def predict(args) -> dict:
     return {"out": args.out, "queries": len(queries), "molecules": len(cids), **({"pool": report} if report else {})}
 
 
-def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device):
+def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device, progress: bool = True):
     """What the model embeds for a split's queries, as main.py did: the tokens
     (cached), or with --freeze-text the frozen encoder's cached features."""
     key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
@@ -150,10 +225,10 @@ def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device):
     if not cfg.train.freeze_text:
         return tokens
     from .data import TextFeatures
-    from .train import text_features_cached
+    from .challenge_data import text_features_cached
     return TextFeatures(text_features_cached(
         model, tokens, cache_dir / f"textfeat-{split}-{key}-{cfg.model.text_pooling}.npz", device,
-        cfg.train.eval_batch_size, progress=True))
+        cfg.train.eval_batch_size, progress=progress))
 
 
 def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,
@@ -162,7 +237,7 @@ def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_si
     asked: (report, name features or None, weights or None)."""
     from .data import read_pairs_tsv
     from .evaluation import final_report, pool_name_features, pool_similarity
-    from .train import embed_graphs, embed_texts
+    from .inference import embed_graphs, embed_texts
     queries, text_emb, test_graphs, graph_emb = test
     val_cids, val_texts = read_pairs_tsv(paths.need("val"))
     val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)

@@ -1,28 +1,9 @@
-"""SMILES / molecule libraries -> challenge `.graph` files.
+"""Molecule library files (CSV/TSV, .smi, SDF; optionally gzipped) read as ``Record``s, one per molecule.
 
-The ALTEGRAD-2023 graphs have one node per atom, both directions of every
-bond, and one Morgan substructure identifier per atom (the mol2vec
-vocabulary).  Measured against the 6,601 official graphs whose SMILES are in
-ChEBI-20 (``bench/verify_smiles_graphs.py``), the identifiers are:
-
-* RDKit Morgan environments of **radius 1**, unfolded (32-bit identifiers,
-  ``GetMorganFingerprint(mol, 1, bitInfo=...)`` / ``GetMorganGenerator(radius=1)``),
-  default options: bond types on, no chirality, no feature invariants, no
-  hydrogens added (hydrogens count through the atom invariants only);
-* per atom, the radius-1 identifier; when RDKit drops an atom's radius-1
-  environment as a duplicate of another atom's (e.g. the second atom of a
-  diatomic molecule) or the atom has no bonds, its radius-0 identifier;
-* atom invariants as RDKit computed them before it changed the isotope term:
-  ``[atomic number, total degree, total Hs, formal charge,
-  int(mass - average atomic weight), (1 if in a ring)]``, boost-hashed.  The
-  current RDKit default differs only for isotope-labelled atoms ([2H] ...),
-  so we compute these invariants ourselves (see ``atom_invariants``).
-
-Radius 0 matches 0.5 % of the molecules, radius 2 2 %, chirality 35 %,
-radius 1 without the radius-0 fallback 95 %; this choice matches 99.9 %.  The
-remaining differences are structures that PubChem (the source of the official
-graphs) draws differently from ChEBI (charge placement / resonance forms, a
-metal's implicit hydrogens), not something a SMILES option reproduces.
+``read_library`` streams a file and parses each row with RDKit
+(``molret.mol_graph``, whose names are re-exported here: ``parse_smiles``,
+``smiles_to_graph``, ``mol_to_graph``, ...); writing a folder of ``.graph``
+files is ``molret.graph_dir`` (re-exported too: ``write_graph_dir``).
 """
 from __future__ import annotations
 
@@ -31,15 +12,13 @@ import gzip
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-import numpy as np
+from typing import Callable, Iterator
 
 from .errors import MolretError
-from .io_utils import atomic_write_text, check_writable_dir
-
-MORGAN_RADIUS = 1
-STANDARDIZE_CHOICES = ("none", "normalize", "uncharge")
+from .graph_dir import check_graph_id, prepare_graph_dir, write_graph_dir  # noqa: F401  (re-exported)
+from .mol_graph import (MORGAN_RADIUS, STANDARDIZE_CHOICES, SmilesError, _rdkit, atom_identifiers,  # noqa: F401
+                        atom_invariants, graph_to_text, mol_to_graph, parse_smiles, smiles_to_graph)
+from .mol_graph import _sanitize_reason, _standardize  # the SDF reader checks and standardises molecules too
 
 SMILES_COLUMN_NAMES = ("smiles", "canonical_smiles", "isomeric_smiles")
 ID_COLUMN_NAMES = ("cid", "id", "name", "mol_id", "molecule_id", "compound_id")
@@ -51,10 +30,6 @@ _SUFFIX_FORMATS = {
     ".sdf": "sdf", ".sd": "sdf", ".mol": "sdf",
 }
 FORMATS = ("csv", "tsv", "smi", "sdf")
-
-
-class SmilesError(MolretError):
-    """A SMILES string (or molecule record) that RDKit cannot turn into a molecule."""
 
 
 class LibraryError(MolretError):
@@ -79,196 +54,6 @@ class Record:
     def ok(self) -> bool:
         return self.mol is not None
 
-
-# --------------------------------------------------------------------------
-# RDKit helpers
-# --------------------------------------------------------------------------
-
-_rdkit_quiet = False
-
-
-def _rdkit():
-    """Import RDKit lazily with its logger silenced (we report in our own words)."""
-    global _rdkit_quiet
-    try:
-        from rdkit import Chem, RDLogger
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise MolretError(f"RDKit is required for SMILES conversion (pip install rdkit): {e}") from None
-    if not _rdkit_quiet:
-        RDLogger.DisableLog("rdApp.*")
-        _rdkit_quiet = True
-    return Chem
-
-
-_U32 = 0xFFFFFFFF
-
-
-def _boost_hash(values) -> int:
-    """boost::hash_combine over 32-bit ints, as RDKit hashes atom invariants."""
-    seed = 0
-    for v in values:
-        v &= _U32
-        seed ^= (v + 0x9E3779B9 + ((seed << 6) & _U32) + (seed >> 2)) & _U32
-    return seed
-
-
-def atom_invariants(mol) -> list[int]:
-    """RDKit's Morgan connectivity invariants as used for the challenge graphs.
-
-    Same as RDKit's default except for the isotope term, which current RDKit
-    releases compute differently; the official graphs use
-    ``int(atom mass - average atomic weight)`` (e.g. 1 for deuterium).
-    """
-    Chem = _rdkit()
-    table = Chem.GetPeriodicTable()
-    if mol.NeedsUpdatePropertyCache():  # unsanitised input: compute implicit Hs
-        mol.UpdatePropertyCache(strict=False)
-    try:
-        mol.GetRingInfo().NumAtomRings(0)
-    except RuntimeError:  # ring perception not run (unsanitised molecule)
-        Chem.FastFindRings(mol)
-    ring_info = mol.GetRingInfo()
-    out = []
-    for atom in mol.GetAtoms():
-        z = atom.GetAtomicNum()
-        inv = [z, atom.GetTotalDegree(), atom.GetTotalNumHs(), atom.GetFormalCharge(),
-               int(atom.GetMass() - table.GetAtomicWeight(z))]
-        if ring_info.NumAtomRings(atom.GetIdx()):
-            inv.append(1)
-        out.append(_boost_hash(inv))
-    return out
-
-
-_generators: dict = {}
-
-
-def atom_identifiers(mol, radius: int = MORGAN_RADIUS) -> list[str]:
-    """One Morgan identifier per atom (atom order of ``mol``), as strings.
-
-    The identifier of the largest radius <= ``radius`` that RDKit kept for
-    that atom (duplicate environments are dropped by RDKit).
-    """
-    _rdkit()
-    from rdkit.Chem import rdFingerprintGenerator
-
-    gen = _generators.get(radius)
-    if gen is None:
-        gen = _generators[radius] = rdFingerprintGenerator.GetMorganGenerator(radius=radius)
-    ao = rdFingerprintGenerator.AdditionalOutput()
-    ao.AllocateBitInfoMap()
-    gen.GetSparseCountFingerprint(mol, customAtomInvariants=atom_invariants(mol), additionalOutput=ao)
-    best: list[tuple[int, int] | None] = [None] * mol.GetNumAtoms()
-    for ident, envs in ao.GetBitInfoMap().items():
-        for atom_idx, r in envs:
-            cur = best[atom_idx]
-            if cur is None or r > cur[0]:
-                best[atom_idx] = (r, ident)
-    missing = [i for i, b in enumerate(best) if b is None]
-    if missing:  # cannot happen for radius 0 environments; guard anyway
-        raise SmilesError(f"RDKit produced no Morgan identifier for atom(s) {missing}")
-    return [str(b[1]) for b in best]
-
-
-def mol_to_graph(mol):
-    """RDKit molecule -> ``(edge_index, identifiers)`` in the challenge convention.
-
-    ``edge_index`` is int64 ``[2, 2*bonds]``: for each bond (RDKit order)
-    ``(begin, end)`` then ``(end, begin)``; ``identifiers`` has one string per
-    atom.  A molecule without bonds gives an empty ``[2, 0]`` edge_index.
-    ``mol`` should be sanitised (as ``parse_smiles`` returns it); aromaticity
-    and hydrogens are taken as they are in ``mol``.
-    """
-    if mol is None:
-        raise SmilesError("no molecule (None) given to mol_to_graph")
-    if mol.GetNumAtoms() == 0:
-        raise SmilesError("molecule has no atoms")
-    edges = []
-    for bond in mol.GetBonds():
-        a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        edges.append((a, b))
-        edges.append((b, a))
-    edge_index = np.array(edges, dtype=np.int64).reshape(-1, 2).T.copy()
-    return edge_index, atom_identifiers(mol)
-
-
-def _standardize(mol, standardize: str):
-    if standardize == "none":
-        return mol
-    from rdkit.Chem.MolStandardize import rdMolStandardize
-    if standardize == "normalize":
-        return rdMolStandardize.Normalize(mol)
-    if standardize == "uncharge":
-        return rdMolStandardize.Uncharger().uncharge(mol)
-    raise MolretError(f"unknown standardize option {standardize!r}; choose from {', '.join(STANDARDIZE_CHOICES)}")
-
-
-def _sanitize_reason(mol) -> str | None:
-    """Why RDKit refuses to sanitise ``mol`` (None if it would not)."""
-    Chem = _rdkit()
-    problems = Chem.DetectChemistryProblems(mol)
-    if problems:
-        msgs = "; ".join(p.Message() for p in problems[:3])
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        return f"chemically invalid: {msgs}{more}"
-    try:
-        Chem.SanitizeMol(Chem.Mol(mol))
-    except Exception as e:  # RDKit raises several exception types
-        return f"chemically invalid: {e}"
-    return None
-
-
-def parse_smiles(smiles: str, *, standardize: str = "none"):
-    """SMILES -> sanitised RDKit molecule (hydrogens removed, isotopes kept).
-
-    Raises SmilesError with the reason (empty, syntax error, valence/aromaticity problem).
-    """
-    Chem = _rdkit()
-    if smiles is None or not str(smiles).strip():
-        raise SmilesError("empty SMILES")
-    smiles = str(smiles).strip()
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raw = Chem.MolFromSmiles(smiles, sanitize=False)
-        if raw is None:
-            raise SmilesError(f"invalid SMILES {smiles!r}: not valid SMILES syntax (unknown element, unclosed ring or "
-                              "bracket, or a stray character)")
-        raise SmilesError(f"invalid SMILES {smiles!r}: {_sanitize_reason(raw) or 'RDKit cannot sanitise it'}")
-    if mol.GetNumAtoms() == 0:
-        raise SmilesError(f"invalid SMILES {smiles!r}: no atoms")
-    return _standardize(mol, standardize)
-
-
-def smiles_to_graph(smiles: str, *, standardize: str = "none"):
-    """SMILES -> ``(edge_index, identifiers)``; raises SmilesError on invalid SMILES."""
-    return mol_to_graph(parse_smiles(smiles, standardize=standardize))
-
-
-def graph_to_text(edge_index, identifiers) -> str:
-    """Write one graph in the challenge `.graph` format (``"\\n"`` line endings).
-
-    The official files use CRLF line endings; ``molret.graphs.parse_graph_text``
-    accepts both, so the text written here round-trips through it.
-    """
-    ei = np.asarray(edge_index, dtype=np.int64).reshape(2, -1)
-    n = len(identifiers)
-    if n == 0:
-        raise MolretError("graph_to_text: a graph needs at least one atom")
-    if ei.size and (int(ei.min()) < 0 or int(ei.max()) >= n):
-        raise MolretError(f"graph_to_text: edge_index refers to atoms outside 0..{n - 1}")
-    parts = ["edgelist:\n"]
-    parts.extend(f"{a} {b}\n" for a, b in zip(ei[0].tolist(), ei[1].tolist()))
-    parts.append("\nidx to identifier:\n")
-    for i, ident in enumerate(identifiers):
-        ident = str(ident)
-        if not ident or any(c.isspace() for c in ident):
-            raise MolretError(f"graph_to_text: identifier {ident!r} of atom {i} is empty or contains whitespace")
-        parts.append(f"{i} {ident}\n")
-    return "".join(parts)
-
-
-# --------------------------------------------------------------------------
-# Library readers
-# --------------------------------------------------------------------------
 
 def detect_format(path) -> str:
     """Library format from the file name (``.gz`` allowed): csv, tsv, smi or sdf."""
@@ -332,11 +117,12 @@ def _find_column(header, wanted, names, what, path):
     return None
 
 
-def _read_table(path, delimiter, smiles_column, id_column, standardize) -> Iterator[Record]:
+def _read_table(path, delimiter, smiles_column, id_column, standardize, select=None) -> Iterator[Record]:
     name = Path(path).name
     rows = _lines(path)
     header_done = False
     s_col = i_col = None
+    rec_no = -1
     for n, line in rows:
         if not line.strip():
             continue
@@ -363,6 +149,9 @@ def _read_table(path, delimiter, smiles_column, id_column, standardize) -> Itera
             i_col = int(id_column) - 1 if id_column is not None and str(id_column).isdigit() else None
             if id_column is not None and i_col is None:
                 raise LibraryError(f"{path}: id column {id_column!r} given by name but the file has no header")
+        rec_no += 1
+        if select is not None and not select(rec_no):
+            continue
         where = f"{name}:line {n}"
         if s_col is None:  # default layout: id, SMILES (or a lone SMILES)
             if len(cells) == 1:
@@ -381,9 +170,10 @@ def _read_table(path, delimiter, smiles_column, id_column, standardize) -> Itera
         yield _record(ident, smiles, where, standardize)
 
 
-def _read_smi(path, standardize) -> Iterator[Record]:
+def _read_smi(path, standardize, select=None) -> Iterator[Record]:
     name = Path(path).name
     first = True
+    rec_no = -1
     for n, line in _lines(path):
         text = line.strip()
         if not text or text.startswith("#"):
@@ -395,6 +185,9 @@ def _read_smi(path, standardize) -> Iterator[Record]:
             first = False
             if smiles.lower() in SMILES_COLUMN_NAMES:  # a header line "SMILES Name"
                 continue
+        rec_no += 1
+        if select is not None and not select(rec_no):
+            continue
         yield _record(ident or f"line{n}", smiles, f"{name}:line {n}", standardize)
 
 
@@ -414,10 +207,12 @@ def _sd_blocks(path):
         yield start, block
 
 
-def _read_sdf(path, id_property, standardize) -> Iterator[Record]:
+def _read_sdf(path, id_property, standardize, select=None) -> Iterator[Record]:
     Chem = _rdkit()
     name = Path(path).name
     for rec_no, (start, lines) in enumerate(_sd_blocks(path), 1):
+        if select is not None and not select(rec_no - 1):
+            continue
         where = f"{name}:record {rec_no} (line {start})"
         end = next((i for i, l in enumerate(lines) if l.startswith("M  END")), None)
         if end is None:
@@ -465,7 +260,8 @@ def _read_sdf(path, id_property, standardize) -> Iterator[Record]:
 
 
 def read_library(path, *, fmt: str | None = None, smiles_column=None, id_column=None,
-                 id_property: str | None = None, standardize: str = "none") -> Iterator[Record]:
+                 id_property: str | None = None, standardize: str = "none",
+                 select: Callable[[int], bool] | None = None) -> Iterator[Record]:
     """Yield a ``Record`` per molecule of a library file.
 
     Formats (from the extension unless ``fmt`` is given; ``.gz`` allowed):
@@ -482,6 +278,10 @@ def read_library(path, *, fmt: str | None = None, smiles_column=None, id_column=
     yielded with ``mol=None`` and ``error`` naming file, line/record and
     reason; only an unreadable file or a bad header raises (LibraryError).
     A missing or unreadable file raises at the call, before any iteration.
+
+    ``select(r)``, when given, gets the 0-based number of each record (every
+    data row / SDF record, valid or not, in file order) and a False skips
+    it before any RDKit parsing (how ``molret.shards`` reads one shard).
     """
     fmt = (fmt or detect_format(path)).lower()
     if fmt not in FORMATS:
@@ -490,88 +290,9 @@ def read_library(path, *, fmt: str | None = None, smiles_column=None, id_column=
         raise MolretError(f"unknown standardize option {standardize!r}; choose from {', '.join(STANDARDIZE_CHOICES)}")
     _open_text(path).close()  # fail now, not on the first next(), if the file cannot be read
     if fmt == "csv":
-        return _read_table(path, ",", smiles_column, id_column, standardize)
+        return _read_table(path, ",", smiles_column, id_column, standardize, select)
     if fmt == "tsv":
-        return _read_table(path, "\t", smiles_column, id_column, standardize)
+        return _read_table(path, "\t", smiles_column, id_column, standardize, select)
     if fmt == "smi":
-        return _read_smi(path, standardize)
-    return _read_sdf(path, id_property, standardize)
-
-
-# --------------------------------------------------------------------------
-# Writing a challenge-style folder
-# --------------------------------------------------------------------------
-
-def check_graph_id(ident: str) -> str | None:
-    """Why ``ident`` cannot name a graph file / cids.txt line (None if it can)."""
-    if not ident:
-        return "empty id"
-    if any(c.isspace() for c in ident):
-        return f"id {ident!r} contains whitespace (ids are file names and cids.txt lines)"
-    if ident in (".", "..") or any(c in ident for c in "/\\\0"):
-        return f"id {ident!r} is not a valid file name"
-    if len(ident.encode("utf-8")) > 200:
-        return f"id {ident[:40]!r}... is longer than 200 bytes"
-    return None
-
-
-def prepare_graph_dir(out_dir) -> Path:
-    """Create ``<out_dir>/raw`` and check that files can be written there; returns it.
-
-    Raises MolretError naming the folder if it cannot be created or written.
-    """
-    out = Path(out_dir)
-    return check_writable_dir(out / "raw", shown=out)
-
-
-def write_graph_dir(records: Iterable[Record], out_dir, *,
-                    on_skip: Callable[[str], None] | None = None) -> tuple[int, int]:
-    """Write ``<out_dir>/raw/<id>.graph`` per valid record and ``<out_dir>/cids.txt``.
-
-    Each file is written atomically (temporary file + ``os.replace``);
-    cids.txt lists the written ids in input order and is written last, so it
-    only names graphs that exist.  Records with an error, an id unfit for a
-    file name, or an id already written are skipped and reported through
-    ``on_skip(message)``.  Other ``.graph`` files already in ``raw/`` are left
-    alone; cids.txt defines the library.  Returns ``(written, skipped)``.
-    Raises MolretError if the folder cannot be written.
-    """
-    out = Path(out_dir)
-    raw = prepare_graph_dir(out)
-    written_ids: list[str] = []
-    seen: set[str] = set()
-    skipped = 0
-
-    def skip(msg):
-        nonlocal skipped
-        skipped += 1
-        if on_skip is not None:
-            on_skip(msg)
-
-    for rec in records:
-        if rec.error is not None or rec.mol is None:
-            skip(rec.error or f"{rec.where}: no molecule")
-            continue
-        bad = check_graph_id(rec.id)
-        if bad:
-            skip(f"{rec.where}: {bad}")
-            continue
-        if rec.id in seen:
-            skip(f"{rec.where}: duplicate id {rec.id!r} (first occurrence kept)")
-            continue
-        try:
-            text = graph_to_text(*mol_to_graph(rec.mol))
-        except MolretError as e:
-            skip(f"{rec.where}: {e}")
-            continue
-        try:
-            atomic_write_text(raw / f"{rec.id}.graph", text, fsync=False)
-        except OSError as e:
-            raise MolretError(f"cannot write {raw / (rec.id + '.graph')}: {e.strerror or e}") from None
-        seen.add(rec.id)
-        written_ids.append(rec.id)
-    try:
-        atomic_write_text(out / "cids.txt", "".join(f"{i}\n" for i in written_ids))
-    except OSError as e:
-        raise MolretError(f"cannot write {out / 'cids.txt'}: {e.strerror or e}") from None
-    return len(written_ids), skipped
+        return _read_smi(path, standardize, select)
+    return _read_sdf(path, id_property, standardize, select)

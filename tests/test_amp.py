@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from molret.errors import MolretError
-from molret.train import autocast_context, check_amp
+from molret.inference import autocast_context, check_amp
 
 CPU = torch.device("cpu")
 

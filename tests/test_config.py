@@ -4,7 +4,14 @@ import dataclasses
 import pytest
 
 from molret.cli import config_from_args, training_parser
-from molret.config import _CHOICES, _NOT_FLAGS, ModelConfig, RunConfig, TrainConfig
+from molret.config import _CHOICES, _NOT_FLAGS, MiningConfig, ModelConfig, RunConfig, TrainConfig, add_mining_args
+
+
+def _parser():
+    """main_negativemining.py's flags: main.py's and the hard-negative ones."""
+    parser = training_parser("t", "t")
+    add_mining_args(parser)
+    return parser
 
 
 def _value_for(f, default):
@@ -20,9 +27,9 @@ def _value_for(f, default):
     return [f"--{f.name.replace('_', '-')}", "some-value"], "some-value"
 
 
-@pytest.mark.parametrize("section,dc", [("model", ModelConfig), ("train", TrainConfig)])
+@pytest.mark.parametrize("section,dc", [("model", ModelConfig), ("train", TrainConfig), ("mining", MiningConfig)])
 def test_every_flag_reaches_config(section, dc):
-    parser = training_parser("t", "t")
+    parser = _parser()
     for f in dataclasses.fields(dc):
         if f.name in _NOT_FLAGS:
             continue
@@ -41,6 +48,7 @@ def test_config_roundtrip(tmp_path):
     cfg = RunConfig()
     cfg.model.conv = "gcn"
     cfg.train.seed = 9
+    cfg.mining.negatives, cfg.mining.queue_size = "queue", 64
     cfg.save(tmp_path / "c.json")
     assert RunConfig.load(tmp_path / "c.json") == cfg
 
@@ -61,23 +69,51 @@ def _out_of_range(name):
 
 
 def _numeric_fields():
-    for dc in (ModelConfig, TrainConfig):
+    for dc, script in ((ModelConfig, "main"), (TrainConfig, "main"), (MiningConfig, "main_negativemining")):
         for f in dataclasses.fields(dc):
             if f.name not in _NOT_FLAGS and f.type in ("int", "float", int, float):
-                yield f.name
+                yield f.name, script
 
 
-@pytest.mark.parametrize("name", sorted(_numeric_fields()))
-def test_every_numeric_flag_refuses_out_of_range_values(name, capsys):
+@pytest.mark.parametrize("name,script", sorted(_numeric_fields()))
+def test_every_numeric_flag_refuses_out_of_range_values(name, script, capsys):
     """Each numeric flag has a range (RANGES); a value outside it, or not a
     number, is one error line naming the flag, exit 2, no traceback."""
-    import main
+    import importlib
+    entry = importlib.import_module(script)
     flag = "--" + name.replace("_", "-")
     for value in _out_of_range(name):
         with pytest.raises(SystemExit) as e:
-            main.main([flag, value])
+            entry.main([flag, value])
         assert e.value.code == 2
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if "error:" in line]
         assert len(errors) == 1 and f"argument {flag}:" in errors[0], (flag, value, err)
         assert "Traceback" not in err
+
+
+def _inference_scripts():
+    import ensemble_method
+    import get_text_embeddings
+    import labels
+    from molret import predict, search_cli, web
+    return {"predictions.py": predict.build_parser, "search.py": search_cli.build_parser, "serve.py": web.build_parser,
+            "get_text_embeddings.py": get_text_embeddings.parser, "labels.py": labels.parser,
+            "ensemble_method.py": ensemble_method.parser}
+
+
+def test_inference_flags_are_shared_and_range_checked(capsys):
+    """--device, --threads, --batch-size, --no-progress: one definition (molret.cli.add_inference_args);
+    a numeric one out of range is one error line naming the flag, exit 2."""
+    for script, build in _inference_scripts().items():
+        parser = build()
+        flags = {a.dest: a for a in parser._actions}
+        assert flags["device"].default == "auto", script
+        for dest, bad in (("threads", "-1"), ("batch_size", "0")):
+            if dest not in flags:
+                continue
+            with pytest.raises(SystemExit) as e:
+                parser.parse_args(["--" + dest.replace("_", "-"), bad])
+            assert e.value.code == 2
+            err = capsys.readouterr().err
+            assert f"argument --{dest.replace('_', '-')}:" in err and "Traceback" not in err, (script, err)

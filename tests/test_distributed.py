@@ -54,6 +54,7 @@ def trainer_steps(tr):
     """Loss and gradients of the first batch: the plain step, then (from the
     same weights) the cached-gradient step with chunks of 3."""
     no_dropout(tr.model)
+    tr.start()  # the schedule train_step advances
     batch = tr.train_set.collate(tr.make_batches(0)[0])
     start = copy.deepcopy(tr.model.state_dict())
     out = {"loss": tr.train_step(batch), "grads": grads(tr.model)}

@@ -199,6 +199,7 @@ def trainer(demo_dir, tiny_text_model, tmp_path_factory):
     t.batch_size, t.grad_clip, t.seed = 12, 0.0, 1
     m.text_model, m.hidden_dim, m.heads, m.embed_dim, m.proj_hidden, m.max_length = tiny_text_model, 32, 2, 16, 0, 48
     tr = Trainer(cfg, tmp_path_factory.mktemp("run"), progress=False)
+    tr.start()  # the schedule train_step advances
     for mod in tr.model.modules():  # exact comparison with the full-batch step needs no dropout
         if isinstance(mod, nn.Dropout):
             mod.p = 0.0
@@ -236,7 +237,7 @@ def test_trainer_grad_cache_skips_nonfinite_loss(trainer, monkeypatch):
 
 
 def test_compile_is_skipped_on_cpu():
-    from molret.train import compile_encoders, log
+    from molret.inference import compile_encoders, log
     records = []
     handler = logging.Handler()
     handler.emit = records.append

@@ -293,3 +293,47 @@ def test_labels_from_a_checkpoint_drive_cluster_batches(tiny_setup):
     from molret.data import read_pairs_tsv
     cids = read_pairs_tsv(data / "train.tsv")[0][:96]
     assert np.array_equal(state["mined"].numpy(), M.read_labels(out, cids))
+
+
+def test_nonfinite_batch_stays_out_of_the_memory_bank(tiny_setup, monkeypatch):
+    """A batch whose loss is not finite is skipped, and its graph embeddings
+    never enter the queue (they would poison every later loss)."""
+    import main_negativemining
+    from molret.cli import config_from_args, training_parser
+    from molret.config import add_mining_args
+    root, data = tiny_setup
+    parser = training_parser("t", "t")
+    add_mining_args(parser)
+    cfg = config_from_args(parser.parse_args(_train_args(root, data, "nan-queue", "--negatives", "queue",
+                                                         "--queue-size", "64")))
+    run_dir = root / "runs" / "nan-queue"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tr = main_negativemining.HardNegativeTrainer(cfg, run_dir, progress=False)
+    tr.start()
+    batches = tr.make_batches(0)
+    assert tr.train_step(tr.train_set.collate(batches[0])) is not None
+    emb, index = tr.queue.emb.clone(), tr.queue.index.clone()
+    assert len(tr.queue) == len(batches[0]) and torch.isfinite(emb).all()
+    real = tr.model.encode_graph
+    monkeypatch.setattr(tr.model, "encode_graph", lambda graph: real(graph) * float("nan"))
+    assert tr.train_step(tr.train_set.collate(batches[1])) is None
+    assert tr.nonfinite_batches == 1
+    assert torch.isfinite(tr.queue.emb).all()
+    assert torch.equal(tr.queue.emb, emb) and torch.equal(tr.queue.index, index)
+    monkeypatch.setattr(tr.model, "encode_graph", real)
+    assert tr.train_step(tr.train_set.collate(batches[1])) is not None
+    assert len(tr.queue) == len(batches[0]) + len(batches[1])
+
+
+def test_old_run_folder_with_mining_json_resumes_its_settings(tmp_path):
+    """Runs written before the "mining" section of config.json kept their
+    hard-negative settings in mining.json: resume reads them from there."""
+    import json
+    from molret.cli import load_run_config
+    from molret.config import RunConfig
+    cfg = RunConfig().to_dict()
+    del cfg["mining"]
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    (tmp_path / "mining.json").write_text(json.dumps({"negatives": "knn", "knn_k": 5, "labels": None}))
+    loaded = load_run_config(tmp_path)
+    assert loaded.mining.negatives == "knn" and loaded.mining.knn_k == 5 and loaded.mining.n_clusters == 25

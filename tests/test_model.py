@@ -77,7 +77,7 @@ def test_temperature_learnable():
 def test_top_layers_from_cached_states_equal_full_encoder(hf_tiny, n_top, pooling):
     """--train-text-layers N with cached lower layers computes what the whole encoder computes."""
     from molret.data import TokenizedTexts
-    from molret.train import lower_token_states
+    from molret.inference import lower_token_states
     cfg = ModelConfig(vocab_size=4, substructure_dim=5, hidden_dim=16, heads=4, train_text_layers=n_top,
                       text_pooling=pooling, embed_dim=8)
     model = build_model(cfg, hf_model=hf_tiny()).eval()

@@ -268,3 +268,39 @@ def test_acid_name_of_anions():
     assert N._acid_name("4-phospho-L-aspartate") == "4-phospho-L-aspartic acid"
     assert N._acid_name("L-aspartate(2-)") == "L-aspartic acid"
     assert N._acid_name("ethanol") is None
+
+
+def test_subject_without_an_article_after_is():
+    # ChEBI drops the article after some "is": the name ends at the first "is"
+    q = "L-arabinonate is conjugate base of L-arabinonic acid. It is a hydroxy monocarboxylic acid anion."
+    n = N.extract_names(q)
+    assert n.subject == "L-arabinonate" and "L-arabinonic acid" in n.parents
+    n = N.extract_names("Dopamine is catechol in which the hydrogen at position 4 is substituted by an aminoethyl "
+                        "group. It has a role as a hormone.")
+    assert n.subject == "Dopamine" and n.parents == ("catechol",)
+    assert N.extract_names("It is formed by condensation.").subject is None
+
+
+def test_name_variants_of_charges_species_peptides_and_anions():
+    assert N.name_variants("Leu-Cys") == ["L-leucyl-L-cysteine"]
+    assert N.name_variants("Gly-Gly-Asp") == ["glycyl-glycyl-L-aspartic acid"]
+    assert N.name_variants("Leu-NH2") == []                   # not all codes
+    assert N.name_variants("TMP(2-)") == ["TMP"]
+    assert N.name_variants("N-acetyl-L-2-aminoadipate(2-)") == ["N-acetyl-L-2-aminoadipate",
+                                                                 "N-acetyl-L-2-aminoadipic acid"]
+    assert N.name_variants("D-4-hydroxyphenylglycine zwitterion") == ["D-4-hydroxyphenylglycine"]
+    assert N.name_variants("Diltiazem hydrochloride") == ["Diltiazem"]
+    assert N.name_variants("4-phospho-L-aspartate") == ["4-phospho-L-aspartic acid"]
+    assert N.name_variants("ethanol") == []
+
+
+@needs_opsin
+def test_unparsed_names_resolve_through_their_variants(opsin):
+    from molret.smiles import smiles_to_graph
+    q = N.resolve_queries(["Leu-Cys is a dipeptide.", "Glycine zwitterion is an amino acid zwitterion.",
+                           "Frobnicate(2-) is a dianion."], opsin)
+    edges, ids = smiles_to_graph("CC(C)C[C@H](N)C(=O)N[C@@H](CS)C(=O)O")   # L-leucyl-L-cysteine
+    assert q[0].subject is not None and q[0].subject.key == N.graph_key(ids, edges)
+    edges, ids = smiles_to_graph("NCC(=O)O")                                 # glycine
+    assert q[1].subject is not None and q[1].subject.key == N.graph_key(ids, edges)
+    assert q[2].subject is None                                              # no variant parses

@@ -6,21 +6,31 @@ import json
 import pytest
 
 from molret.errors import MolretError
-from molret.recipe import FINISH_MINUTES, MEMBER_OVERHEAD_MINUTES, MEMBERS, plan
+from molret.recipe import FINISH_MINUTES, FIRST_ROUND, MEMBER_OVERHEAD_MINUTES, MEMBERS, PSEUDO_MINUTES, plan
 
 
 def test_plan_fits_the_budget():
     p = plan(30, cores=2, n_members=4)
-    assert p.slots == 2 and len(p.members) == 4
-    # 2 rounds of 2 members: each round gets half of what the finish leaves, minus a member's overhead
+    assert p.slots == 2 and len(p.members) == 4 and p.first_round == []
+    # 2 batches of 2 members: each batch gets half of what the finish leaves, minus a member's overhead
     assert p.member_minutes == pytest.approx((30 - FINISH_MINUTES) / 2 - MEMBER_OVERHEAD_MINUTES)
     assert plan(30, cores=1, n_members=2).slots == 1 and plan(30, cores=16, n_members=2).slots == 2
     with pytest.raises(MolretError, match="too short"):
         plan(4, cores=2, n_members=4)
 
 
+def test_two_round_plan():
+    p = plan(30, cores=2, n_members=4, rounds=2)
+    assert p.first_round == MEMBERS[:FIRST_ROUND] and p.members == MEMBERS
+    # round 1: one batch of 2; round 2: two batches of 2; the pseudo-labelling ensemble between them
+    assert p.member_minutes == pytest.approx((30 - FINISH_MINUTES - PSEUDO_MINUTES) / 3 - MEMBER_OVERHEAD_MINUTES)
+    with pytest.raises(MolretError, match="too short.*2 round"):
+        plan(8, cores=2, n_members=4, rounds=2)
+
+
 @pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "0"),
-                                        ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0")])
+                                        ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0"),
+                                        ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1")])
 def test_out_of_range_flags_are_one_error_line(flag, value, tmp_path, capsys):
     import recipe
     with pytest.raises(SystemExit) as e:
@@ -35,10 +45,17 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     from molret.submission import read_submission
     argv = ["--data-dir", str(demo_dir), "--minutes", "12", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
-            "--names", "none"]
+            "--names", "none", "--rounds", "2", "--pseudo-margin", "0"]
     res = recipe.main(argv)
     pool = res["pool"]
-    assert set(pool["members"]) == {str(tmp_path / "runs" / "recipe" / n / "embeddings") for n, _ in MEMBERS[:2]}
+    runs = tmp_path / "runs" / "recipe"
+    assert set(pool["members"]) == {str(runs / n / "embeddings") for n, _ in MEMBERS[:2]}
+    # round 1 wrote the pseudo-labels; round 2's members trained on them, from round 1's weights
+    pseudo = res["round1"]["pool"]["pseudo_labels"]
+    assert pseudo["pairs"] > 0 and pseudo["pairs"] == len((runs / "pseudo_labels.tsv").read_text().splitlines())
+    for n, _ in MEMBERS[:2]:
+        assert json.loads((runs / n / "config.json").read_text())["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+        assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
     assert len(pool["member_weights"]) == 2 and sum(pool["member_weights"]) == pytest.approx(1.0)
     sub = read_submission(tmp_path / "sub.csv")
@@ -47,5 +64,5 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     assert json.loads((tmp_path / "runs" / "recipe" / "recipe.json").read_text())["pool"] == pool
     assert res["members_kept"] == []
     again = recipe.main(argv + ["--resume"])        # finished members are kept, not retrained
-    assert again["members_kept"] == [n for n, _ in MEMBERS[:2]]
+    assert again["members_kept"] == [f"{n}-r1" for n, _ in MEMBERS[:2]] + [n for n, _ in MEMBERS[:2]]
     assert again["pool"]["ensemble"] == pool["ensemble"]

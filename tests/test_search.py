@@ -1,4 +1,5 @@
-"""Tests for molret.search / search.py and predictions.py --library.
+"""Tests for the library search (molret.search, .index, .library, .library_cache), search.py and
+predictions.py --library.
 
 A tiny model is trained once per session on the offline DEMO data
 (``main.py --demo --epochs 2``, ~20 s on 2 CPU cores).
@@ -21,6 +22,9 @@ if str(REPO) not in sys.path:
 pytest.importorskip("rdkit")
 pytest.importorskip("torch_geometric")
 
+from molret import index as I  # noqa: E402
+from molret import library as L  # noqa: E402
+from molret import library_cache as LC  # noqa: E402
 from molret import search as S  # noqa: E402
 from molret.errors import MolretError  # noqa: E402
 
@@ -81,7 +85,7 @@ def library(tmp_path):
 def _engine(loaded, path, **kw):
     import torch
     model, cfg, vocab, tokenizer = loaded
-    lib = S.library_embeddings(path, model, cfg, vocab, device=torch.device("cpu"), **kw)
+    lib = LC.library_embeddings(path, model, cfg, vocab, device=torch.device("cpu"), **kw)
     return S.LibrarySearch(model, cfg, tokenizer, torch.device("cpu"), lib, "numpy")
 
 
@@ -94,7 +98,7 @@ def test_numpy_and_faiss_give_the_same_topk():
     emb[100] = emb[2999] = emb[7]  # duplicates (e.g. stereoisomers share a graph) tie exactly
     q = rng.standard_normal((7, 48)).astype(np.float32)
     q[0] = emb[7] + 0.01 * q[0]  # make the tied molecules the top hits of query 0
-    a, b = S.SearchIndex(emb, "numpy"), S.SearchIndex(emb, "faiss")
+    a, b = I.SearchIndex(emb, "numpy"), I.SearchIndex(emb, "faiss")
     assert (a.backend, b.backend) == ("numpy", "faiss")
     assert a.search(q[:1], 3)[1].tolist() == [[7, 100, 2999]]  # exact ties in library order
     for k in (1, 10, 3000, 5000):
@@ -114,17 +118,17 @@ def test_numpy_and_faiss_give_the_same_topk():
 
 
 def test_backend_auto_threshold():
-    assert S.choose_backend(100, "auto") == "numpy"
-    assert S.choose_backend(100, "faiss") == "faiss"
+    assert I.choose_backend(100, "auto") == "numpy"
+    assert I.choose_backend(100, "faiss") == "faiss"
     with pytest.raises(MolretError):
-        S.choose_backend(100, "annoy")
+        I.choose_backend(100, "annoy")
     if pytest.importorskip("faiss"):
-        assert S.choose_backend(S.FAISS_AUTO_THRESHOLD + 1, "auto") == "faiss"
+        assert I.choose_backend(I.FAISS_AUTO_THRESHOLD + 1, "auto") == "faiss"
 
 
 def test_numpy_ties_are_broken_by_library_order():
     emb = np.array([[1, 0], [0, 1], [1, 0], [1, 0]], np.float32)
-    s, i = S.SearchIndex(emb, "numpy").search(np.array([[1, 0]], np.float32), 3)
+    s, i = I.SearchIndex(emb, "numpy").search(np.array([[1, 0]], np.float32), 3)
     assert i.tolist() == [[0, 2, 3]]
 
 
@@ -160,13 +164,13 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]  # atomic writes
 
     calls = []
-    real_embed = S.embed_graphs
+    real_embed = LC.embed_graphs
 
     def counting_embed(*a, **k):
         calls.append(1)
         return real_embed(*a, **k)
 
-    monkeypatch.setattr(S, "embed_graphs", counting_embed)
+    monkeypatch.setattr(LC, "embed_graphs", counting_embed)
     monkeypatch.setattr("molret.smiles.read_library", lambda *a, **k: pytest.fail("library re-read"))
     second = _engine(loaded, library)
     assert second.lib.cached and calls == []
@@ -178,7 +182,7 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
 
     # a changed library is recomputed (content fingerprint)
     monkeypatch.undo()
-    monkeypatch.setattr(S, "embed_graphs", counting_embed)
+    monkeypatch.setattr(LC, "embed_graphs", counting_embed)
     library.write_text(SMI + "CCCCCC hexane\n")
     third = _engine(loaded, library)
     assert not third.lib.cached and calls == [1] and third.lib.library.ids[-1] == "hexane"
@@ -194,19 +198,19 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
 
     other = copy.deepcopy(model)
     bump(other.graph_proj)
-    assert S.model_key(other, cfg, vocab) != S.model_key(model, cfg, vocab)
-    lib = S.library_embeddings(library, other, cfg, vocab)
+    assert LC.model_key(other, cfg, vocab) != LC.model_key(model, cfg, vocab)
+    lib = LC.library_embeddings(library, other, cfg, vocab)
     assert not lib.cached and calls == [1, 1]
     # text-side changes do not change the graph-embedding key
     other_text = copy.deepcopy(model)
     bump(other_text.text_proj)
-    assert S.model_key(other_text, cfg, vocab) == S.model_key(model, cfg, vocab)
+    assert LC.model_key(other_text, cfg, vocab) == LC.model_key(model, cfg, vocab)
 
 
 def test_read_only_library_folder_falls_back_to_user_cache(loaded, library, tmp_path, monkeypatch):
     real_access = os.access
     ro = {str(library.parent), str(library.parent.resolve())}
-    monkeypatch.setattr(S.os, "access", lambda path, mode: False if str(path) in ro else real_access(path, mode))
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) in ro else real_access(path, mode))
     monkeypatch.setenv("MOLRET_CACHE", str(tmp_path / "usercache"))
     eng = _engine(loaded, library)
     assert eng.lib.cache_path.parent.parent == tmp_path / "usercache" / "search"
@@ -240,7 +244,7 @@ def test_graph_library_folder_zip_and_demo_ranks(loaded, trained, tmp_path):
     a = _engine(loaded, lib_dir)
     b = _engine(loaded, tmp_path / "raw.zip")
     assert a.lib.library.kind == "graphs" and len(a) == len(graphs) and a.lib.library.invalid == 0
-    assert a.ids == b.ids == sorted(a.ids, key=S._id_sort_key)
+    assert a.ids == b.ids == sorted(a.ids, key=L.id_sort_key)
     np.testing.assert_allclose(a.lib.embeddings, b.lib.embeddings, atol=1e-6)
     assert all(s is None for s in a.smiles)
 

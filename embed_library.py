@@ -1,0 +1,19 @@
+"""Embed a molecule library in shards (libraries of millions), index the shard folder, search it.
+
+    python embed_library.py --model runs/<name>/best.pt --library big.smi --out big.shards --shard 0/4
+    python embed_library.py index --out big.shards --index auto
+    python embed_library.py search --out big.shards --model runs/<name>/best.pt -k 10 "a steroid ester ..."
+
+See molret/shards.py (the folder format) and molret/ann.py (the indexes).
+"""
+from molret.cli import user_errors
+from molret.shard_cli import main as _main
+
+
+@user_errors
+def main(argv=None):
+    return _main(argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Command line of embed_library.py: embed one shard of a library, build a shard folder's index, search it.
+
+    python embed_library.py --model CKPT --library FILE --out DIR --shard I/N [--dtype float16]
+    python embed_library.py index --out DIR --index auto|exact|ivf|ivfpq|hnsw [--nlist ...]
+    python embed_library.py search --out DIR --model CKPT [--index auto] -k 10 "query" ...
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .errors import MolretError
+
+EPILOG = """\
+Shard I of N takes the records whose number r (0-based in library order, invalid rows included)
+has r %% N == I, streaming the file (a 10^7-line SMILES file is never held in memory). Run the N
+shards anywhere that sees DIR, e.g. on one machine:
+
+  for i in 0 1; do nice python embed_library.py --model best.pt --library lib.smi --out lib.shards \\
+      --shard $i/2 --threads 1 & done; wait
+
+or on N GPUs: CUDA_VISIBLE_DEVICES=$i ... --device cuda --shard $i/N. A finished shard is skipped on a
+rerun; a killed one left nothing but .*.tmp files and is redone. Then `embed_library.py index --out DIR`
+builds and stores the approximate index once, and `embed_library.py search` uses it.
+"""
+
+
+def _positive(name: str, value, low: int = 1, high: int | None = None):
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high:,}" if high is not None else f">= {low}"
+        raise MolretError(f"{name} must be {bound}, got {value}")
+
+
+def embed_parser() -> argparse.ArgumentParser:
+    from .library import add_library_args
+    from .shards import CHUNK_SIZE, DTYPES
+    p = argparse.ArgumentParser(
+        prog="embed_library.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Embed one shard of a molecule library into a shard folder (memory-mapped .npy per shard, a "
+                    "manifest per shard). Subcommands: `index` (build the folder's ANN index), `search`.")
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py")
+    p.add_argument("--library", required=True, metavar="FILE",
+                   help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph "
+                        "files, or a folder with raw/ or raw.zip)")
+    p.add_argument("--out", required=True, metavar="DIR", help="shard folder (shared by all shards of one embedding)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="which shard to embed (default 0/1: the whole)")
+    p.add_argument("--dtype", default="float16", choices=DTYPES,
+                   help="stored embedding type (float16: half the disk and page cache, ~1e-3 score error)")
+    p.add_argument("--batch-size", type=int, help="graph batch size (default: the model's eval batch size)")
+    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="molecules parsed and embedded at a time")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_library_args(p)
+    return p
+
+
+def add_index_args(p: argparse.ArgumentParser, rerank_flag: str = "--rerank") -> None:
+    """--index and its tuning flags (for any script that searches a shard folder); ``rerank_flag`` names
+    the IVF-PQ rerank flag where the script has its own --rerank (its value is ``args.index_rerank``)."""
+    from .ann import AUTO_EXACT_BELOW, AUTO_HNSW_BELOW, CODECS, KINDS, IndexParams
+    d = IndexParams()
+    p.add_argument("--index", default="auto", choices=KINDS,
+                   help=f"nearest-neighbour index; auto: exact below {AUTO_EXACT_BELOW:,} molecules, hnsw below "
+                        f"{AUTO_HNSW_BELOW:,}, ivfpq above (built once, stored in the shard folder)")
+    p.add_argument("--nlist", type=int, default=d.nlist, help="IVF lists (0: sqrt(n) rounded down to a power of two)")
+    p.add_argument("--nprobe", type=int, default=d.nprobe, help="IVF lists scanned per query")
+    p.add_argument("--pq-m", type=int, default=d.pq_m, help="IVF-PQ bytes per molecule (0: dim / 4)")
+    p.add_argument("--codec", default=d.codec, choices=CODECS,
+                   help="ivf/hnsw vector storage (auto: float32 up to 1 GiB, fp16 above)")
+    p.add_argument("--hnsw-m", type=int, default=d.hnsw_m, help="HNSW links per molecule")
+    p.add_argument("--ef-construction", type=int, default=d.ef_construction, help="HNSW build beam")
+    p.add_argument("--ef-search", type=int, default=d.ef_search, help="HNSW search beam")
+    p.add_argument(rerank_flag, type=int, default=d.rerank, dest="index_rerank", metavar="RERANK",
+                   help="IVF-PQ: k x RERANK candidates rescored exactly")
+    p.add_argument("--train-size", type=int, default=d.train_size, help="IVF training rows (0: automatic)")
+    p.add_argument("--index-threads", type=int, default=0, help="FAISS threads (0: FAISS's default)")
+
+
+def _add_folder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="shard folder written by embed_library.py")
+    add_index_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def index_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embed_library.py index", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Build a shard folder's nearest-neighbour index once and store it there "
+                                            "(reopened by `search` without rebuilding).")
+    _add_folder_args(p)
+    return p
+
+
+def search_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embed_library.py search", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Search a shard folder with text queries (its stored index, built when "
+                                            "missing).")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
+    p.add_argument("--model", required=True, metavar="CKPT", help="the checkpoint that embedded the folder")
+    p.add_argument("--queries-file", metavar="FILE", help="more queries, one per line")
+    p.add_argument("-k", "--top-k", type=int, default=10, help="molecules per query")
+    p.add_argument("--query-threads", type=int, default=1, help="torch threads for encoding the queries")
+    _add_folder_args(p)
+    return p
+
+
+# IndexParams field -> args attribute of add_index_args
+INDEX_FLAGS = {"nlist": "nlist", "pq_m": "pq_m", "codec": "codec", "hnsw_m": "hnsw_m",
+               "ef_construction": "ef_construction", "train_size": "train_size", "nprobe": "nprobe",
+               "ef_search": "ef_search", "rerank": "index_rerank"}
+
+
+def index_params(args):
+    """IndexParams from the flags of ``add_index_args`` (range-checked; a flag the parser lacks keeps its default)."""
+    from .ann import IndexParams
+    d = IndexParams()
+    return IndexParams(**{f: getattr(args, a, getattr(d, f)) for f, a in INDEX_FLAGS.items()}).check()
+
+
+def check_model_key(lib, key: str, model_name: str = "") -> None:
+    """Refuse a shard folder embedded by another model than the one of graph-encoder ``key``."""
+    if key != lib.model_key:
+        raise MolretError(f"{lib.folder} was embedded with another model than {model_name} (graph-encoder key "
+                          f"{lib.model_key[:12]}); embed the library with this checkpoint or pass the one used")
+
+
+def check_index_args(args):
+    """Range-check the flags of ``add_index_args`` (before a model is loaded); returns the IndexParams."""
+    _positive("--index-threads", getattr(args, "index_threads", 0), 0, 1024)
+    return index_params(args)
+
+
+def open_folder_index(folder, args, progress: bool, model_key: str | None = None, model_name: str = ""):
+    """(ShardLibrary, AnnIndex) of a shard folder, with the index flags of ``args`` (built and stored when
+    missing). With ``model_key``, a folder embedded by another model is refused before any index is built."""
+    from .ann import open_index, set_threads
+    from .shards import open_shard_folder
+    params = check_index_args(args)
+    lib = open_shard_folder(folder)
+    if model_key is not None:
+        check_model_key(lib, model_key, model_name)
+    set_threads(getattr(args, "index_threads", 0))
+    ann = open_index(lib.folder, lib.embeddings, getattr(args, "index", "auto"), params,
+                     signature=lib.meta["signature"], order=lib.rows, progress=progress)
+    return lib, ann
+
+
+def memory_index(embeddings, args, backend: str = "auto", progress: bool = False):
+    """The index of a library held in memory (not a shard folder): ``--index`` auto or exact is the exact
+    ``molret.index.SearchIndex`` (``backend``); ivf, ivfpq or hnsw an ``molret.ann.AnnIndex`` built for
+    this run (not stored)."""
+    kind = getattr(args, "index", "auto")
+    if kind in ("auto", "exact"):
+        from .index import SearchIndex
+        return SearchIndex(embeddings, backend)
+    from .ann import AnnIndex, set_threads
+    params = check_index_args(args)
+    set_threads(getattr(args, "index_threads", 0))
+    return AnnIndex(embeddings, kind, params, progress=progress)
+
+
+def run_embed(args) -> dict:
+    import torch
+    from .checkpoint import load_model
+    from .library import library_kind, reader_options
+    from .shards import embed_shard, parse_shard_spec
+    from .inference import pick_device
+    index, count = parse_shard_spec(args.shard)
+    _positive("--batch-size", args.batch_size)
+    _positive("--chunk-size", args.chunk_size, 1, 10_000_000)
+    _positive("--threads", args.threads, 0, 1024)
+    library_kind(args.library)  # a missing library fails before the model is loaded
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    model, cfg, vocab, _ = load_model(args.model, device)
+    res = embed_shard(args.library, args.out, index, count, model, cfg, vocab, dtype=args.dtype,
+                      options=reader_options(args), device=device, batch_size=args.batch_size,
+                      chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty())
+    if res.skipped:
+        print(f"shard {index}/{count} already finished in {res.folder}: {res.count:,} molecules "
+              f"({res.invalid} invalid); nothing recomputed", file=sys.stderr)
+    else:
+        print(f"shard {index}/{count}: {res.count:,} molecules embedded in {res.seconds:.1f} s "
+              f"({res.rate:,.0f} molecules/s), {res.invalid} invalid skipped -> {res.folder}", file=sys.stderr)
+        for msg in res.invalid_examples[:5]:
+            print(f"  skipped: {msg}", file=sys.stderr)
+    return {"result": res}
+
+
+def run_index(args) -> dict:
+    t0 = time.perf_counter()
+    lib, ann = open_folder_index(args.out, args, not args.no_progress and sys.stderr.isatty())
+    how = f"built in {ann.build_seconds:.1f} s" if not getattr(ann, "load_seconds", 0) else "already stored"
+    where = f" -> {ann.stored_path}" if getattr(ann, "stored_path", None) else " (exact: nothing to store)"
+    print(f"{lib.folder}: {len(lib):,} molecules, index {ann.kind} {how}{where}, "
+          f"{ann.memory_bytes / max(len(lib), 1):.0f} bytes/molecule in RAM ({time.perf_counter() - t0:.1f} s)",
+          file=sys.stderr)
+    return {"library": lib, "index": ann}
+
+
+def run_search(args) -> dict:
+    import torch
+    from .checkpoint import load_model
+    from .library_cache import model_key
+    from .search import Hit, encode_queries, torch_threads
+    from .search_cli import format_hits, read_query_lines
+    queries = list(args.queries) + (read_query_lines(args.queries_file) if args.queries_file else [])
+    queries = [q for q in queries if q.strip()]
+    if not queries:
+        raise MolretError("no query: give query text(s) or --queries-file")
+    _positive("-k", args.top_k, 1, 100_000)
+    _positive("--query-threads", args.query_threads, 0, 1024)
+    if not Path(args.out).is_dir():
+        raise MolretError(f"shard folder {args.out} does not exist")
+    model, cfg, vocab, tokenizer = load_model(args.model, "cpu")
+    lib, ann = open_folder_index(args.out, args, not args.no_progress and sys.stderr.isatty(),
+                                 model_key(model, cfg, vocab), args.model)
+    t0 = time.perf_counter()
+    with torch_threads(args.query_threads):
+        q = encode_queries(model, tokenizer, cfg, queries, torch.device("cpu"))
+    scores, idx = ann.search(q, args.top_k)
+    seconds = time.perf_counter() - t0
+    results = []
+    for n, query in enumerate(queries):
+        hits = [Hit(r + 1, int(j), lib.ids[int(j)], lib.smiles[int(j)] or None, float(s))
+                for r, (j, s) in enumerate(zip(idx[n], scores[n])) if j >= 0]
+        results.append(hits)
+        print(("\n" if n else "") + format_hits(query, hits, n + 1))
+    print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} over {len(lib):,} molecules ({ann.kind}) in "
+          f"{seconds * 1e3:.0f} ms (text encoding + search)", file=sys.stderr)
+    return {"queries": queries, "results": results, "library": lib, "index": ann}
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "index":
+        return run_index(index_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "search":
+        return run_search(search_parser().parse_args(argv[1:]))
+    return run_embed(embed_parser().parse_args(argv))
