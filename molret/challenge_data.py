@@ -155,10 +155,12 @@ def extra_pair_features(data: ChallengeData, model, tokens, path: Path, device, 
     known = {t: f for s in (data.val, data.test_queries) if s is not None and isinstance(s.text_data, TextFeatures)
              for t, f in zip(s.texts, s.text_data.features)}
     extra = np.zeros((split.n_extra, base.shape[1]), dtype=np.float32)
-    todo = [i for i, t in enumerate(split.texts[n_base:]) if t not in known]
+    todo = []
     for i, t in enumerate(split.texts[n_base:]):
         if t in known:
             extra[i] = known[t]
+        else:
+            todo.append(i)
     if todo:
         extra[todo] = run_text_encoder(model, tokens.take(n_base + np.asarray(todo)), device, batch_size, progress)
     return np.concatenate([base, extra])
