@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import text_models
+from . import text_bow, text_models
 from .config import RunConfig
 from .data import (GraphSource, GraphStore, TextFeatures, Vocab, default_cache_dir, load_graphs, load_keyed_npz,
                    read_pairs_tsv, read_test_inputs, resolve_data_dir, save_keyed_npz, texts_hash, tokenize)
@@ -128,6 +128,24 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model, device,
                                                  cfg.train.eval_batch_size, progress)
         else:
             split.text_data = tokens
+    attach_bow(data, model)
+
+
+def attach_bow(data: ChallengeData, model) -> None:
+    """--text-bow: the TF-IDF rows join each split's text data (after the frozen
+    features, which extra_pair_features reads); the IDF is fitted on the training
+    descriptions unless the model already carries one (a loaded checkpoint)."""
+    encoder = getattr(model, "text_bow", None)
+    if encoder is None:
+        return
+    if not encoder.fitted:
+        if data.train is None:
+            raise MolretError("--text-bow: the bag-of-words view has no IDF yet and there are no training texts")
+        encoder.set_idf(text_bow.fit_idf(data.train.texts, len(encoder.idf)))
+    for split in (data.val, data.test_queries, data.train):
+        if split is not None and split.text_data is not None:
+            split.text_data = text_bow.attach(split.text_data, split.texts, model)
+            split.tokens = text_bow.attach(split.tokens, split.texts, model)
 
 
 @torch.no_grad()

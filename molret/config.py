@@ -37,6 +37,9 @@ class ModelConfig:
     text_pooling: str = "cls"           # cls | mean
     max_length: int = 256
     train_text_layers: int = -1         # -1: all; 0: none; N: the top N layers
+    text_bow: int = 0                   # hashed TF-IDF word buckets of the bag-of-words text view (0: none)
+    text_bow_rank: int = 0              # width of its table (0: the projection's hidden width)
+    text_bow_dropout: float = 0.0       # training: probability of dropping each word of a row
     # Shared space.
     embed_dim: int = 256
     proj_hidden: int = 512              # hidden width of the projection heads (0: linear)
@@ -56,6 +59,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     lr: float = 1e-3                    # graph encoder, projections, temperature
     text_lr: float = 3e-5               # text encoder
+    layer_lr_decay: float = 1.0         # text layer i below the top trains at text_lr * decay^i
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     grad_clip: float = 1.0
@@ -146,6 +150,12 @@ _HELP = {
     "text_pooling": "text readout: cls (first token) or mean (masked mean of tokens)",
     "max_length": "maximum tokens per description",
     "train_text_layers": "fine-tune only the top N transformer layers (-1: all, 0: none)",
+    "text_bow": "add a bag-of-words text view: TF-IDF word uni/bigrams hashed into N buckets, embedded by a "
+                "table learned from scratch (0: none; 16384..1048576 are sensible)",
+    "text_bow_dropout": "word dropout of the --text-bow view in training: each term of a description is "
+                        "dropped with this probability (the rest rescaled)",
+    "text_bow_rank": "width of the --text-bow table, widened by a linear map (0: the projection's hidden "
+                     "width, no map; smaller is faster per step)",
     "embed_dim": "dimension of the shared text/graph embedding space",
     "proj_hidden": "hidden width of the projection heads (0: a single linear layer)",
     "init_temperature": "initial softmax temperature of the contrastive loss",
@@ -162,6 +172,9 @@ _HELP = {
     "eval_batch_size": "batch size for embedding val/test",
     "lr": "learning rate of the graph encoder, projection heads and temperature",
     "text_lr": "learning rate of the text encoder",
+    "layer_lr_decay": "layer-wise learning-rate decay of the text encoder: its top layer trains at --text-lr, "
+                      "each layer below at this factor times the one above, the embeddings below the lowest "
+                      "(1: every layer at --text-lr)",
     "weight_decay": "AdamW weight decay",
     "warmup_ratio": "share of steps with linear warm-up before cosine decay",
     "grad_clip": "gradient norm clipping (0: off)",
@@ -228,9 +241,11 @@ _CHOICES = {
 RANGES = {
     "num_layers": (1, None, False), "hidden_dim": (1, None, False), "heads": (1, None, False),
     "dropout": (0.0, 0.95, False), "max_length": (2, None, False), "train_text_layers": (-1, None, False),
+    "text_bow": (0, 1 << 24, False), "text_bow_rank": (0, None, False),
+    "text_bow_dropout": (0.0, 0.95, False),
     "embed_dim": (1, None, False), "proj_hidden": (0, None, False), "init_temperature": (0.0, None, True),
     "epochs": (1, None, False), "batch_size": (2, None, False), "eval_batch_size": (1, None, False),
-    "lr": (0.0, None, True), "text_lr": (0.0, None, True), "weight_decay": (0.0, None, False),
+    "lr": (0.0, None, True), "text_lr": (0.0, None, True), "layer_lr_decay": (0.0, 1.0, True), "weight_decay": (0.0, None, False),
     "warmup_ratio": (0.0, 1.0, False), "grad_clip": (0.0, None, False), "seed": (0, None, False),
     "threads": (0, None, False), "max_train": (0, None, False), "max_val": (0, None, False),
     "time_budget": (0.0, None, False), "grad_cache_chunk": (0, None, False),

@@ -175,10 +175,25 @@ class TextBatch:
     attention_mask: torch.Tensor | None = None
     features: torch.Tensor | None = None   # precomputed (frozen) encoder outputs
     hidden_states: torch.Tensor | None = None  # cached token states entering the trained top layers
+    # --text-bow: the TF-IDF rows (molret.text_bow), EmbeddingBag's inputs
+    bow_ids: torch.Tensor | None = None
+    bow_offsets: torch.Tensor | None = None
+    bow_weights: torch.Tensor | None = None
 
     def to(self, device) -> "TextBatch":
         f = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return TextBatch(f(self.input_ids), f(self.attention_mask), f(self.features), f(self.hidden_states))
+        return TextBatch(f(self.input_ids), f(self.attention_mask), f(self.features), f(self.hidden_states),
+                         f(self.bow_ids), f(self.bow_offsets), f(self.bow_weights))
+
+    def bow_rows(self, start: int, stop: int) -> dict:
+        """The bag-of-words fields of rows start..stop-1 (empty without --text-bow)."""
+        if self.bow_ids is None:
+            return {}
+        n = len(self.bow_offsets)
+        lo = int(self.bow_offsets[start]) if start < n else len(self.bow_ids)
+        hi = int(self.bow_offsets[stop]) if stop < n else len(self.bow_ids)
+        return {"bow_ids": self.bow_ids[lo:hi], "bow_offsets": self.bow_offsets[start:stop] - lo,
+                "bow_weights": self.bow_weights[lo:hi]}
 
     def __len__(self) -> int:
         for t in (self.features, self.hidden_states, self.input_ids):

@@ -65,6 +65,8 @@ def split_pair_batch(batch: PairBatch, sizes: Sequence[int]) -> list[PairBatch]:
                 tb = TextBatch(hidden_states=text.hidden_states[start:stop, :width], attention_mask=mask)
             else:
                 tb = TextBatch(input_ids=text.input_ids[start:stop, :width], attention_mask=mask)
+        for k, v in text.bow_rows(start, stop).items():
+            setattr(tb, k, v)
         out.append(PairBatch(graph, tb, batch.index[start:stop]))
         start = stop
     return out

@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .errors import MolretError
+from .text_bow import BowEncoder
 
 
 class GraphEncoder(nn.Module):
@@ -127,7 +128,7 @@ class TextEncoder(nn.Module):
     def forward_top(self, hidden: torch.Tensor, attention_mask: torch.Tensor, n_top: int) -> torch.Tensor:
         """Pooled output from cached ``lower_states``: the top n_top layers only."""
         from transformers.masking_utils import create_bidirectional_mask
-        layers = _transformer_layers(self.hf_model)
+        layers = transformer_layers(self.hf_model)
         mask = create_bidirectional_mask(config=self.hf_model.config, inputs_embeds=hidden,
                                          attention_mask=attention_mask)
         for layer in list(layers)[len(layers) - n_top:]:
@@ -146,7 +147,7 @@ class TextEncoder(nn.Module):
             p.requires_grad = False
         if n == 0:
             return
-        layers = _transformer_layers(self.hf_model)
+        layers = transformer_layers(self.hf_model)
         if layers is None:
             raise MolretError("--train-text-layers: cannot find the transformer layers of this text model")
         for layer in list(layers)[-n:]:
@@ -154,7 +155,7 @@ class TextEncoder(nn.Module):
                 p.requires_grad = True
 
 
-def _transformer_layers(hf_model):
+def transformer_layers(hf_model):
     for path in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
         obj = hf_model
         try:
@@ -180,6 +181,9 @@ class MolRetModel(nn.Module):
         self.text_encoder = text_encoder
         self.graph_proj = projection_head(self.graph_encoder.out_dim, cfg.proj_hidden, cfg.embed_dim, cfg.dropout)
         self.text_proj = projection_head(text_encoder.out_dim, cfg.proj_hidden, cfg.embed_dim, cfg.dropout)
+        # --text-bow: a learned bag-of-words view added to the text projection's first layer
+        self.text_bow = (BowEncoder(cfg.text_bow, cfg.proj_hidden if cfg.proj_hidden > 0 else cfg.embed_dim,
+                                    cfg.text_bow_rank, cfg.text_bow_dropout) if cfg.text_bow else None)
         # CLIP's parametrisation: logits = exp(logit_scale) * cosine.
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
                                         requires_grad=cfg.learn_temperature)
@@ -197,7 +201,17 @@ class MolRetModel(nn.Module):
         return self.text_encoder(text.input_ids, text.attention_mask)
 
     def encode_text(self, text) -> torch.Tensor:
-        return F.normalize(self.text_proj(self.text_features(text)).float(), dim=-1)
+        features = self.text_features(text)
+        if self.text_bow is None:
+            return F.normalize(self.text_proj(features).float(), dim=-1)
+        if text.bow_ids is None:
+            raise MolretError("this model has a bag-of-words text view (--text-bow) but the texts came without "
+                              "their TF-IDF rows (molret.text_bow.attach)")
+        bow = self.text_bow(text.bow_ids, text.bow_offsets, text.bow_weights)
+        if isinstance(self.text_proj, nn.Linear):
+            return F.normalize((self.text_proj(features) + bow).float(), dim=-1)
+        hidden = self.text_proj[0](features)
+        return F.normalize(self.text_proj[1:](hidden + bow.to(hidden.dtype)).float(), dim=-1)
 
     def forward(self, batch):
         return self.encode_text(batch.text), self.encode_graph(batch.graph)

@@ -153,7 +153,8 @@ def predict_library(args) -> dict:
     batch_size = args.batch_size or cfg.train.eval_batch_size
     ids, emb, index, invalid = (_folder_library(args, model, cfg, vocab, progress) if folder else
                                 _file_library(args, model, cfg, vocab, device, batch_size, progress))
-    tokens = tokenize(queries, tokenizer, cfg.model.max_length)
+    from .text_bow import attach
+    tokens = attach(tokenize(queries, tokenizer, cfg.model.max_length), queries, model)
     text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
     result = {"out": args.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
     if args.top_k:
@@ -221,14 +222,15 @@ def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device, pro
     """What the model embeds for a split's queries, as main.py did: the tokens
     (cached), or with --freeze-text the frozen encoder's cached features."""
     key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
+    from .text_bow import attach
     tokens = tokenize(texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-{split}-{key}.npz")
     if not cfg.train.freeze_text:
-        return tokens
+        return attach(tokens, texts, model)
     from .data import TextFeatures
     from .challenge_data import text_features_cached
-    return TextFeatures(text_features_cached(
+    return attach(TextFeatures(text_features_cached(
         model, tokens, cache_dir / f"textfeat-{split}-{key}-{cfg.model.text_pooling}.npz", device,
-        cfg.train.eval_batch_size, progress=progress))
+        cfg.train.eval_batch_size, progress=progress)), texts, model)
 
 
 def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,

@@ -25,7 +25,8 @@ from .errors import MolretError
 
 log = logging.getLogger("molret")
 
-# What every member shares: the offline text encoder, frozen, mean-pooled (its features cached once).
+# What every member shares: the offline text encoder, frozen, mean-pooled (its features cached once),
+# and (TEXT_BOW below) a learned bag-of-words view of the descriptions.
 TEXT = ["--text-pooling", "mean", "--freeze-text"]
 COMMON = [*TEXT, "--threads", "1", "--save-embeddings", "--no-write-submission", "--no-progress"]
 # The members, in launch order: diverse graph encoders over the same frozen text features
@@ -41,6 +42,8 @@ FINISH_MINUTES = 2.0          # kept for the ensemble, names and re-ranking at t
 PSEUDO_MINUTES = 1.0          # the round-1 ensemble that writes the pseudo-labels
 MEMBER_OVERHEAD_MINUTES = 1.0  # a member's start, final evaluation and test embedding (measured ~0.8)
 PSEUDO_MARGIN = 0.5            # README "What moves the pool metric": pseudo-label precision by margin
+# the members' bag-of-words text view: buckets, table width, word dropout (README "What moves the pool metric")
+TEXT_BOW, TEXT_BOW_RANK, TEXT_BOW_DROPOUT = 32768, 0, 0.8
 
 
 @dataclass
@@ -93,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "-0.024 re-ranked pool LRAP with names at 30 minutes; README)")
     p.add_argument("--pseudo-margin", type=float, default=PSEUDO_MARGIN,
                    help="probability margin of a pseudo-label over the query's second-best molecule (0..1)")
+    p.add_argument("--text-bow", type=int, default=TEXT_BOW,
+                   help="the members' bag-of-words text view: hashed TF-IDF buckets (main.py --text-bow; 0: none)")
+    p.add_argument("--text-bow-rank", type=int, default=TEXT_BOW_RANK,
+                   help="width of the bag-of-words table (main.py --text-bow-rank; 0: full)")
+    p.add_argument("--text-bow-dropout", type=float, default=TEXT_BOW_DROPOUT,
+                   help="word dropout of the bag-of-words view in training (main.py --text-bow-dropout, 0..0.95)")
     p.add_argument("--resume", action="store_true", help="continue: finished members are kept, an interrupted "
                                                           "one continues from its last.pt")
     return p
@@ -105,6 +114,12 @@ def check_args(args) -> None:
         raise MolretError(f"--minutes must be in (0, 1440], got {args.minutes:g}")
     if not 0.0 <= args.pseudo_margin <= 1.0:
         raise MolretError(f"--pseudo-margin must be in [0, 1], got {args.pseudo_margin:g}")
+    if not 0 <= args.text_bow <= 1 << 24:
+        raise MolretError(f"--text-bow must be between 0 and {1 << 24}, got {args.text_bow}")
+    if args.text_bow_rank < 0:
+        raise MolretError(f"--text-bow-rank must be at least 0, got {args.text_bow_rank}")
+    if not 0.0 <= args.text_bow_dropout <= 0.95:
+        raise MolretError(f"--text-bow-dropout must be in [0, 0.95], got {args.text_bow_dropout:g}")
     if args.max_epochs < 1:
         raise MolretError(f"--max-epochs must be at least 1, got {args.max_epochs}")
 
@@ -116,7 +131,10 @@ def member_command(args, runs_dir: Path, name: str, flags: list, seed: int, minu
     if resume:
         return [sys.executable, main_py, "--resume", str(runs_dir / name), "--no-progress"]
     cache = ["--cache-dir", args.cache_dir] if args.cache_dir else []
-    return [sys.executable, main_py, "--data-dir", args.data_dir, *cache, "--text-model", args.text_model, *COMMON, *flags,
+    bow = ["--text-bow", str(args.text_bow), "--text-bow-rank", str(args.text_bow_rank),
+           "--text-bow-dropout", str(args.text_bow_dropout)] if args.text_bow else []
+    return [sys.executable, main_py, "--data-dir", args.data_dir, *cache, "--text-model", args.text_model, *COMMON, *bow,
+            *flags,
             "--seed", str(seed), "--epochs", str(args.max_epochs), "--time-budget", f"{minutes:.2f}",
             "--runs-dir", str(runs_dir), "--run-name", name]
 

@@ -51,7 +51,8 @@ def torch_threads(n: int):
 
 
 def encode_queries(model, tokenizer, cfg, queries: Sequence[str], device, batch_size: int = 64) -> np.ndarray:
-    tokens = tokenize(list(queries), tokenizer, cfg.model.max_length)
+    from .text_bow import attach
+    tokens = attach(tokenize(list(queries), tokenizer, cfg.model.max_length), list(queries), model)
     return embed_texts(model, tokens, device, batch_size, SEARCH_AMP)
 
 

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .errors import MolretError
 from .distributed import all_gather_rows, gather_with_grad, share_sizes
 from .gradcache import even_sizes, grad_cache_step, split_pair_batch
 from .inference import autocast_context
@@ -60,14 +61,38 @@ def grad_cache_backward(model, ddp, dist, batch, loss_fn, *, chunk: int, amp: st
 
 
 def make_optimizer(model, t) -> torch.optim.Optimizer:
-    """AdamW: the text encoder at --text-lr, everything else (graph encoder, heads, temperature) at --lr."""
-    text_params = [p for p in model.text_encoder.parameters() if p.requires_grad]
+    """AdamW: the text encoder at --text-lr (with --layer-lr-decay, less per
+    layer down), everything else (graph encoder, heads, temperature) at --lr."""
     text_ids = {id(p) for p in model.text_encoder.parameters()}
     other = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
     groups = [{"params": other, "lr": t.lr}]
-    if text_params:
-        groups.append({"params": text_params, "lr": t.text_lr})
-    return torch.optim.AdamW(groups, weight_decay=t.weight_decay)
+    groups += text_param_groups(model.text_encoder.hf_model, t.text_lr, t.layer_lr_decay)
+    # fused: one kernel per step instead of a loop over tensors (3x faster on a CPU for a 32768 x 512
+    # --text-bow table: 96 against 281 ms per step, bench note in README)
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=fused)
+
+
+def text_param_groups(hf_model, text_lr: float, decay: float) -> list[dict]:
+    """The text encoder's trainable parameters as optimiser groups: one at
+    ``text_lr``, or with ``decay`` < 1 one per depth, transformer layer i
+    below the top at text_lr * decay^i and the embeddings one step below the
+    lowest layer (anything else, such as a pooler, with the top layer)."""
+    named = [(n, p) for n, p in hf_model.named_parameters() if p.requires_grad]
+    if not named:
+        return []
+    if decay == 1.0:
+        return [{"params": [p for _, p in named], "lr": text_lr}]
+    from .model import transformer_layers
+    layers = transformer_layers(hf_model)
+    if layers is None:
+        raise MolretError("--layer-lr-decay: cannot find the transformer layers of this text model")
+    depth_of = {id(p): len(layers) - 1 - i for i, layer in enumerate(layers) for p in layer.parameters()}
+    by_depth: dict[int, list] = {}
+    for name, p in named:
+        depth = depth_of.get(id(p), len(layers) if "embeddings" in name.split(".")[0] else 0)
+        by_depth.setdefault(depth, []).append(p)
+    return [{"params": by_depth[d], "lr": text_lr * decay ** d} for d in sorted(by_depth)]
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_ratio: float) -> float:

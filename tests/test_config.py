@@ -23,7 +23,10 @@ def _value_for(f, default):
     if isinstance(default, int):
         return [f"--{f.name.replace('_', '-')}", str(default + 7)], default + 7
     if isinstance(default, float):
-        return [f"--{f.name.replace('_', '-')}", str(default + 0.5)], default + 0.5
+        from molret.config import RANGES
+        high = RANGES.get(f.name, (None, None, False))[1]
+        value = default + 0.5 if high is None or default + 0.5 <= high else default / 2  # a value in range
+        return [f"--{f.name.replace('_', '-')}", str(value)], value
     return [f"--{f.name.replace('_', '-')}", "some-value"], "some-value"
 
 

@@ -96,3 +96,30 @@ def test_top_layers_from_cached_states_equal_full_encoder(hf_tiny, n_top, poolin
     model.encode_text(states.collate([2, 0])).sum().backward()
     grads = {n.split(".")[3] for n, p in model.text_encoder.named_parameters() if p.grad is not None and ".layer." in n}
     assert grads == {str(i) for i in range(2 - n_top, 2)}
+
+
+def test_layer_lr_decay_groups_by_hand(hf_tiny):
+    """--layer-lr-decay 0.5 with --text-lr 1e-3 on a 2-layer BERT: top layer 1e-3,
+    the one below 5e-4, the embeddings 2.5e-4 (the pooler with the top); 1.0 is
+    the plain single group; only trainable layers get groups."""
+    from molret.train_steps import text_param_groups
+    hf = hf_tiny()
+    layers = hf.encoder.layer
+    groups = text_param_groups(hf, 1e-3, 0.5)
+    lrs = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert all(lrs[id(p)] == pytest.approx(1e-3) for p in layers[1].parameters())
+    assert all(lrs[id(p)] == pytest.approx(5e-4) for p in layers[0].parameters())
+    assert all(lrs[id(p)] == pytest.approx(2.5e-4) for p in hf.embeddings.parameters())
+    assert all(lrs[id(p)] == pytest.approx(1e-3) for p in hf.pooler.parameters())
+    assert len(lrs) == len(list(hf.parameters()))
+    plain = text_param_groups(hf, 1e-3, 1.0)
+    assert len(plain) == 1 and plain[0]["lr"] == 1e-3 and len(plain[0]["params"]) == len(lrs)
+    for p in hf.parameters():
+        p.requires_grad = False
+    for p in layers[1].parameters():
+        p.requires_grad = True
+    top_only = text_param_groups(hf, 1e-3, 0.5)
+    assert [g["lr"] for g in top_only] == [1e-3]
+    for p in hf.parameters():
+        p.requires_grad = False
+    assert text_param_groups(hf, 1e-3, 0.5) == []

@@ -30,7 +30,9 @@ def test_two_round_plan():
 
 @pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "0"),
                                         ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0"),
-                                        ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1")])
+                                        ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1"),
+                                        ("--text-bow", "-1"), ("--text-bow", str((1 << 24) + 1)),
+                                        ("--text-bow-rank", "-1"), ("--text-bow-dropout", "0.99")])
 def test_out_of_range_flags_are_one_error_line(flag, value, tmp_path, capsys):
     import recipe
     with pytest.raises(SystemExit) as e:
@@ -45,7 +47,8 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     from molret.submission import read_submission
     argv = ["--data-dir", str(demo_dir), "--minutes", "12", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
-            "--names", "none", "--rounds", "2", "--pseudo-margin", "0"]
+            "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",
+            "--text-bow-dropout", "0.5"]
     res = recipe.main(argv)
     pool = res["pool"]
     runs = tmp_path / "runs" / "recipe"
@@ -54,7 +57,10 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     pseudo = res["round1"]["pool"]["pseudo_labels"]
     assert pseudo["pairs"] > 0 and pseudo["pairs"] == len((runs / "pseudo_labels.tsv").read_text().splitlines())
     for n, _ in MEMBERS[:2]:
-        assert json.loads((runs / n / "config.json").read_text())["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+        cfg = json.loads((runs / n / "config.json").read_text())
+        assert cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+        m = cfg["model"]
+        assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"]) == (2048, 16, 0.5)  # the flags reach members
         assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
     assert len(pool["member_weights"]) == 2 and sum(pool["member_weights"]) == pytest.approx(1.0)
