@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .graph_store import concat_ranges
+
 WORD = re.compile(r"[a-z0-9\-\(\)',\[\]]+")  # chemical names keep their locants, primes and brackets
 MIN_DF = 2
 SCALE = 10.0  # the TF-IDF rows are L2-normalised; this puts their sum on the scale of the encoder features
@@ -75,11 +77,9 @@ class BowRows:
     def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, offsets, weights) of the rows at ``indices``: EmbeddingBag's inputs."""
         idx = np.asarray(indices, dtype=np.int64)
-        starts, lengths = self.ptr[idx], np.diff(self.ptr)[idx]
-        rows = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)]) if len(idx) else \
-            np.zeros(0, dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(idx) else \
-            np.zeros(0, dtype=np.int64)
+        lengths = np.diff(self.ptr)[idx]
+        rows = concat_ranges(self.ptr[idx], lengths)  # vectorised: this runs for every training batch
+        offsets = (np.cumsum(lengths) - lengths).astype(np.int64)
         return (torch.from_numpy(self.ids[rows].astype(np.int64)), torch.from_numpy(offsets),
                 torch.from_numpy(self.weights[rows].astype(np.float32)))
 
