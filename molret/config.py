@@ -256,10 +256,11 @@ RANGES = {
 }
 
 
-def ranged(typ, name: str):
-    """An argparse type: ``typ`` within RANGES[name] (an out-of-range value is
+def ranged(typ, name: str, limits: tuple | None = None):
+    """An argparse type: ``typ`` within RANGES[name], or within ``limits``
+    (low, high, low excluded) for a script's own flag (an out-of-range value is
     argparse's one ``error:`` line naming the flag, exit 2)."""
-    low, high, low_open = RANGES[name]
+    low, high, low_open = RANGES[name] if limits is None else limits
 
     def convert(text: str):
         try:

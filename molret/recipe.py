@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import ranged
 from .errors import MolretError
 
 log = logging.getLogger("molret")
@@ -77,14 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data", help="challenge data folder")
     p.add_argument("--cache-dir", default="", help="cache folder of graphs, tokens and text features (default: "
                                                    "<data-dir>/cache, or ~/.cache/molret if read-only)")
-    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget for everything")
+    p.add_argument("--minutes", type=ranged(float, "minutes", (0.0, 24 * 60, True)), default=30.0, help="wall-clock budget for everything")
     p.add_argument("--out", default="submission.csv", help="test submission to write")
     p.add_argument("--run-name", default="recipe", help="folder under --runs-dir holding the members")
     p.add_argument("--runs-dir", default="runs", help="where run folders are written")
-    p.add_argument("--members", type=int, default=len(MEMBERS), help=f"members to train (1..{len(MEMBERS)})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first member (member i: seed + i)")
+    p.add_argument("--members", type=ranged(int, "members", (1, len(MEMBERS), False)), default=len(MEMBERS), help=f"members to train (1..{len(MEMBERS)})")
+    p.add_argument("--seed", type=ranged(int, "seed"), default=0, help="seed of the first member (member i: seed + i)")
     p.add_argument("--text-model", default="minilm", help="the members' frozen text encoder (as main.py's)")
-    p.add_argument("--max-epochs", type=int, default=300, help="epochs at most per member (the budget decides)")
+    p.add_argument("--max-epochs", type=ranged(int, "epochs"), default=300, help="epochs at most per member (the budget decides)")
     p.add_argument("--names", default="auto", choices=["auto", "opsin", "none"],
                    help="fuse the chemical names of the queries (OPSIN): auto = when Java is available")
     p.add_argument("--rerank", default="sinkhorn", choices=["none", "sinkhorn", "dual-softmax"],
@@ -94,34 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "pseudo-labels (confident one-to-one matches of val + test queries and molecules), then "
                         "every member trains on train + pseudo-labels (measured: better learned-only scores, but "
                         "-0.024 re-ranked pool LRAP with names at 30 minutes; README)")
-    p.add_argument("--pseudo-margin", type=float, default=PSEUDO_MARGIN,
+    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", (0.0, 1.0, False)), default=PSEUDO_MARGIN,
                    help="probability margin of a pseudo-label over the query's second-best molecule (0..1)")
-    p.add_argument("--text-bow", type=int, default=TEXT_BOW,
+    p.add_argument("--text-bow", type=ranged(int, "text_bow"), default=TEXT_BOW,
                    help="the members' bag-of-words text view: hashed TF-IDF buckets (main.py --text-bow; 0: none)")
-    p.add_argument("--text-bow-rank", type=int, default=TEXT_BOW_RANK,
+    p.add_argument("--text-bow-rank", type=ranged(int, "text_bow_rank"), default=TEXT_BOW_RANK,
                    help="width of the bag-of-words table (main.py --text-bow-rank; 0: full)")
-    p.add_argument("--text-bow-dropout", type=float, default=TEXT_BOW_DROPOUT,
+    p.add_argument("--text-bow-dropout", type=ranged(float, "text_bow_dropout"), default=TEXT_BOW_DROPOUT,
                    help="word dropout of the bag-of-words view in training (main.py --text-bow-dropout, 0..0.95)")
     p.add_argument("--resume", action="store_true", help="continue: finished members are kept, an interrupted "
                                                           "one continues from its last.pt")
     return p
-
-
-def check_args(args) -> None:
-    if not 1 <= args.members <= len(MEMBERS):
-        raise MolretError(f"--members must be between 1 and {len(MEMBERS)}, got {args.members}")
-    if not 0 < args.minutes <= 24 * 60:
-        raise MolretError(f"--minutes must be in (0, 1440], got {args.minutes:g}")
-    if not 0.0 <= args.pseudo_margin <= 1.0:
-        raise MolretError(f"--pseudo-margin must be in [0, 1], got {args.pseudo_margin:g}")
-    if not 0 <= args.text_bow <= 1 << 24:
-        raise MolretError(f"--text-bow must be between 0 and {1 << 24}, got {args.text_bow}")
-    if args.text_bow_rank < 0:
-        raise MolretError(f"--text-bow-rank must be at least 0, got {args.text_bow_rank}")
-    if not 0.0 <= args.text_bow_dropout <= 0.95:
-        raise MolretError(f"--text-bow-dropout must be in [0, 0.95], got {args.text_bow_dropout:g}")
-    if args.max_epochs < 1:
-        raise MolretError(f"--max-epochs must be at least 1, got {args.max_epochs}")
 
 
 def member_command(args, runs_dir: Path, name: str, flags: list, seed: int, minutes: float,
@@ -233,7 +217,6 @@ def names_mode(choice: str) -> str:
 
 def run(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    check_args(args)
     start = time.perf_counter()
     runs_dir = Path(args.runs_dir) / args.run_name
     from .io_utils import check_writable_dir
