@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from molret.cli import add_inference_args, user_errors
+from molret.config import ranged
 from molret.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_embeddings, combine,
                              member_from_embeddings, member_from_path, val_targets)
 from molret.errors import MolretError
@@ -60,9 +61,13 @@ def parser() -> argparse.ArgumentParser:
                    help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
                         "training pairs (cid<TAB>query) for a second round (main.py --extra-pairs); needs --rerank "
                         "and --data-dir; their precision on the val queries is printed")
-    p.add_argument("--pseudo-margin", type=float, default=0.5,
+    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", (0.0, 1.0, False)), default=0.5,
                    help="a pseudo-label's query must prefer its molecule over its second best by this much "
                         "probability after re-ranking (0..1; default: 0.5)")
+    p.add_argument("--unlabelled-by", metavar="TSV",
+                   help="also report the pool metrics of the val queries that are not queries of this pairs TSV "
+                        "(e.g. the pseudo-labels members trained on: where a gain there is generalisation, not the "
+                        "pairs learned); needs --data-dir")
     p.add_argument("--out", help="test submission CSV to write (default: none)")
     p.add_argument("--save-similarity", metavar="FOLDER",
                    help="also save the ensemble's <split>_similarity.npy (+ ids) there (usable as a --members entry)")
@@ -135,6 +140,28 @@ def write_pseudo_labels(args, square: np.ndarray, cols: list, n_val: int, query_
     return stats
 
 
+def unlabelled_report(args, members: list[Member], square: np.ndarray, n_val: int, val_texts, names,
+                      weights) -> dict:
+    """--unlabelled-by: the pool report of the val queries absent from that
+    pairs file (same member and name weights, the whole square re-ranked)."""
+    from molret.data import read_pairs_tsv
+    from molret.evaluation import final_report, format_report, pool_metrics_of
+    paired = set(read_pairs_tsv(args.unlabelled_by)[1])
+    rows = np.array([i for i, t in enumerate(val_texts) if t not in paired], dtype=np.int64)
+    out = {"queries": int(len(rows)), "of": n_val}
+    print(f"  the {len(rows)} of {n_val} val queries not in {args.unlabelled_by}:")
+    if not len(rows):
+        return out
+    for m in members:
+        out.setdefault("members", {})[m.name] = pool_metrics_of(m.splits["pool"][0], n_val, rows)
+        print(f"    pool LRAP {out['members'][m.name]['pool_lrap']:.4f}  {m.name}")
+    out["ensemble"], _ = final_report(square, n_val, args.rerank, args.rerank_temperature, names, rows,
+                                      weights if names is not None else None)
+    for line in format_report(out["ensemble"]):
+        print("    ensemble " + line)
+    return out
+
+
 @user_errors
 def main(argv=None):
     args = parser().parse_args(argv)
@@ -145,8 +172,6 @@ def main(argv=None):
         raise MolretError(f"--weights has {len(args.weights)} values for {n} members")
     if args.pseudo_labels and args.rerank == "none":
         raise MolretError("--pseudo-labels needs --rerank sinkhorn or dual-softmax (its margin is a probability)")
-    if not 0.0 <= args.pseudo_margin <= 1.0:
-        raise MolretError(f"--pseudo-margin must be in [0, 1], got {args.pseudo_margin}")
     members = load_members(args)
     results = {}        # val metrics by member name and "ensemble"; "pool": the pool report (see below)
     pool_results = {}
@@ -193,8 +218,9 @@ def main(argv=None):
         if rows[:n_val] != cols[:n_val]:
             raise MolretError("pool: the val queries and molecules are not in the same order")
         inputs = None
-        if args.names != "none" or args.pseudo_labels:
-            what = "--names" if args.names != "none" else "--pseudo-labels"
+        if args.names != "none" or args.pseudo_labels or args.unlabelled_by:
+            what = next(f for f, on in (("--names", args.names != "none"), ("--pseudo-labels", args.pseudo_labels),
+                                        ("--unlabelled-by", args.unlabelled_by)) if on)
             inputs = pool_inputs(args, members, n_val, len(square) - n_val, what)
         if args.names != "none":
             from molret.evaluation import pool_name_features
@@ -213,8 +239,11 @@ def main(argv=None):
         print(f"  ensemble of {n}:")
         for line in format_report(report):
             print("    " + line)
-    elif args.names != "none" or args.pseudo_labels:
-        raise MolretError(f"{'--names' if args.names != 'none' else '--pseudo-labels'} needs members with val and test embeddings (embeddings folders or --models)")
+        if args.unlabelled_by:
+            pool_results["unlabelled"] = unlabelled_report(args, members, square, n_val, inputs[1], names, weights)
+    elif args.names != "none" or args.pseudo_labels or args.unlabelled_by:
+        what = "--names" if args.names != "none" else "--pseudo-labels" if args.pseudo_labels else "--unlabelled-by"
+        raise MolretError(f"{what} needs members with val and test embeddings (embeddings folders or --models)")
 
     if pool_results:
         results["pool"] = pool_results

@@ -31,19 +31,23 @@ def pool_similarity(val_text: np.ndarray, val_graph: np.ndarray, test_text: np.n
     return texts @ graphs.T
 
 
-def pool_metrics_of(similarity: np.ndarray, n_val: int) -> dict:
+def pool_metrics_of(similarity: np.ndarray, n_val: int, rows: np.ndarray | None = None) -> dict:
     """pool_lrap, pool_mrr, pool_hits1, pool_hits10 of the val rows (the first
-    ``n_val``) of a pool similarity matrix whose first ``n_val`` columns are
-    their answers, in order."""
-    m = retrieval_metrics(similarity[:n_val], np.arange(n_val))
+    ``n_val``, or the val row indices ``rows``) of a pool similarity matrix
+    whose first ``n_val`` columns are their answers, in order."""
+    rows = np.arange(n_val) if rows is None else np.asarray(rows)
+    m = retrieval_metrics(similarity[rows], rows)
     return {name: m[key] for name, key in POOL_NAMES.items()}
 
 
-def reranked_pool_lrap(square: np.ndarray, n_val: int, method: str, temperature: float) -> float:
-    """LRAP of the val rows after re-ranking the whole square pool problem."""
+def reranked_pool_lrap(square: np.ndarray, n_val: int, method: str, temperature: float,
+                       rows: np.ndarray | None = None) -> float:
+    """LRAP of the val rows (or of the val row indices ``rows``) after
+    re-ranking the whole square pool problem."""
     from .rerank import rerank
+    rows = np.arange(n_val) if rows is None else np.asarray(rows)
     reranked = rerank(square, method, temperature)
-    return retrieval_metrics(reranked[:n_val], np.arange(n_val))["lrap"]
+    return retrieval_metrics(reranked[rows], rows)["lrap"]
 
 
 def pool_metrics(val_text: np.ndarray, val_graph: np.ndarray, test_graph: np.ndarray,
@@ -98,22 +102,23 @@ def pool_name_features(val_texts, test_texts, val_graphs, test_graphs):
 
 
 def final_report(square: np.ndarray, n_val: int, rerank: str = "none", temperature: float = 0.05,
-                 names=None) -> tuple[dict, dict | None]:
+                 names=None, rows: np.ndarray | None = None, weights: dict | None = None) -> tuple[dict, dict | None]:
     """Pool metrics of a square pool matrix (val + test queries x val + test
     molecules), re-ranked when asked, and with name fusion when ``names``
     (NameFeatures of the same square) is given: its weights are fitted on the
-    val rows. Returns (report, weights or None)."""
+    val rows unless ``weights`` are given. ``rows``: score only these val rows
+    (the re-ranking still covers the whole square). Returns (report, weights or None)."""
     from .name_fusion import block, fit_weights, fuse
-    report = pool_metrics_of(square, n_val)
+    report = pool_metrics_of(square, n_val, rows)
     if rerank != "none":
-        report["pool_lrap_reranked"] = reranked_pool_lrap(square, n_val, rerank, temperature)
-    weights = None
+        report["pool_lrap_reranked"] = reranked_pool_lrap(square, n_val, rerank, temperature, rows)
     if names is not None:
-        weights = fit_weights(square[:n_val], block(names, slice(0, n_val), slice(None)))
+        if weights is None:
+            weights = fit_weights(square[:n_val], block(names, slice(0, n_val), slice(None)))
         fused = fuse(square, names, weights)
-        with_names = pool_metrics_of(fused, n_val)
+        with_names = pool_metrics_of(fused, n_val, rows)
         if rerank != "none":
-            with_names["pool_lrap_reranked"] = reranked_pool_lrap(fused, n_val, rerank, temperature)
+            with_names["pool_lrap_reranked"] = reranked_pool_lrap(fused, n_val, rerank, temperature, rows)
         report["names"] = {"weights": weights, **with_names}
     return report, weights
 

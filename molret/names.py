@@ -36,6 +36,7 @@ log = logging.getLogger("molret")
 
 NAMES_CHOICES = ("none", "opsin")
 OPSIN_TIMEOUT_S = 20.0          # a name OPSIN has not answered in this time stops the parser
+OPSIN_START_TIMEOUT_S = 180.0   # the first answer of a new process: a JVM start on a loaded machine is slow
 MAX_NAME_CHARS = 300            # longer "names" are sentence fragments, not names
 
 # ------------------------------------------------------------------ finding names
@@ -131,10 +132,13 @@ class Opsin:
     milliseconds once the JVM is up instead of a JVM start. Thread-safe;
     results are memoised per name."""
 
-    def __init__(self, jar: Path | str | None = None, java: str = "java", timeout: float = OPSIN_TIMEOUT_S):
+    def __init__(self, jar: Path | str | None = None, java: str = "java", timeout: float = OPSIN_TIMEOUT_S,
+                 start_timeout: float = OPSIN_START_TIMEOUT_S):
         self.jar = Path(jar) if jar else find_opsin_jar()
         self.java = shutil.which(java) if java else None
         self.timeout = timeout
+        self.start_timeout = max(timeout, start_timeout)
+        self._answered = False          # has the running process answered a name yet
         self._proc = None
         self._lines: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -154,6 +158,7 @@ class Opsin:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                       text=True, encoding="utf-8", bufsize=1)
         self._lines = queue.Queue()
+        self._answered = False
         threading.Thread(target=self._read_lines, args=(self._proc, self._lines), daemon=True).start()
 
     @staticmethod
@@ -198,12 +203,13 @@ class Opsin:
         writer.start()
         for name in names:
             try:
-                line = self._lines.get(timeout=self.timeout)
+                line = self._lines.get(timeout=self.timeout if self._answered else self.start_timeout)
             except queue.Empty:
                 line = None
             if line is None:
                 self.close()
                 raise OpsinUnavailable(f"OPSIN stopped answering (at the name {name[:80]!r})")
+            self._answered = True
             self.memo[name] = line.strip() or None
         writer.join()
 

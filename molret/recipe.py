@@ -190,9 +190,12 @@ def prepare_text_features(data_dir: str, text_model: str, cache_dir: str = "") -
     prepare_texts(data, cfg, load_tokenizer(cfg.model.text_model), model, torch.device("cpu"), progress=False)
 
 
-def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = None) -> dict:
+def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = None,
+             trained_on: Path | None = None) -> dict:
     """ensemble_method.py over the members' saved embeddings: weights fitted
-    on the pool, names, re-ranking; the submission, or the pseudo-labels."""
+    on the pool, names, re-ranking; the submission, or the pseudo-labels.
+    ``trained_on``: the pseudo-labels the members trained on (the pool report
+    then also scores the val queries without one)."""
     import ensemble_method  # noqa: E402 - the top-level script is the ensemble's one entry point
     argv = ["--members", *[str(f / "embeddings") for f in folders], "--fit-weights", "--rerank", args.rerank,
             "--names", names_mode(args.names), "--data-dir", args.data_dir, "--json", str(json_path),
@@ -201,6 +204,8 @@ def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = 
         argv += ["--pseudo-labels", str(pseudo_labels), "--pseudo-margin", str(args.pseudo_margin)]
     else:
         argv += ["--out", args.out]
+    if trained_on is not None:
+        argv += ["--unlabelled-by", str(trained_on)]
     return ensemble_method.main(argv)
 
 
@@ -237,7 +242,7 @@ def run(argv=None) -> dict:
     log.info(f"recipe{' round 2' if p.first_round else ''}: {len(p.members)} members "
              f"({', '.join(n for n, _ in p.members)}), {p.slots} at a time, {p.member_minutes:.1f} min of training "
              f"each; then ensemble, names, {args.rerank}")
-    kept, pseudo = [], None
+    kept, pseudo, n_pseudo = [], None, 0
     if p.first_round:
         folders, kept = train_members(args, p, runs_dir, [(f"{n}-r1", f) for n, f in p.first_round])
         pseudo = runs_dir / "pseudo_labels.tsv"
@@ -259,7 +264,8 @@ def run(argv=None) -> dict:
     else:
         second = p.members
     folders, kept2 = train_members(args, p, runs_dir, second)
-    results = ensemble(args, folders, runs_dir / "ensemble.json")
+    results = ensemble(args, folders, runs_dir / "ensemble.json",
+                       trained_on=pseudo if n_pseudo else None)
     kept += kept2
     if p.first_round:
         results["round1"] = first

@@ -155,6 +155,19 @@ def test_reranked_pool_is_scored_on_val_rows():
     assert m["pool_lrap_reranked"] == pytest.approx(1.0)
 
 
+def test_final_report_scores_only_the_rows_asked():
+    # 2 val rows + 1 test row; val row 0 finds its molecule first, val row 1 ranks it second
+    square = np.array([[0.9, 0.1, 0.0],
+                       [0.2, 0.5, 0.7],
+                       [0.0, 0.1, 0.9]])
+    report, _ = final_report(square, 2, rows=np.array([1]))
+    assert report["pool_lrap"] == pytest.approx(0.5) and report["pool_hits1"] == 0.0
+    assert final_report(square, 2, rows=np.array([0]))[0]["pool_lrap"] == pytest.approx(1.0)
+    assert final_report(square, 2)[0]["pool_lrap"] == pytest.approx(0.75)
+    # re-ranking covers the whole square (the test query keeps column 2), scored on row 1 alone
+    assert final_report(square, 2, "sinkhorn", 0.05, rows=np.array([1]))[0]["pool_lrap_reranked"] == pytest.approx(1.0)
+
+
 def test_final_report_without_names_has_no_names_section():
     sim = np.eye(4) + 0.01
     report, weights = final_report(sim, 2)
@@ -186,6 +199,28 @@ def test_java_missing_gives_learned_only_with_one_warning(monkeypatch, molret_wa
     assert qs[0].names.subject == "ethanol" and qs[0].subject is None
     with pytest.raises(N.OpsinUnavailable):
         N.Opsin(java="no-such-java-binary")
+
+
+def _fake_java(tmp_path, script: str) -> str:
+    """A "java" that ignores its arguments and runs ``script`` (sh) on OPSIN's pipes."""
+    java = tmp_path / "java"
+    java.write_text("#!/bin/sh\n" + script)
+    java.chmod(0o755)
+    (tmp_path / "opsin.jar").write_text("")
+    return str(java)
+
+
+def test_opsin_start_gets_longer_than_a_name(tmp_path):
+    # the first answer comes after 1 s: over the per-name timeout, within the start's
+    java = _fake_java(tmp_path, 'sleep 1\nwhile read name; do echo "C$name"; done\n')
+    parser = N.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
+    assert parser.resolve(["a", "b"]) == ["Ca", "Cb"]
+    parser.close()
+    # a pause of 1 s after the first answer stops it
+    java = _fake_java(tmp_path, 'read name; echo "C$name"; sleep 1\nwhile read name; do echo "C$name"; done\n')
+    parser = N.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
+    with pytest.raises(N.OpsinUnavailable, match="stopped answering.*'b'"):
+        parser.resolve(["a", "b"])
 
 
 def test_opsin_stopping_is_a_warning_not_a_crash(molret_warnings):

@@ -128,6 +128,19 @@ def test_ensemble_writes_pseudo_labels_with_their_val_precision(demo_dir, tiny_t
     assert len(val_rows) == stats["val_pairs"]
     if val_rows:
         assert stats["val_precision"] == pytest.approx(np.mean([val_by_text[t] == c for c, t in val_rows]), abs=1e-4)
+    # --unlabelled-by: the val queries the pairs leave out, scored alone (here: the plain member's own rows)
+    from molret.ensemble import member_from_path
+    from molret.evaluation import pool_metrics_of
+    again = ensemble_method.main(["--members", str(tmp_path / "m" / "embeddings"), "--rerank", "sinkhorn",
+                                  "--data-dir", str(demo_dir), "--unlabelled-by", str(out)])
+    unlabelled = again["pool"]["unlabelled"]
+    val_texts = list(val.values())
+    rows = [i for i, t in enumerate(val_texts) if t not in set(texts)]
+    assert unlabelled["queries"] == len(rows) == len(val_texts) - stats["val_pairs"] > 0
+    member = member_from_path(tmp_path / "m" / "embeddings")
+    expected = pool_metrics_of(member.splits["pool"][0], member.n_val, np.array(rows))
+    assert unlabelled["ensemble"]["pool_lrap"] == pytest.approx(expected["pool_lrap"])
+    assert unlabelled["members"][str(tmp_path / "m" / "embeddings")] == expected
     with pytest.raises(SystemExit):
         ensemble_method.main(["--members", str(tmp_path / "m" / "embeddings"), "--data-dir", str(demo_dir),
                               "--pseudo-labels", str(out)])          # needs --rerank

@@ -65,6 +65,8 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
         assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"]) == (2048, 16, 0.5)  # the flags reach members
         assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
+    # round 2's report also scores the val queries without a pseudo-label
+    assert pool["unlabelled"]["queries"] == pool["unlabelled"]["of"] - pseudo["val_pairs"]
     assert len(pool["member_weights"]) == 2 and sum(pool["member_weights"]) == pytest.approx(1.0)
     sub = read_submission(tmp_path / "sub.csv")
     n_test = len((demo_dir / "test_cids.txt").read_text().split())
