@@ -50,7 +50,7 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     argv = ["--data-dir", str(demo_dir), "--minutes", "12", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
             "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",
-            "--text-bow-dropout", "0.5"]
+            "--text-bow-dropout", "0.5", "--loss", "siglip"]
     res = recipe.main(argv)
     pool = res["pool"]
     runs = tmp_path / "runs" / "recipe"
@@ -63,6 +63,7 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
         assert cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
         m = cfg["model"]
         assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"]) == (2048, 16, 0.5)  # the flags reach members
+        assert cfg["train"]["loss"] == "siglip"
         assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
     # round 2's report also scores the val queries without a pseudo-label
