@@ -28,6 +28,7 @@ from molret.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_e
                              member_from_embeddings, member_from_path, val_targets)
 from molret.errors import MolretError
 from molret.metrics import retrieval_metrics
+from molret.pseudo_labels import MARGIN_LIMITS
 from molret.rerank import METHODS, SINKHORN_ITERS, rerank
 
 
@@ -61,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
                    help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
                         "training pairs (cid<TAB>query) for a second round (main.py --extra-pairs); needs --rerank "
                         "and --data-dir; their precision on the val queries is printed")
-    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", (0.0, 1.0, False)), default=0.5,
+    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", MARGIN_LIMITS), default=0.5,
                    help="a pseudo-label's query must prefer its molecule over its second best by this much "
                         "probability after re-ranking (0..1; default: 0.5)")
     p.add_argument("--unlabelled-by", metavar="TSV",
@@ -155,8 +156,7 @@ def unlabelled_report(args, members: list[Member], square: np.ndarray, n_val: in
     for m in members:
         out.setdefault("members", {})[m.name] = pool_metrics_of(m.splits["pool"][0], n_val, rows)
         print(f"    pool LRAP {out['members'][m.name]['pool_lrap']:.4f}  {m.name}")
-    out["ensemble"], _ = final_report(square, n_val, args.rerank, args.rerank_temperature, names, rows,
-                                      weights if names is not None else None)
+    out["ensemble"], _ = final_report(square, n_val, args.rerank, args.rerank_temperature, names, rows, weights)
     for line in format_report(out["ensemble"]):
         print("    ensemble " + line)
     return out
@@ -210,6 +210,9 @@ def main(argv=None):
         print("no val matrices among the members: no val LRAP")
 
     names, weights = None, None
+    # the flags that need the pool's texts and graphs (the first one names the error)
+    needs_pool = [flag for flag, on in (("--names", args.names != "none"), ("--pseudo-labels", args.pseudo_labels),
+                                        ("--unlabelled-by", args.unlabelled_by)) if on]
     if pool:
         from molret.evaluation import final_report, format_report
         check_aligned(members, "pool")
@@ -218,10 +221,8 @@ def main(argv=None):
         if rows[:n_val] != cols[:n_val]:
             raise MolretError("pool: the val queries and molecules are not in the same order")
         inputs = None
-        if args.names != "none" or args.pseudo_labels or args.unlabelled_by:
-            what = next(f for f, on in (("--names", args.names != "none"), ("--pseudo-labels", args.pseudo_labels),
-                                        ("--unlabelled-by", args.unlabelled_by)) if on)
-            inputs = pool_inputs(args, members, n_val, len(square) - n_val, what)
+        if needs_pool:
+            inputs = pool_inputs(args, members, n_val, len(square) - n_val, needs_pool[0])
         if args.names != "none":
             from molret.evaluation import pool_name_features
             names, pool_results["names_stats"] = pool_name_features(inputs[1], inputs[4], inputs[2], inputs[5])
@@ -241,9 +242,9 @@ def main(argv=None):
             print("    " + line)
         if args.unlabelled_by:
             pool_results["unlabelled"] = unlabelled_report(args, members, square, n_val, inputs[1], names, weights)
-    elif args.names != "none" or args.pseudo_labels or args.unlabelled_by:
-        what = "--names" if args.names != "none" else "--pseudo-labels" if args.pseudo_labels else "--unlabelled-by"
-        raise MolretError(f"{what} needs members with val and test embeddings (embeddings folders or --models)")
+    elif needs_pool:
+        raise MolretError(f"{needs_pool[0]} needs members with val and test embeddings (embeddings folders or "
+                          "--models)")
 
     if pool_results:
         results["pool"] = pool_results

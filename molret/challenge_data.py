@@ -144,8 +144,10 @@ def attach_bow(data: ChallengeData, model) -> None:
         encoder.set_idf(text_bow.fit_idf(data.train.texts, len(encoder.idf)))
     for split in (data.val, data.test_queries, data.train):
         if split is not None and split.text_data is not None:
-            split.text_data = text_bow.attach(split.text_data, split.texts, model)
-            split.tokens = text_bow.attach(split.tokens, split.texts, model)
+            bow = encoder.rows(split.texts)  # once: the features and the tokens share the rows
+            split.text_data = text_bow.WithBow(split.text_data, bow)
+            if split.tokens is not None:
+                split.tokens = text_bow.WithBow(split.tokens, bow)
 
 
 @torch.no_grad()

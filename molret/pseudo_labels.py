@@ -19,6 +19,8 @@ import numpy as np
 
 from .errors import MolretError
 
+MARGIN_LIMITS = (0.0, 1.0, False)   # --pseudo-margin: a probability difference (low, high, low excluded)
+
 
 def row_probabilities(scores: np.ndarray) -> np.ndarray:
     """Softmax of each row of ``scores`` (for the log-domain output of

@@ -75,6 +75,7 @@ def plan(minutes: float, cores: int, n_members: int, rounds: int = 1) -> Plan:
 def build_parser() -> argparse.ArgumentParser:
     from .config import ranged
     from .losses import LOSSES
+    from .pseudo_labels import MARGIN_LIMITS
     p = argparse.ArgumentParser(prog="recipe.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default="data", help="challenge data folder")
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every member trains on train + pseudo-labels (measured at 30 minutes: single members "
                         "0.52 pool LRAP, all of the gain on the pseudo-labelled queries; re-ranked with names "
                         "-0.015 / -0.013 against one round; README)")
-    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", (0.0, 1.0, False)), default=PSEUDO_MARGIN,
+    p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", MARGIN_LIMITS), default=PSEUDO_MARGIN,
                    help="probability margin of a pseudo-label over the query's second-best molecule (0..1)")
     p.add_argument("--loss", default=LOSS, choices=list(LOSSES),
                    help="the members' contrastive loss (main.py --loss; measured: hard-infonce above clip on "
