@@ -3,6 +3,7 @@
     python predictions.py --model runs/<name>/best.pt --out submission.csv
     python predictions.py --model runs/<name>/best.pt --library library.smi --out lib.csv   # any library
     python predictions.py --model best.pt --library big.shards --queries q.txt --top-k 100 --out top.csv
+    python predictions.py --model best.pt --library raw.zip --top-k 10 --smiles --out top.csv   # + SMILES
 """
 from molret.cli import user_errors
 from molret.predict import build_parser, predict
@@ -19,8 +20,12 @@ def main(argv=None):
         for line in format_report(result["pool"]):
             print("  " + line)
     if result.get("top_k"):
+        columns = "query,rank,id,score" + (",smiles" if result.get("smiles") else "")
         print(f"wrote {result['out']}: the top {result['top_k']} of {result['molecules']} molecules for each of "
-              f"{result['queries']} queries (query,rank,id,score)")
+              f"{result['queries']} queries ({columns})")
+        if result.get("smiles_decoded"):
+            from molret.graph_decoder import NO_STEREO_NOTE
+            print(f"note: the SMILES were {NO_STEREO_NOTE}")
     else:
         print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")
     if result.get("ids_file"):

@@ -1,9 +1,11 @@
-"""Name resolution: latency per query (OPSIN loaded), a batch of the test
-queries, and a sample of the names that fail, by kind.
+"""Name resolution: latency per query (OPSIN and the chemicals dictionary
+loaded; names, structures and their charge/tautomer forms), a batch of the
+test queries, and a sample of the names that fail, by kind.
 
-    python bench/names_latency.py
+    python bench/names_latency.py [--forms all|charge|tautomer|none]
 
-A measurement, not a test. Needs Java and py2opsin.
+A measurement, not a test. Needs Java and py2opsin (and the chemicals
+package for its dictionary).
 """
 from __future__ import annotations
 
@@ -40,9 +42,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=str(DATA))
     p.add_argument("--single", type=int, default=100, help="val queries resolved one at a time")
+    p.add_argument("--forms", default="all", choices=["none", "charge", "tautomer", "all"])
+    p.add_argument("--cache-dir", help="graph cache for the pool's candidate keys (the batch's size shortcut)")
     args = p.parse_args(argv)
     from molret.data import read_pairs_tsv, read_queries
-    from molret.names import Opsin, extract_names, resolve_queries
+    from molret.name_sources import default_sources, shared_chemicals
+    from molret.names import extract_names
+    from molret.opsin import Opsin
+    from molret.names import resolve_queries as resolve
+
+    def resolve_queries(queries, opsin, candidate_keys=None):
+        return resolve(queries, opsin, sources=default_sources(opsin), forms=args.forms,
+                       candidate_keys=candidate_keys)
     data = Path(args.data_dir)
     _, val_texts = read_pairs_tsv(data / "val.tsv")
     test_texts = read_queries(data / "test_text.txt")
@@ -50,6 +61,10 @@ def main(argv=None):
     opsin = Opsin()
     opsin.resolve(["ethanol"])
     print(f"OPSIN start (JVM + first name): {time.perf_counter() - t0:.2f} s ({opsin.version})")
+    t0 = time.perf_counter()
+    chemicals = shared_chemicals()
+    print(f"chemicals dictionary: {len(chemicals) if chemicals else 0} names loaded in "
+          f"{time.perf_counter() - t0:.2f} s")
     times = []
     for q in val_texts[:args.single]:
         t = time.perf_counter()
@@ -60,11 +75,18 @@ def main(argv=None):
           f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms, max {times[-1]:.1f} ms")
     fresh = Opsin()
     fresh.resolve(["ethanol"])
-    t = time.perf_counter()
-    structures = resolve_queries(test_texts, fresh)
+    from molret import names as N
+    from molret.evaluation import challenge_pool_inputs
+    from molret.name_fusion import Candidates
+    pool = challenge_pool_inputs(args.data_dir, args.cache_dir)
+    keys = Candidates.from_stores([pool[2], pool[5]]).keys
     n_names = len({n for q in test_texts for n in extract_names(q).all()})
-    print(f"batch: {len(test_texts)} test queries ({n_names} distinct names) in {time.perf_counter() - t:.1f} s; "
-          f"subjects resolved {sum(s.subject is not None for s in structures)}")
+    for label, candidate_keys in (("forms of every structure", None), ("forms matched to the pool's sizes", keys)):
+        N._FORMS_MEMO.clear()
+        t = time.perf_counter()
+        structures = resolve_queries(test_texts, fresh, candidate_keys)
+        print(f"batch: {len(test_texts)} test queries ({n_names} distinct names), {label}: "
+              f"{time.perf_counter() - t:.1f} s; subjects resolved {sum(s.subject is not None for s in structures)}")
     failed = [s.names.subject for s in resolve_queries(val_texts, fresh) if s.names.subject and s.subject is None]
     kinds = collections.Counter(kind_of_failure(n) for n in failed)
     print(f"val subject names not resolved: {len(failed)} of {sum(1 for q in val_texts if extract_names(q).subject)}")

@@ -78,6 +78,10 @@ def load_challenge_data(cfg: RunConfig, need_train: bool = True, need_test: bool
         cids, queries = read_test_inputs(paths)
         test_graphs = Split(cids, None, load_graphs("test", cids, source, cache_dir, vocab, progress))
         test_queries = Split(list(range(len(queries))), queries, None)
+    from .mol_features import ensure_model_features
+    for split in (train, val, test_graphs):
+        if split is not None:  # --mol-features: each split's molecules decoded and described (cached)
+            ensure_model_features(cfg.model, split.graphs, cache_dir=cache_dir, progress=progress)
     for split in (train, val, test_graphs):
         if split is not None and split.graphs.num_unknown:
             log.info(f"{split.graphs.num_unknown} of {len(split.graphs.identifiers)} atoms have a substructure "

@@ -210,8 +210,10 @@ def load_model(path, device="cpu"):
         model.load_state_dict(ckpt["model_state"])
     except RuntimeError as e:
         raise MolretError(f"{path}: weights do not match its configuration ({str(e).splitlines()[0][:300]})") from None
-    emb = ckpt["model_state"]["graph_encoder.substructure_emb.weight"].numpy()
-    vocab = Vocab(ckpt["vocab_ids"].numpy().astype(np.uint64), emb)
+    ids = ckpt["vocab_ids"].numpy().astype(np.uint64)
+    emb = ckpt["model_state"].get("graph_encoder.substructure_emb.weight")
+    # --conv features: no substructure table (the ids still map graphs for the name fusion and the caches)
+    vocab = Vocab(ids, emb.numpy() if emb is not None else np.zeros((len(ids) + 1, 0), np.float32))
     files = _check_tokenizer_files(path, ckpt.get("tokenizer_files"))
     try:
         tokenizer = tokenizer_from_files(files)

@@ -10,32 +10,19 @@ ensemble_method.py); ``inference_device`` applies them.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
 from pathlib import Path
 
 from .config import RunConfig, add_model_args, add_train_args, apply_args, check_kept_on_resume, ranged
-from .errors import MolretError
+from .errors import MolretError, user_errors  # noqa: F401  (user_errors: re-exported)
 
 # What --demo changes unless the user set it: the bundled offline encoder,
 # frozen (cached) text features and sizes that train in about a minute on 2 CPU cores.
 DEMO_DEFAULTS = {"text_model": "minilm", "text_pooling": "mean", "freeze_text": True, "epochs": 30, "batch_size": 32,
                  "hidden_dim": 128, "embed_dim": 128, "proj_hidden": 256, "lr": 2e-3,
                  "data_dir": "data/demo"}
-
-
-def user_errors(fn):
-    """Run ``fn``; a MolretError becomes one line on stderr and exit code 2."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except MolretError as e:
-            print(f"error: {e}", file=sys.stderr)
-            raise SystemExit(2) from None
-    return wrapper
 
 
 def training_parser(prog: str, description: str) -> argparse.ArgumentParser:

@@ -21,7 +21,9 @@ DEFAULT_TEXT_MODEL = "allenai/scibert_scivocab_uncased"
 @dataclass
 class ModelConfig:
     # Graph encoder.
-    conv: str = "gatv2"                 # gcn | gat | gatv2 | mlp (molret.model.GRAPH_LAYERS)
+    conv: str = "gatv2"                 # gcn | gat | gatv2 | mlp | features (molret.model.GRAPH_LAYERS)
+    mol_features: str = ""              # curated RDKit feature families (molret.mol_features), comma-separated
+    mol_features_dim: int = 0           # filled from the features (their columns)
     num_layers: int = 3
     hidden_dim: int = 300
     heads: int = 4                      # attention heads (gat/gatv2)
@@ -135,8 +137,14 @@ def _dc_from_dict(dc, d: dict):
 # ---------------------------------------------------------------- argparse
 
 _HELP = {
-    "conv": "graph layer: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv), or mlp (per-atom layers "
-            "that ignore the bonds: a fast bag-of-substructures encoder)",
+    "conv": "graph layer: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv), mlp (per-atom layers "
+            "that ignore the bonds: a fast bag-of-substructures encoder), or features (no graph layers: an MLP over "
+            "the curated RDKit features of --mol-features, the fast chemistry member)",
+    "mol_features": "curated RDKit features of each molecule (rebuilt from its graph by the decoder, or a "
+                    "library's SMILES), comma-separated families of molret.mol_features: maccs, morgan, morgan3, "
+                    "fragments, elements, rings, descriptors, or 'default' (maccs,morgan,fragments,elements,rings); "
+                    "with --conv features the whole molecule side, with a graph layer joined to the GNN's "
+                    "pooled output ('': none; --conv features then uses the default)",
     "num_layers": "number of graph convolution layers",
     "hidden_dim": "graph encoder width",
     "heads": "attention heads per GAT/GATv2 layer",
@@ -225,7 +233,7 @@ _HELP = {
 }
 
 _CHOICES = {
-    "conv": ["gcn", "gat", "gatv2", "mlp"],
+    "conv": ["gcn", "gat", "gatv2", "mlp", "features"],
     "norm": ["batch", "layer", "graph", "none"],
     "pooling": ["mean", "max", "attention"],
     "text_pooling": ["cls", "mean"],
@@ -277,7 +285,22 @@ def ranged(typ, name: str, limits: tuple | None = None):
 
 
 # Fields that are derived from data and never set by flags.
-_NOT_FLAGS = {"vocab_size", "substructure_dim"}
+_NOT_FLAGS = {"vocab_size", "substructure_dim", "mol_features_dim"}
+
+
+def _families_arg(text: str) -> str:
+    """--mol-features: known family names, returned as their canonical comma-separated list ('' stays '')."""
+    from .mol_features import parse_families
+    if not text.strip():
+        return ""
+    try:
+        return ",".join(parse_families(text))
+    except MolretError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# String flags checked by a function of their own (an invalid value is argparse's one error line).
+_STR_TYPES = {"mol_features": _families_arg}
 
 
 def _add_dataclass_args(parser: argparse.ArgumentParser, dc, title: str) -> None:
@@ -293,7 +316,9 @@ def _add_dataclass_args(parser: argparse.ArgumentParser, dc, title: str) -> None
                                help=f"{help_text} (default: {default})")
         else:
             typ = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__)
-            if typ is not str:
+            if f.name in _STR_TYPES:
+                typ = _STR_TYPES[f.name]
+            elif typ is not str:
                 if f.name not in RANGES:
                     raise AssertionError(f"numeric flag --{f.name} has no range in RANGES")
                 typ = ranged(typ, f.name)

@@ -87,16 +87,22 @@ def challenge_pool_inputs(data_dir, cache_dir=None, progress: bool = False):
             test_cids, test_texts, load_graphs("test", test_cids, source, cache, None, progress))
 
 
-def pool_name_features(val_texts, test_texts, val_graphs, test_graphs):
+def pool_name_features(val_texts, test_texts, val_graphs, test_graphs, pairs=None):
     """Name features (molret.name_fusion) of val + test queries against val +
-    test molecules; None (with one warning line) when OPSIN is unavailable."""
+    test molecules, names resolved by OPSIN, the chemicals dictionary and
+    ``pairs`` (a molret.name_sources.PairsDictionary of the training pairs),
+    those available; None (with one warning line each) when none is."""
     from .name_fusion import Candidates, name_features, name_stats
-    from .names import resolve_queries, shared_opsin
+    from .name_sources import default_sources
+    from .names import resolve_queries
+    from .opsin import shared_opsin
     opsin = shared_opsin()
-    if opsin is None:
+    sources = default_sources(opsin, pairs)
+    if not sources:
         return None, {}
-    structures = resolve_queries(list(val_texts) + list(test_texts), opsin)
     candidates = Candidates.from_stores([val_graphs, test_graphs])
+    structures = resolve_queries(list(val_texts) + list(test_texts), opsin, sources=sources,
+                                 candidate_keys=candidates.keys)
     stats = name_stats(structures[:len(val_texts)], candidates, np.arange(len(val_texts)))
     return name_features(structures, candidates), stats
 

@@ -53,7 +53,8 @@ def split_pair_batch(batch: PairBatch, sizes: Sequence[int]) -> list[PairBatch]:
         stop = start + size
         n0, n1 = node_ptr[start], node_ptr[stop]
         emask = (edge_graph >= start) & (edge_graph < stop)
-        graph = GraphBatch(g.x[n0:n1], g.edge_index[:, emask] - n0, g.batch[n0:n1] - start, size)
+        graph = GraphBatch(g.x[n0:n1], g.edge_index[:, emask] - n0, g.batch[n0:n1] - start, size,
+                           None if g.features is None else g.features[start:stop])
         if text.features is not None:
             tb = TextBatch(features=text.features[start:stop])
         else:

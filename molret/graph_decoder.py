@@ -233,6 +233,8 @@ def _build_molecule(invs, bonds, types):
     global _RD_BOND
     from rdkit import Chem
     if _RD_BOND is None:
+        from rdkit import RDLogger
+        RDLogger.DisableLog("rdApp.*")  # sanitising candidates is expected to fail now and then: reasons are ours
         _RD_BOND = {SINGLE: Chem.BondType.SINGLE, DOUBLE: Chem.BondType.DOUBLE,
                     TRIPLE: Chem.BondType.TRIPLE, AROMATIC: Chem.BondType.AROMATIC}
     rw = Chem.RWMol()

@@ -99,6 +99,10 @@ class GraphStore:
     edge_ptr: np.ndarray      # int64 [G + 1]
     x: np.ndarray | None = None  # int64 table rows, set by attach_vocab
     num_unknown: int = 0
+    # float32 [G, F] curated molecule features (molret.mol_features.attach_features), for --mol-features models
+    features: np.ndarray | None = None
+    feature_families: tuple = ()
+    cache_dir: Path | None = None   # where load_graphs cached it: derived caches (decoding, features) go there too
 
     def __len__(self) -> int:
         return len(self.cids)
@@ -135,8 +139,9 @@ class GraphStore:
         edge_cols = concat_ranges(e0, ecount)
         edge_index = self.edges[:, edge_cols].astype(np.int64) + np.repeat(offsets, ecount)[None, :]
         batch = np.repeat(np.arange(len(idx)), ncount)
+        features = torch.from_numpy(self.features[idx]) if self.features is not None else None
         return GraphBatch(x=torch.from_numpy(self.x[node_rows]), edge_index=torch.from_numpy(edge_index),
-                          batch=torch.from_numpy(batch), num_graphs=len(idx))
+                          batch=torch.from_numpy(batch), num_graphs=len(idx), features=features)
 
     # -- persistence (molret.cache; one file per split, or per library)
     def to_arrays(self) -> dict:
@@ -215,6 +220,7 @@ def load_graphs(split: str, cids: Sequence[str], source: GraphSource, cache_dir,
             store.save(path, fingerprint)
         except MolretError:
             pass  # a read-only cache only costs time
+    store.cache_dir = Path(cache_dir)
     if vocab is not None:
         store.attach_vocab(vocab)
     return store
@@ -226,7 +232,9 @@ class GraphBatch:
     edge_index: torch.Tensor   # [2, num_edges]
     batch: torch.Tensor        # [num_nodes] graph of each node
     num_graphs: int
+    features: torch.Tensor | None = None   # [num_graphs, F] molecule features (--mol-features models)
 
     def to(self, device) -> "GraphBatch":
         return GraphBatch(self.x.to(device, non_blocking=True), self.edge_index.to(device, non_blocking=True),
-                          self.batch.to(device, non_blocking=True), self.num_graphs)
+                          self.batch.to(device, non_blocking=True), self.num_graphs,
+                          None if self.features is None else self.features.to(device, non_blocking=True))

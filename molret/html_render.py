@@ -2,7 +2,9 @@
 standalone report file) and the web page of ``serve.py`` (molret.web).
 
 A result is anything with ``rank``, ``id``, ``score`` and ``smiles``
-attributes (``molret.search.Hit``).  Every text that comes from a user, a
+attributes, and optionally ``decoded`` (``molret.search.Hit``): a SMILES
+decoded from a challenge graph gets a short note that it carries no
+stereochemistry.  Every text that comes from a user, a
 library or a checkpoint is escaped here; the only raw markup inserted is the
 SVG that RDKit draws.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import functools
 import html
 from typing import Sequence
+
+from .graph_decoder import NO_STEREO_NOTE
 
 SVG_WIDTH, SVG_HEIGHT = 240, 190
 PUBCHEM_URL = "https://pubchem.ncbi.nlm.nih.gov/compound/{}"
@@ -21,7 +25,7 @@ CARD_CSS = (
     " .hit svg{display:block} .hit code{word-break:break-all}"
     " .none{height:190px;display:flex;align-items:center;justify-content:center;color:#999;text-align:center}"
     " .meta{margin:4px 0} .smi{display:flex;gap:6px;align-items:flex-start}"
-    " .smi code{flex:1} .unknown{color:#999;font-style:italic}"
+    " .smi code{flex:1} .unknown{color:#999;font-style:italic} .note{color:#777;font-size:11px;margin-top:2px}"
     " button.copy{font-size:11px;padding:1px 6px;cursor:pointer}")
 
 REPORT_CSS = ("body{font-family:sans-serif;margin:1.5em} .q{background:#f4f4f8;padding:.8em;"
@@ -96,6 +100,8 @@ def render_card(hit) -> str:
     if smiles:
         smi = (f"<div class='smi'><code>{e(smiles)}</code><button type='button' class='copy' "
                f"data-smiles='{e(smiles)}' title='copy the SMILES'>copy</button></div>")
+        if getattr(hit, "decoded", False):
+            smi += f"<div class='note' title='{e(NO_STEREO_NOTE)}'>decoded from the graph &middot; no stereo</div>"
     else:
         smi = "<div class='smi'><span class='unknown'>SMILES unknown</span></div>"
     return (f"<div class='hit' data-rank='{int(hit.rank)}'>{pic}<div class='meta'><b>#{int(hit.rank)}</b> {ident}"
@@ -115,5 +121,7 @@ def html_report(queries: Sequence[str], results: Sequence[Sequence], library: st
     for n, (q, hits) in enumerate(zip(queries, results), 1):
         parts.append(f"<h2>Query {n}</h2><div class='q'>{e(q)}</div>")
         parts.append(render_cards(hits))
+    if any(getattr(h, "decoded", False) and h.smiles for hits in results for h in hits):
+        parts.append(f"<p class='note'>SMILES marked &ldquo;decoded from the graph&rdquo;: {e(NO_STEREO_NOTE)}.</p>")
     parts.append(f"<script>{COPY_JS}</script></body></html>\n")
     return "".join(parts)

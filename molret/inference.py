@@ -115,7 +115,12 @@ def lower_token_states(model, tokens, n_top: int, device, batch_size: int, progr
 @torch.no_grad()
 def embed_graphs(model, graphs: GraphStore, device, batch_size: int = 256, amp="none",
                  progress=False) -> np.ndarray:
+    """Graph embeddings of every molecule of ``graphs``; a --mol-features
+    model's features are attached first when missing (decoded and cached
+    next to the store's graphs, molret.mol_features)."""
     from tqdm.auto import tqdm
+    from .mol_features import ensure_model_features
+    ensure_model_features(model.cfg, graphs, progress=progress)
     model.eval()
     out = []
     for i in tqdm(range(0, len(graphs), batch_size), desc="embedding molecules", disable=not progress,

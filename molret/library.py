@@ -10,8 +10,11 @@ A *library* is either
 * a challenge-style graph library: a ``raw.zip``, a folder of ``<id>.graph``
   files, or a folder holding ``raw/`` or ``raw.zip`` (the challenge data
   folder, or what ``smiles_to_graph.py`` writes: its ``cids.txt`` then sets
-  the ids and their order).  Ids are the file names (CIDs); SMILES are shown
-  when a ``--smiles-map`` gives them.
+  the ids and their order).  Ids are the file names (CIDs); the SMILES are
+  decoded from the graphs themselves (``molret.store_decoding``: exact
+  structures, without stereochemistry, which the graphs do not carry; a
+  ``--smiles-map`` may give better ones), and ``Library.smiles_status`` says
+  why a graph could not be decoded.
 
 Caching the parsed library and its embeddings is ``molret.library_cache``.
 """
@@ -25,15 +28,19 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph_store import GraphSource, GraphStore, build_graph_store, parse_identifiers
 from .errors import MolretError
 from .io_utils import atomic_write_text
 
+if TYPE_CHECKING:  # graph_store imports torch: loaded only where graphs are parsed
+    from .graph_store import GraphStore
+
 FINGERPRINT_VERSION = 1
 MAX_REPORTED_INVALID = 20
+DECODING_CACHE = "decoded.npz"         # a graph library's decoded SMILES, in its cache folder
 
 
 @dataclass
@@ -47,9 +54,17 @@ class Library:
     invalid: int = 0                       # rows/files skipped
     invalid_examples: list = field(default_factory=list)
     graphs: GraphStore | None = None       # None when only embeddings were loaded from the cache
+    # Graph libraries: per molecule, the decoder's status ("exact", or why the graph could not be decoded);
+    # None for SMILES libraries, or when not known (loaded from an embedding cache).
+    smiles_status: list | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def smiles_decoded(self) -> bool:
+        """True when the SMILES were decoded from the graphs (no stereochemistry)."""
+        return self.kind == "graphs"
 
 
 @dataclass
@@ -81,6 +96,22 @@ def reader_options(args) -> ReaderOptions:
 
 # ------------------------------------------------------------------ layout
 
+def library_cache_dir(path, cache_dir=None) -> Path:
+    """Where a library's caches live (``molret.library_cache``, and the decoded SMILES of a graph library).
+
+    ``<library>.molret-cache/`` next to the library when its folder is
+    writable; with ``cache_dir`` (or when the library's folder is read-only:
+    ``$MOLRET_CACHE`` or ``~/.cache/molret``) ``<base>/search/<name>-<hash of
+    the library's absolute path>/``.
+    """
+    from . import cache
+    p = Path(path).resolve()
+    tag = f"{p.name}-{cache.path_tag(p)}"
+    if cache_dir:
+        return Path(cache_dir) / "search" / tag
+    return cache.preferred_or_user_dir(p.parent / f"{p.name}.molret-cache", f"search/{tag}")
+
+
 def library_kind(path) -> str:
     p = Path(path)
     if not p.exists():
@@ -90,8 +121,11 @@ def library_kind(path) -> str:
     return "smiles"
 
 
-def _graph_layout(path: Path):
-    """(graph source path, ids file or None) of a graph library."""
+def graph_layout(path) -> tuple:
+    """(graph source path: raw.zip or a folder of .graph files, ids file or None) of a graph library."""
+    path = Path(path)
+    if not path.exists():
+        raise MolretError(f"library {path} does not exist")
     if path.is_file():
         return path, None
     ids_file = path / "cids.txt" if (path / "cids.txt").is_file() else None
@@ -113,7 +147,10 @@ def id_sort_key(ident: str):
     return (0, int(ident), "") if ident.isdigit() else (1, 0, ident)
 
 
-def _list_graph_ids(source_path: Path, ids_file: Path | None) -> list:
+def list_graph_ids(source_path, ids_file=None) -> list:
+    """The ids of a graph library (as ``graph_layout`` gives its parts): the lines of ``ids_file``, else
+    the names of its ``.graph`` files in ``id_sort_key`` order; MolretError when unreadable or empty."""
+    source_path = Path(source_path)
     if ids_file is not None:
         try:
             lines = ids_file.read_text(encoding="utf-8").splitlines()
@@ -188,7 +225,7 @@ def library_fingerprint(path, options: ReaderOptions | None = None, memo_dir: Pa
     if kind == "smiles" or p.is_file():
         h.update(_file_content_hash(p, memo_dir).encode())
         return h.hexdigest()
-    source, ids_file = _graph_layout(p)
+    source, ids_file = graph_layout(p)
     if ids_file is not None:
         h.update(b"ids:")
         _sha1_file(ids_file, h)
@@ -221,6 +258,7 @@ class _Skipped:
 
 def _read_smiles_library(path: Path, options: ReaderOptions, progress: bool, skipped: _Skipped):
     from tqdm.auto import tqdm
+    from .graph_store import GraphStore, parse_identifiers
     from .smiles import mol_to_graph, read_library
     records = read_library(path, fmt=options.fmt, smiles_column=options.smiles_column,
                            id_column=options.id_column, id_property=options.id_property,
@@ -243,9 +281,13 @@ def _read_smiles_library(path: Path, options: ReaderOptions, progress: bool, ski
 
 
 def read_library(path, options: ReaderOptions | None = None, fingerprint: str | None = None,
-                 progress: bool = False) -> Library:
+                 progress: bool = False, decode_cache=None, workers: int | None = None) -> Library:
     """Every valid molecule of the library at ``path`` as graphs
-    (``Library.graphs`` set), invalid ones counted; uncached."""
+    (``Library.graphs`` set), invalid ones counted.  A graph library's SMILES
+    are decoded from its graphs (``molret.store_decoding``, ``workers``
+    processes), the decoding read from / written to ``decode_cache`` (a
+    ``molret.cache`` file; None: computed now)."""
+    from .graph_store import GraphSource, build_graph_store
     p = Path(path)
     options = options or ReaderOptions()
     fingerprint = fingerprint or library_fingerprint(p, options)
@@ -254,14 +296,18 @@ def read_library(path, options: ReaderOptions | None = None, fingerprint: str | 
     if kind == "smiles":
         smiles, store = _read_smiles_library(p, options, progress, skipped)
     else:
-        source_path, ids_file = _graph_layout(p)
-        store = build_graph_store(_list_graph_ids(source_path, ids_file), GraphSource(source_path), progress,
+        source_path, ids_file = graph_layout(p)
+        store = build_graph_store(list_graph_ids(source_path, ids_file), GraphSource(source_path), progress,
                                   on_error=skipped)
-        smiles = [None] * len(store)
     if not len(store):
         more = f": {skipped.examples[0]}" if skipped.examples else ""
         raise MolretError(f"library {p} has no valid molecules ({skipped.count} invalid){more}")
-    return Library(p, kind, list(store.cids), smiles, fingerprint, skipped.count, skipped.examples, store)
+    status = None
+    if kind == "graphs":
+        from .store_decoding import cached_decode_store
+        decoding = cached_decode_store(store, decode_cache, workers=workers, progress=progress)
+        smiles, status = decoding.smiles, decoding.status
+    return Library(p, kind, list(store.cids), smiles, fingerprint, skipped.count, skipped.examples, store, status)
 
 
 # --------------------------------------------------------------- smiles map

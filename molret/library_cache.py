@@ -23,17 +23,18 @@ from . import cache
 from .graph_store import GraphStore
 from .errors import MolretError
 from .io_utils import is_writable_dir
-from .library import Library, ReaderOptions, library_fingerprint, read_library
+from .library import DECODING_CACHE, Library, ReaderOptions, library_fingerprint, read_library
+from .library import library_cache_dir  # noqa: F401  (re-exported: where the caches live)
 from .inference import SEARCH_AMP, embed_graphs
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2   # 2: graph libraries carry the SMILES decoded from their graphs
 # ModelConfig fields that change a graph embedding (the architecture of the graph encoder and of the
 # graph projection). Every other field is listed in NON_GRAPH_FIELDS, so that a new field must be
 # classified (tests/test_library_cache.py checks that every field is in one of the two).
 GRAPH_FIELDS = ("conv", "num_layers", "hidden_dim", "heads", "residual", "norm", "pooling", "vocab_size",
-                "substructure_dim", "embed_dim", "proj_hidden")
+                "substructure_dim", "embed_dim", "proj_hidden", "mol_features", "mol_features_dim")
 NON_GRAPH_FIELDS = ("dropout",                          # identity at inference (model.eval())
                     "train_substructure_emb",            # training only; the table itself is hashed
                     "text_model", "text_pooling", "max_length", "train_text_layers",
@@ -43,21 +44,6 @@ NON_GRAPH_FIELDS = ("dropout",                          # identity at inference 
 GRAPH_MODULES = ("graph_encoder", "graph_proj")
 # Library and query embeddings are both computed with molret.inference.SEARCH_AMP (float32, whatever the
 # checkpoint trained with), so the AMP setting is not part of the key.
-
-
-def library_cache_dir(path, cache_dir=None) -> Path:
-    """Where a library's caches live.
-
-    ``<library>.molret-cache/`` next to the library when its folder is
-    writable; with ``cache_dir`` (or when the library's folder is read-only:
-    ``$MOLRET_CACHE`` or ``~/.cache/molret``) ``<base>/search/<name>-<hash of
-    the library's absolute path>/``.
-    """
-    p = Path(path).resolve()
-    tag = f"{p.name}-{cache.path_tag(p)}"
-    if cache_dir:
-        return Path(cache_dir) / "search" / tag
-    return cache.preferred_or_user_dir(p.parent / f"{p.name}.molret-cache", f"search/{tag}")
 
 
 def model_key(model, cfg, vocab) -> str:
@@ -76,6 +62,9 @@ def model_key(model, cfg, vocab) -> str:
             if t.numel():
                 h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(np.asarray(vocab.ids, dtype=np.uint64).tobytes())
+    if cfg.model.mol_features or cfg.model.conv == "features":  # the features' code and RDKit
+        from .mol_features import FEATURES_VERSION, _rdkit_version
+        h.update(f"mol-features-v{FEATURES_VERSION}:rdkit-{_rdkit_version()}".encode())
     return h.hexdigest()
 
 
@@ -87,15 +76,19 @@ def _library_meta(lib: Library) -> dict:
 
 def _library_from(path: Path, fingerprint: str, ids: list, z: dict, meta: dict, graphs=None) -> Library:
     smiles = cache.from_json_array(z["smiles"])
-    if len(smiles) != len(ids):
+    status = cache.from_json_array(z["smiles_status"]) if "smiles_status" in z else None
+    if len(smiles) != len(ids) or (status is not None and len(status) != len(ids)):
         raise ValueError(f"{len(ids)} ids but {len(smiles)} SMILES")
-    return Library(path, meta["kind"], ids, smiles, fingerprint, meta["invalid"], meta["invalid_examples"], graphs)
+    return Library(path, meta["kind"], ids, smiles, fingerprint, meta["invalid"], meta["invalid_examples"], graphs,
+                   status)
 
 
 def read_library_graphs(path, options: ReaderOptions | None = None, cache_dir: Path | None = None,
                         fingerprint: str | None = None, progress: bool = False) -> Library:
     """The library's molecules as graphs (``Library.graphs`` set); parsed
-    once and cached in ``cache_dir/library.npz`` (model-independent)."""
+    once and cached in ``cache_dir/library.npz`` (model-independent), with a
+    graph library's decoded SMILES (also kept apart in
+    ``cache_dir/decoded.npz``, which ``graphs_to_smiles.py`` shares)."""
     p = Path(path)
     options = options or ReaderOptions()
     fingerprint = fingerprint or library_fingerprint(p, options, cache_dir)
@@ -107,11 +100,14 @@ def read_library_graphs(path, options: ReaderOptions | None = None, cache_dir: P
         lib = cache.load(file, fingerprint, CACHE_VERSION, decode)
         if lib is not None:
             return lib
-    lib = read_library(p, options, fingerprint, progress)
+    lib = read_library(p, options, fingerprint, progress,
+                       decode_cache=cache_dir / DECODING_CACHE if cache_dir is not None else None)
     if file is not None:
+        arrays = dict(lib.graphs.to_arrays(), smiles=cache.json_array(lib.smiles))
+        if lib.smiles_status is not None:
+            arrays["smiles_status"] = cache.json_array(lib.smiles_status)
         try:
-            cache.save(file, fingerprint, CACHE_VERSION,
-                       dict(lib.graphs.to_arrays(), smiles=cache.json_array(lib.smiles)), _library_meta(lib))
+            cache.save(file, fingerprint, CACHE_VERSION, arrays, _library_meta(lib))
         except MolretError as e:
             log.warning(f"could not cache the parsed library in {file}: {e}")
     return lib
@@ -184,6 +180,10 @@ def library_embeddings(path, model, cfg, vocab, *, device=None, options: ReaderO
     lib = read_library_graphs(p, options, folder, fingerprint, progress)
     parse_seconds = time.perf_counter() - t0
     lib.graphs.attach_vocab(vocab)
+    # --mol-features models: from the library's SMILES, or its graphs decoded when it has none (cached in folder)
+    from .mol_features import ensure_model_features
+    ensure_model_features(cfg.model, lib.graphs, smiles=lib.smiles if any(lib.smiles) else None,
+                          cache_dir=folder, progress=progress)
     t0, c0 = time.perf_counter(), time.process_time()
     emb = embed_graphs(model, lib.graphs, device, batch_size or cfg.train.eval_batch_size, SEARCH_AMP, progress)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0

@@ -16,22 +16,34 @@ from .text_bow import BowEncoder
 
 class GraphEncoder(nn.Module):
     """Embedding table -> input projection -> [conv -> norm -> act -> dropout
-    (+ residual)] x L -> pooling."""
+    (+ residual)] x L -> pooling; with --mol-features, the molecule-features
+    MLP (``FeatureEncoder``) joined to the pooled output, or (--conv features)
+    in place of the graph layers."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        self.cfg = cfg
+        if cfg.conv not in GRAPH_LAYERS:
+            raise MolretError(f"unknown --conv {cfg.conv!r} ({', '.join(GRAPH_LAYERS)})")
+        self.has_graph = GRAPH_LAYERS[cfg.conv] is not None
+        self.features = None
+        if cfg.mol_features or not self.has_graph:
+            if cfg.mol_features_dim <= 1:
+                raise MolretError("model config has no molecule-feature width (mol_features_dim): the features "
+                                  "are attached before the model is built (molret.mol_features)")
+            self.features = FeatureEncoder(cfg.mol_features_dim, cfg.hidden_dim, cfg.dropout)
+        self.dropout = nn.Dropout(cfg.dropout)
+        if not self.has_graph:
+            return
         from torch_geometric import nn as gnn
 
         if cfg.vocab_size <= 0:
             raise MolretError("model config has no substructure vocabulary (vocab_size = 0)")
-        self.cfg = cfg
         self.substructure_emb = nn.Embedding(cfg.vocab_size, cfg.substructure_dim)
         self.substructure_emb.weight.requires_grad = cfg.train_substructure_emb
         self.input = nn.Linear(cfg.substructure_dim, cfg.hidden_dim)
         h = cfg.hidden_dim
         self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
-        if cfg.conv not in GRAPH_LAYERS:
-            raise MolretError(f"unknown --conv {cfg.conv!r} ({', '.join(GRAPH_LAYERS)})")
         if cfg.conv in ("gat", "gatv2") and h % cfg.heads:
             raise MolretError(f"--hidden-dim {h} must be divisible by --heads {cfg.heads}")
         for _ in range(cfg.num_layers):
@@ -46,20 +58,66 @@ class GraphEncoder(nn.Module):
             self.pool = gnn.aggr.MeanAggregation()
         else:
             raise MolretError(f"unknown --pooling {cfg.pooling!r}")
-        self.dropout = nn.Dropout(cfg.dropout)
 
     @property
     def out_dim(self) -> int:
-        return self.cfg.hidden_dim
+        return self.cfg.hidden_dim * (int(self.has_graph) + int(self.features is not None))
 
     def forward(self, graph) -> torch.Tensor:
-        h = self.input(self.substructure_emb(graph.x))
-        for conv, norm in zip(self.convs, self.norms):
-            out = conv(h, graph.edge_index)
-            out = norm(out, graph.batch) if isinstance(norm, _graph_norm_type()) else norm(out)
-            out = self.dropout(F.gelu(out))
-            h = h + out if self.cfg.residual else out
-        return self.pool(h, graph.batch, dim_size=graph.num_graphs)
+        parts = []
+        if self.has_graph:
+            h = self.input(self.substructure_emb(graph.x))
+            for conv, norm in zip(self.convs, self.norms):
+                out = conv(h, graph.edge_index)
+                out = norm(out, graph.batch) if isinstance(norm, _graph_norm_type()) else norm(out)
+                out = self.dropout(F.gelu(out))
+                h = h + out if self.cfg.residual else out
+            parts.append(self.pool(h, graph.batch, dim_size=graph.num_graphs))
+        if self.features is not None:
+            if graph.features is None:
+                raise MolretError("this model reads molecule features (--mol-features) but the graphs came "
+                                  "without them (molret.mol_features.attach_features)")
+            parts.append(self.features(graph.features))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
+class FeatureEncoder(nn.Module):
+    """Curated molecule features (molret.mol_features: the families' columns,
+    then the ``undecoded`` indicator) -> standardised with statistics of the
+    training molecules (buffers, saved in the checkpoint) -> dropout ->
+    Linear(hidden) -> GELU -> dropout.  A molecule without a structure
+    (indicator 1) has standardised values 0 (the training mean) and keeps
+    its indicator."""
+
+    def __init__(self, n_features: int, hidden: int, dropout: float):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features - 1))
+        self.register_buffer("std", torch.ones(n_features - 1))
+        self.linear = nn.Linear(n_features, hidden)
+        self.dropout = nn.Dropout(dropout)
+
+    @torch.no_grad()
+    def set_standardisation(self, features) -> None:
+        """Mean and standard deviation of each column over the rows of
+        ``features`` that have a structure (constant columns: std 1)."""
+        x = torch.as_tensor(features, dtype=torch.float32)
+        if x.shape[1] != len(self.mean) + 1:
+            raise MolretError(f"{x.shape[1]} feature columns, the model expects {len(self.mean) + 1}")
+        x = x[x[:, -1] == 0, :-1]
+        if len(x) == 0:
+            return
+        std = x.std(0, unbiased=False)
+        self.mean.copy_(x.mean(0))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if features.shape[-1] != len(self.mean) + 1:
+            raise MolretError(f"molecule features have {features.shape[-1]} columns, the model expects "
+                              f"{len(self.mean) + 1} (other families or another RDKit version?)")
+        features = features.float()
+        known = 1.0 - features[:, -1:]
+        z = (features[:, :-1] - self.mean) / self.std * known
+        return self.dropout(F.gelu(self.linear(self.dropout(torch.cat([z, features[:, -1:]], dim=-1)))))
 
 
 class NodeMLP(nn.Module):
@@ -85,6 +143,7 @@ GRAPH_LAYERS = {
     "gat": lambda h, heads: _gnn().GATConv(h, h // heads, heads=heads, concat=True, dropout=0.0),
     "gatv2": lambda h, heads: _gnn().GATv2Conv(h, h // heads, heads=heads, concat=True, dropout=0.0),
     "mlp": lambda h, heads: NodeMLP(h),
+    "features": None,   # no graph layers: the molecule-features MLP alone (--mol-features)
 }
 
 
@@ -228,7 +287,7 @@ def build_model(cfg: ModelConfig, substructure_vectors=None, hf_model: nn.Module
         from .text_models import load_encoder
         hf_model = load_encoder(cfg.text_model)
     model = MolRetModel(cfg, TextEncoder(hf_model, cfg.text_pooling))
-    if substructure_vectors is not None:
+    if substructure_vectors is not None and model.graph_encoder.has_graph:
         vectors = torch.as_tensor(substructure_vectors, dtype=torch.float32)
         if tuple(vectors.shape) != (cfg.vocab_size, cfg.substructure_dim):
             raise MolretError(f"substructure table is {tuple(vectors.shape)}, config expects "

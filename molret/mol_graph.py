@@ -66,6 +66,9 @@ def _boost_hash(values) -> int:
     return seed
 
 
+_weights: dict = {}   # atomic number -> average atomic weight (the periodic table lookup is slow)
+
+
 def atom_invariants(mol) -> list[int]:
     """RDKit's Morgan connectivity invariants as used for the challenge graphs.
 
@@ -74,7 +77,6 @@ def atom_invariants(mol) -> list[int]:
     ``int(atom mass - average atomic weight)`` (e.g. 1 for deuterium).
     """
     Chem = _rdkit()
-    table = Chem.GetPeriodicTable()
     if mol.NeedsUpdatePropertyCache():  # unsanitised input: compute implicit Hs
         mol.UpdatePropertyCache(strict=False)
     try:
@@ -85,8 +87,10 @@ def atom_invariants(mol) -> list[int]:
     out = []
     for atom in mol.GetAtoms():
         z = atom.GetAtomicNum()
-        inv = [z, atom.GetTotalDegree(), atom.GetTotalNumHs(), atom.GetFormalCharge(),
-               int(atom.GetMass() - table.GetAtomicWeight(z))]
+        weight = _weights.get(z)
+        if weight is None:
+            weight = _weights[z] = Chem.GetPeriodicTable().GetAtomicWeight(z)
+        inv = [z, atom.GetTotalDegree(), atom.GetTotalNumHs(), atom.GetFormalCharge(), int(atom.GetMass() - weight)]
         if ring_info.NumAtomRings(atom.GetIdx()):
             inv.append(1)
         out.append(_boost_hash(inv))

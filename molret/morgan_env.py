@@ -200,23 +200,33 @@ class EnvironmentTable:
 _radius0_memo: dict = {}
 
 
-def _isotope_terms() -> dict:
-    """Z -> the isotope terms its isotopes can have (0 always first)."""
-    from rdkit import Chem
-    table = Chem.GetPeriodicTable()
-    out = {}
-    out[0] = [0]  # a dummy atom (*)
-    for z in range(1, 119):
+_isotope_memo: dict = {}
+
+
+def _isotopes(z: int) -> list:
+    """(mass number, isotope term int(mass - average weight)) of element z's isotopes RDKit knows, lightest first."""
+    if z not in _isotope_memo:
+        from rdkit import Chem
+        table = Chem.GetPeriodicTable()
         avg = table.GetAtomicWeight(z)
-        terms = {0}
         nominal = int(round(avg))
+        found = []
         for a in range(max(1, nominal - 12), nominal + 13):
             try:
                 m = table.GetMassForIsotope(z, a)
             except RuntimeError:
                 continue
             if m > 0:
-                terms.add(int(m - avg))
+                found.append((a, int(m - avg)))
+        _isotope_memo[z] = found
+    return _isotope_memo[z]
+
+
+def _isotope_terms() -> dict:
+    """Z -> the isotope terms its isotopes can have (0 always first); Z 0 is a dummy atom (*)."""
+    out = {0: [0]}
+    for z in range(1, 119):
+        terms = {0} | {t for _, t in _isotopes(z)}
         out[z] = sorted(terms, key=lambda t: (t != 0, abs(t), t))
     return out
 
@@ -267,18 +277,7 @@ def plausible_invariants(heavy_degree: int, in_ring: int, known: set) -> list:
 
 
 def isotope_for(z: int, term: int) -> int:
-    """The lightest isotope of element z whose term int(mass - average weight) is ``term`` (0: none)."""
+    """The lightest isotope of element z whose term int(mass - average weight) is ``term`` (0: none; -1: no such)."""
     if term == 0:
         return 0
-    from rdkit import Chem
-    table = Chem.GetPeriodicTable()
-    avg = table.GetAtomicWeight(z)
-    nominal = int(round(avg))
-    for a in range(max(1, nominal - 12), nominal + 13):
-        try:
-            m = table.GetMassForIsotope(z, a)
-        except RuntimeError:
-            continue
-        if m > 0 and int(m - avg) == term:
-            return a
-    return -1
+    return next((a for a, t in _isotopes(z) if t == term), -1)

@@ -8,7 +8,13 @@ query names (``molret.names``):
 * ``subject``: Tanimoto similarity of the subject's and the candidate's sets
   of substructure identifiers;
 * ``parent``: the best such similarity over the structures the query cites
-  (derives from, conjugate acid/base of, tautomer of, ... in which).
+  (derives from, conjugate acid/base of, tautomer of, ... in which);
+* ``form``: the candidate's graph is another form of a named structure: the
+  subject (or an enantiomer) in another charge state or tautomer, or a
+  structure the query cites as its conjugate acid/base or tautomer in another
+  form (``molret.names.QueryStructures.forms``): 1, or 0.5 for a form that
+  goes against the query's charge words ("(2-)", "zwitterion", "conjugate
+  base of", "major species at pH 7.3") when another matching form fits them.
 
 The fused score is ``similarity + sum_f weight_f * feature_f``; weights are
 fitted on val (``fit_weights``: the pool LRAP of the val queries), so all
@@ -29,14 +35,17 @@ from .metrics import ranks_of_targets
 
 log = logging.getLogger("molret")
 
-FEATURES = ("exact", "subject", "parent")
+FEATURES = ("exact", "subject", "parent", "form")
 # Weights used where there is no val set to fit them on (search.py): fitted on the shared val pool
 # with the recipe's seed-0 ensemble (python recipe.py --data-dir ../shared/data/altegrad --minutes 30;
-# README "Names in queries").
-DEFAULT_WEIGHTS = {"exact": 0.25, "subject": 0.6, "parent": 0.32}
+# README "Names in queries"). "form" was not fitted with that ensemble: the weight of "exact", since the
+# fits of README "Names 2.0" gave the two equal weights.
+DEFAULT_WEIGHTS = {"exact": 0.25, "subject": 0.6, "parent": 0.32, "form": 0.25}
 _GRID = {"exact": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0),
          "subject": (0.0, 0.05, 0.1, 0.2, 0.4, 0.8),
-         "parent": (0.0, 0.025, 0.05, 0.1, 0.2, 0.4)}
+         "parent": (0.0, 0.025, 0.05, 0.1, 0.2, 0.4),
+         "form": (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)}
+FORM_AGAINST_HINT = 0.5     # the form feature of a form the query's charge words speak against
 
 
 @dataclass
@@ -103,7 +112,7 @@ class NameFeatures:
 
 def name_features(structures: Sequence, candidates: Candidates) -> NameFeatures:
     """The features of every query (``molret.names.QueryStructures``) against every candidate."""
-    rows = [q for q, s in enumerate(structures) if s.subject or s.enantiomers or s.parents]
+    rows = [q for q, s in enumerate(structures) if s.subject or s.enantiomers or s.parents or getattr(s, "forms", None)]
     values = np.zeros((len(FEATURES), len(rows), len(candidates)), np.float32)
     by_key: dict = {}
     for j, key in enumerate(candidates.keys):
@@ -111,8 +120,20 @@ def name_features(structures: Sequence, candidates: Candidates) -> NameFeatures:
     subject_sets, subject_rows, parent_sets, parent_rows = [], [], [], []
     for k, q in enumerate(rows):
         s = structures[q]
-        for key in s.identity_keys:
+        identity = s.identity_keys
+        for key in identity:
             values[0, k, by_key.get(key, [])] = 1.0
+        matched = {}   # form key -> preferred by the charge words (True / False / None)
+        for f in getattr(s, "forms", ()):
+            if f.key not in identity and f.key in by_key:
+                p = s.preferred(f)
+                if p is None:
+                    matched.setdefault(f.key, None)
+                else:
+                    matched[f.key] = bool(matched.get(f.key)) or p
+        any_preferred = any(p for p in matched.values())
+        for key, p in matched.items():
+            values[3, k, by_key[key]] = FORM_AGAINST_HINT if any_preferred and p is False else 1.0
         if s.subject is not None:
             subject_sets.append(s.subject.identifiers)
             subject_rows.append(k)
@@ -173,7 +194,9 @@ def fit_weights(similarity: np.ndarray, features: NameFeatures, targets: np.ndar
         return (fixed + float(np.sum(1.0 / ranks))) / len(targets)
 
     best_w, best = zero, score(zero)
-    for combo in itertools.product(*(_GRID[f] for f in FEATURES)):
+    # a feature that is zero everywhere (no forms matched, say) keeps weight 0: its grid is not searched
+    grids = [_GRID[f] if values[i].any() else (0.0,) for i, f in enumerate(FEATURES)]
+    for combo in itertools.product(*grids):
         w = dict(zip(FEATURES, combo))
         s = score(w)
         if s > best + 1e-12:
@@ -195,7 +218,22 @@ def name_stats(structures: Sequence, candidates: Candidates, targets: np.ndarray
     resolved = sum(s.subject is not None for s in structures)
     exact = sum(bool(s.identity_keys) and candidates.keys[int(t)] in s.identity_keys
                 for s, t in zip(structures, targets))
+    true_keys = [candidates.keys[int(t)] for t in targets]
+    form = [next((f for f in getattr(s, "forms", ()) if f.key == k and k not in s.identity_keys), None)
+            for s, k in zip(structures, true_keys)]
+    by_source: dict = {}
+    for s, k in zip(structures, true_keys):
+        if s.subject is not None:
+            d = by_source.setdefault(s.subject.source, {"resolved": 0, "exact": 0})
+            d["resolved"] += 1
+            d["exact"] += int(k == s.subject.key)
+    form_kinds: dict = {}
+    for f in form:
+        if f is not None:
+            form_kinds[f.kind] = form_kinds.get(f.kind, 0) + 1
     return {"queries": len(structures), "subject_found": n_subject, "subject_resolved": resolved,
             "exact_true_graph": int(exact),
+            "form_true_graph": sum(f is not None for f in form), "form_true_by_kind": form_kinds,
+            "subject_by_source": by_source,
             "cited_found": sum(len(s.names.parents) + len(s.names.enantiomers) for s in structures),
             "cited_resolved": sum(len(s.parents) + len(s.enantiomers) for s in structures)}

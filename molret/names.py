@@ -4,9 +4,9 @@ turned into the challenge's graphs.
 Most ChEBI-style descriptions open with the molecule's name ("2-hydroxybutanoic
 acid is a ...") and cite others ("It derives from a butyric acid", "It is a
 conjugate acid of ...", "... that is alpha-D-mannopyranose in which ...").
-``extract_names`` finds them; ``Opsin`` resolves names to SMILES with OPSIN
-(the open name-to-structure parser, shipped as a jar by the ``py2opsin``
-package, run in one long-lived Java process); ``resolve_queries`` turns each
+``extract_names`` finds them; ``molret.opsin.Opsin`` resolves names to SMILES
+with OPSIN (the open name-to-structure parser, in one long-lived Java
+process); ``resolve_queries`` turns each
 query's names into :class:`QueryStructures` (graph identity keys and
 substructure-identifier sets, built with ``molret.smiles``). How these
 structures score candidate molecules is ``molret.name_fusion``.
@@ -17,26 +17,19 @@ names are resolved.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import queue
 import re
-import shutil
-import subprocess
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .opsin import Opsin, OpsinUnavailable
 from .name_variants import _acid_name, name_variants  # noqa: F401 - _acid_name: tests
 
 log = logging.getLogger("molret")
 
 NAMES_CHOICES = ("none", "opsin")
-OPSIN_TIMEOUT_S = 20.0          # a name OPSIN has not answered in this time stops the parser
-OPSIN_START_TIMEOUT_S = 180.0   # the first answer of a new process: a JVM start on a loaded machine is slow
 MAX_NAME_CHARS = 300            # longer "names" are sentence fragments, not names
 
 # ------------------------------------------------------------------ finding names
@@ -69,9 +62,53 @@ class QueryNames:
     subject: str | None = None
     enantiomers: tuple = ()
     parents: tuple = ()
+    relatives: tuple = ()     # (relation, name): "conjugate base of", "conjugate acid of", "tautomer of" (also parents)
 
     def all(self) -> list[str]:
         return [n for n in (self.subject, *self.enantiomers, *self.parents) if n]
+
+
+@dataclass(frozen=True)
+class ChargeHint:
+    """What a query says about its molecule's charge state: ``charge`` a net
+    charge ("(2-)", "dianion", "cation"), ``zwitterion``, ``ph`` ("major
+    species at pH 7.3"), ``relation`` "base"/"acid" (it is the conjugate
+    base/acid of a cited structure)."""
+    charge: int | None = None
+    zwitterion: bool = False
+    ph: bool = False
+    relation: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.charge is not None or self.zwitterion or self.ph or self.relation is not None
+
+
+_CHARGE_SUFFIX = re.compile(r"\((\d*)([+-])\)\s*$")
+_MULTIPLIERS = {"mono": 1, "di": 2, "tri": 3, "tetra": 4, "penta": 5, "hexa": 6, "": 1}
+_ION_WORD = re.compile(r"\b(mono|di|tri|tetra|penta|hexa|)(an|cat)ion\b", re.I)
+
+
+def charge_hint(query: str, subject: str | None) -> ChargeHint:
+    """The :class:`ChargeHint` of a query: from its subject name and its first sentence."""
+    query = str(query)
+    first = re.split(r"\.\s", query, maxsplit=1)[0]
+    charge = None
+    m = _CHARGE_SUFFIX.search(subject or "")
+    if m:
+        charge = (int(m.group(1)) if m.group(1) else 1) * (-1 if m.group(2) == "-" else 1)
+    else:
+        m = _ION_WORD.search(first)
+        if m:
+            charge = _MULTIPLIERS[m.group(1).lower()] * (-1 if m.group(2).lower() == "an" else 1)
+    zwitterion = bool(re.search(r"zwitterion", first, re.I))
+    if zwitterion:
+        charge = None
+    ph = bool(re.search(r"major (?:micro)?species at pH", query, re.I))
+    relation = None
+    m = re.search(r"\bconjugate (base|acid) of\b", query, re.I)
+    if m:
+        relation = m.group(1).lower()
+    return ChargeHint(charge, zwitterion, ph, relation)
 
 
 def _clean(name: str) -> str | None:
@@ -91,11 +128,14 @@ def extract_names(query: str) -> QueryNames:
         # "X is conjugate base of Y. It is a ...": ChEBI drops the article after some "is"; the name ends at the
         # first "is"/"are" (a chemical name holds no such word)
         subject = _clean(_FIRST_IS.split(m.group("name"), maxsplit=1)[0])
-    enantiomers, parents = [], []
+    enantiomers, parents, relatives = [], [], []
     for m in _CITED.finditer(query):
         names = [_clean(n) for n in _LIST_SPLIT.split(m.group("names"))]
-        target = enantiomers if m.group("phrase").lower() == "enantiomer of" else parents
+        phrase = m.group("phrase").lower()
+        target = enantiomers if phrase == "enantiomer of" else parents
         target.extend(n for n in names if n)
+        if phrase != "derives from":
+            relatives.extend((" ".join(phrase.split()), n) for n in names if n and n != subject)
     for m in _IN_WHICH.finditer(query):
         clause = re.split(r"[.;,]\s", query[:m.start()])[-1]
         last = _LAST_IS.match(clause.rstrip())
@@ -103,139 +143,7 @@ def extract_names(query: str) -> QueryNames:
         if name and len(name.split()) <= 4:
             parents.append(name)
     dedup = lambda xs: tuple(dict.fromkeys(x for x in xs if x != subject))  # noqa: E731
-    return QueryNames(subject, dedup(enantiomers), dedup(parents))
-
-
-# ------------------------------------------------------------------ OPSIN
-
-def find_opsin_jar() -> Path | None:
-    """The OPSIN jar shipped by the py2opsin package (found without importing
-    it: its import runs ``java -version``)."""
-    import importlib.util
-    spec = importlib.util.find_spec("py2opsin")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        jars = sorted(Path(folder).glob("opsin*.jar"))
-        if jars:
-            return jars[-1]
-    return None
-
-
-class OpsinUnavailable(Exception):
-    """Java or the OPSIN jar is missing, or the parser stopped."""
-
-
-class Opsin:
-    """One long-lived OPSIN process (``java -jar opsin.jar -osmi``): a name per
-    line in, a SMILES (or an empty line) per line out, so a name costs a few
-    milliseconds once the JVM is up instead of a JVM start. Thread-safe;
-    results are memoised per name."""
-
-    def __init__(self, jar: Path | str | None = None, java: str = "java", timeout: float = OPSIN_TIMEOUT_S,
-                 start_timeout: float = OPSIN_START_TIMEOUT_S):
-        self.jar = Path(jar) if jar else find_opsin_jar()
-        self.java = shutil.which(java) if java else None
-        self.timeout = timeout
-        self.start_timeout = max(timeout, start_timeout)
-        self._answered = False          # has the running process answered a name yet
-        self._proc = None
-        self._lines: queue.Queue = queue.Queue()
-        self._lock = threading.Lock()
-        self.memo: dict[str, str | None] = {}
-        if self.java is None:
-            raise OpsinUnavailable("no Java runtime found (install one, e.g. Debian's default-jre-headless)")
-        if self.jar is None or not self.jar.is_file():
-            raise OpsinUnavailable("the OPSIN parser is not installed (pip install py2opsin)")
-
-    @property
-    def version(self) -> str:
-        return self.jar.name
-
-    def _start(self) -> None:
-        # -s: stereochemistry OPSIN cannot interpret is ignored (the graphs carry none)
-        self._proc = subprocess.Popen([self.java, "-Xss8m", "-jar", str(self.jar), "-osmi", "-s"],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True, encoding="utf-8", bufsize=1)
-        self._lines = queue.Queue()
-        self._answered = False
-        threading.Thread(target=self._read_lines, args=(self._proc, self._lines), daemon=True).start()
-
-    @staticmethod
-    def _read_lines(proc, lines: queue.Queue) -> None:
-        for line in proc.stdout:
-            lines.put(line.rstrip("\r\n"))
-        lines.put(None)  # the process ended
-
-    def close(self) -> None:
-        if self._proc is not None:
-            try:
-                self._proc.stdin.close()
-            except OSError:
-                pass
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
-
-    def __del__(self):  # noqa: D105
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
-
-    def resolve(self, names: Sequence[str]) -> list[str | None]:
-        """SMILES of each name (None where OPSIN finds no structure)."""
-        todo = list(dict.fromkeys(n for n in names if n not in self.memo))
-        if todo:
-            with self._lock:
-                self._resolve_new(todo)
-        return [self.memo.get(n) for n in names]
-
-    def _resolve_new(self, names: list[str]) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            try:
-                self._start()
-            except OSError as e:
-                raise OpsinUnavailable(f"cannot start Java: {e.strerror or e}") from None
-        # a writer thread: OPSIN's output pipe would fill up while we are still writing a long batch
-        clean = [" ".join(n.split()) or "?" for n in names]
-        writer = threading.Thread(target=self._write, args=(self._proc, clean), daemon=True)
-        writer.start()
-        for name in names:
-            try:
-                line = self._lines.get(timeout=self.timeout if self._answered else self.start_timeout)
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.close()
-                raise OpsinUnavailable(f"OPSIN stopped answering (at the name {name[:80]!r})")
-            self._answered = True
-            self.memo[name] = line.strip() or None
-        writer.join()
-
-    @staticmethod
-    def _write(proc, names: list[str]) -> None:
-        try:
-            for n in names:
-                proc.stdin.write(n + "\n")
-            proc.stdin.flush()
-        except (OSError, ValueError):
-            pass  # the reader notices the process is gone
-
-
-_SHARED: dict = {}
-
-
-def shared_opsin() -> Opsin | None:
-    """The process-wide OPSIN parser, started once; None (with one warning
-    line, once) when Java or OPSIN is missing."""
-    if "opsin" not in _SHARED:
-        try:
-            _SHARED["opsin"] = Opsin()
-        except OpsinUnavailable as e:
-            log.warning(f"--names opsin: {e}; using the learned scores only")
-            _SHARED["opsin"] = None
-    return _SHARED["opsin"]
+    return QueryNames(subject, dedup(enantiomers), dedup(parents), tuple(dict.fromkeys(relatives)))
 
 
 # ------------------------------------------------------------------ structures
@@ -244,11 +152,25 @@ def shared_opsin() -> Opsin | None:
 class Structure:
     """A resolved name as the challenge would draw it: ``key`` identifies the
     graph (atom identifiers and bonds as identifier pairs, as multisets), and
-    ``identifiers`` is its set of substructure identifiers."""
+    ``identifiers`` is its set of substructure identifiers. ``source``: where
+    it came from (``molret.name_sources.SOURCE_ORDER``); ``kind``: "name" (the
+    name itself), "spelling" (another spelling of it: ``name_variants``),
+    or, for the forms of a structure, "neutral", "charge", "tautomer", and
+    "relation" (a form of a structure the query cites as its conjugate
+    acid/base, tautomer or enantiomer); ``charge``: net formal charge,
+    ``zwitterion``: both charge signs present."""
     name: str
     smiles: str
     key: str
     identifiers: np.ndarray   # uint64, sorted unique
+    source: str = "opsin"
+    kind: str = "name"
+    charge: int = 0
+    zwitterion: bool = False
+
+    def renamed(self, name: str, **changes) -> "Structure":
+        from dataclasses import replace
+        return replace(self, name=name, **changes)
 
 
 def _mix(x: np.ndarray, seed: int) -> np.ndarray:
@@ -293,67 +215,185 @@ def graph_key(identifiers: Sequence, edge_index: np.ndarray) -> str:
     return graph_keys(ids, np.array([0, len(ids)]), ei, np.array([0, ei.shape[1]]))[0]
 
 
-def structure_from_smiles(name: str, smiles: str) -> Structure | None:
+def structure_from_smiles(name: str, smiles: str, source: str = "opsin", kind: str = "name") -> Structure | None:
     """The challenge graph of a SMILES (None when RDKit refuses it)."""
-    from .errors import MolretError
-    from .smiles import smiles_to_graph
+    from .smiles import mol_to_graph, parse_smiles
     try:
-        edge_index, identifiers = smiles_to_graph(smiles)
-    except MolretError:
+        mol = parse_smiles(smiles)
+        edge_index, identifiers = mol_to_graph(mol)
+    except Exception:  # noqa: BLE001 - MolretError, or RDKit's own types on odd input
         return None
-    except Exception:  # noqa: BLE001 - RDKit raises its own types on odd input
-        return None
+    charges = [a.GetFormalCharge() for a in mol.GetAtoms()]
     ids = np.unique(np.asarray([int(i) for i in identifiers], dtype=np.uint64))
-    return Structure(name, smiles, graph_key(identifiers, edge_index), ids)
+    return Structure(name, smiles, graph_key(identifiers, edge_index), ids, source, kind, int(sum(charges)),
+                     any(c > 0 for c in charges) and any(c < 0 for c in charges))
 
 
 @dataclass
 class QueryStructures:
-    """The resolved structures of one query, by role."""
+    """The resolved structures of one query, by role; ``forms``: other
+    charge states and tautomers of its subject and enantiomers, and the forms
+    of the structures it cites as its conjugate acid/base or tautomer (kind
+    "relation"), none with an identity key; ``hint`` what the query says of
+    its charge state."""
     names: QueryNames
     subject: Structure | None = None
     enantiomers: list = field(default_factory=list)
     parents: list = field(default_factory=list)
+    forms: list = field(default_factory=list)
+    hint: ChargeHint = field(default_factory=ChargeHint)
+    relative_charge: int | None = None     # net charge of the cited conjugate acid/base, when resolved
 
     @property
     def identity_keys(self) -> set:
         """Graph keys the described molecule has (its own, its enantiomers')."""
         return {s.key for s in ([self.subject] if self.subject else []) + self.enantiomers}
 
+    @property
+    def form_keys(self) -> set:
+        """Graph keys of the forms (never an identity key)."""
+        return {s.key for s in self.forms} - self.identity_keys
 
-def resolve_queries(queries: Sequence[str], opsin: Opsin | None) -> list[QueryStructures]:
-    """Names of every query, resolved in one batch (``opsin`` None: names
-    found but nothing resolved). An OPSIN failure is one warning line and
-    leaves the rest unresolved."""
+    def preferred(self, form: Structure) -> bool | None:
+        """Does ``form`` fit the query's charge words (None: the query says nothing)."""
+        h = self.hint
+        if not h:
+            return None
+        if h.charge is not None:
+            return form.charge == h.charge
+        if h.zwitterion:
+            return form.zwitterion and form.charge == 0
+        if h.relation is not None and self.relative_charge is not None:
+            return form.charge == self.relative_charge + (-1 if h.relation == "base" else 1)
+        if h.ph:
+            return form.charge != 0 or form.zwitterion
+        return None
+
+
+FORMS_CHOICES = ("none", "charge", "tautomer", "all")
+_FORMS_MEMO: dict = {}
+
+
+def structure_forms_of(structure: Structure, kinds: str = "all", protonation: str | None = None) -> list[Structure]:
+    """The other forms of a resolved structure (``molret.name_variants.structure_forms``) as
+    Structures, one per graph key, the structure's own key left out; [] for a structure
+    without SMILES (a pairs-dictionary graph). Memoised per SMILES."""
+    from .name_variants import PROTONATION, structure_forms
+    if not structure.smiles or kinds == "none":
+        return []
+    protonation = protonation or PROTONATION
+    memo_key = (structure.smiles, protonation)
+    if memo_key not in _FORMS_MEMO:
+        from .smiles import mol_to_graph
+        graphs = []
+        for kind, smi, mol in structure_forms(structure.smiles, protonation):
+            try:
+                edge_index, identifiers = mol_to_graph(mol)
+            except Exception:  # noqa: BLE001 - RDKit's own types on odd input
+                continue
+            charges = [a.GetFormalCharge() for a in mol.GetAtoms()]
+            graphs.append((kind, smi, np.asarray([int(i) for i in identifiers], dtype=np.uint64),
+                           np.asarray(edge_index, np.int64).reshape(2, -1), charges))
+        # one vectorised key computation for all forms
+        node_ptr = np.cumsum([0] + [len(g[2]) for g in graphs])
+        edge_ptr = np.cumsum([0] + [g[3].shape[1] for g in graphs])
+        keys = graph_keys(np.concatenate([g[2] for g in graphs]) if graphs else np.zeros(0, np.uint64), node_ptr,
+                          np.concatenate([g[3] for g in graphs], axis=1) if graphs else np.zeros((2, 0), np.int64),
+                          edge_ptr) if graphs else []
+        seen, out = {structure.key}, []
+        for (kind, smi, ids, _, charges), key in zip(graphs, keys):
+            if key not in seen:
+                seen.add(key)
+                out.append(Structure(structure.name, smi, key, np.unique(ids), structure.source, kind,
+                                     int(sum(charges)), any(c > 0 for c in charges) and any(c < 0 for c in charges)))
+        if len(_FORMS_MEMO) > 200_000:
+            _FORMS_MEMO.clear()
+        _FORMS_MEMO[memo_key] = out
+    forms = _FORMS_MEMO[memo_key]
+    if kinds == "charge":
+        forms = [f for f in forms if f.kind != "tautomer"]
+    elif kinds == "tautomer":
+        forms = [f for f in forms if f.kind == "tautomer"]
+    return forms
+
+
+def resolve_names(names: Sequence[str], sources: Sequence) -> dict[str, Structure | None]:
+    """Each name's Structure from the first of ``sources`` that knows it (``molret.name_sources``),
+    then, for the names none knows, from their other spellings (``name_variants``) in the same order
+    (kind "spelling"). A source that fails (OPSIN stopping) is one warning line and is skipped."""
+    wanted = list(dict.fromkeys(names))
+    found: dict[str, Structure | None] = {n: None for n in wanted}
+    live = list(sources)
+
+    def ask(todo: list[str]) -> dict:
+        got: dict = {}
+        for source in list(live):
+            todo = [n for n in todo if got.get(n) is None]
+            if not todo:
+                break
+            try:
+                for n, st in zip(todo, source.lookup(todo)):
+                    if st is not None:
+                        got[n] = st
+            except OpsinUnavailable as e:
+                log.warning(f"--names opsin: {e}; using the learned scores only" if len(live) == 1 else
+                            f"--names: {source.name} failed ({e}); using the other name sources")
+                live.remove(source)
+        return got
+
+    found.update(ask(wanted))
+    retry = {n: name_variants(n) for n in wanted if found[n] is None}
+    spelled = ask(list(dict.fromkeys(v for vs in retry.values() for v in vs)))
+    for n, variants in retry.items():
+        st = next((spelled[v] for v in variants if spelled.get(v) is not None), None)
+        found[n] = st.renamed(n, kind="spelling") if st is not None else None
+    return found
+
+
+def key_size(key: str) -> tuple[int, int]:
+    """(atoms, bond directions) of a graph key (``graph_keys``' last two columns)."""
+    raw = np.frombuffer(bytes.fromhex(key), dtype=np.uint64)
+    return int(raw[-2]), int(raw[-1])
+
+
+def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequence | None = None,
+                    forms: str = "all", candidate_keys: Sequence[str] | None = None) -> list[QueryStructures]:
+    """Names of every query, resolved in one batch. ``sources``: the name
+    sources in order (``molret.name_sources``; default: ``opsin`` when not
+    None, then the chemicals dictionary when installed); ``opsin`` None and no
+    other source: names found but nothing resolved. ``forms``: which other
+    forms of the resolved structures to add ("none", "charge", "tautomer",
+    "all"). ``candidate_keys``: the graph keys of the molecules the forms
+    will be matched against; a structure whose size (atoms, bonds: which its
+    forms share) no candidate has gets no forms (a batch shortcut). An OPSIN
+    failure is one warning line and leaves the rest to the other sources."""
+    if sources is None:
+        from .name_sources import default_sources
+        sources = default_sources(opsin)
     found = [extract_names(q) for q in queries]
-    smiles: dict[str, str | None] = {}
-    if opsin is not None:
-        wanted = list(dict.fromkeys(n for names in found for n in names.all()))
-        try:
-            smiles = dict(zip(wanted, opsin.resolve(wanted)))
-            # names OPSIN does not parse ("4-phospho-L-aspartate", "TMP(2-)", "Leu-Cys"): the first variant it
-            # parses (name_variants) gives a close structure (same skeleton), for the similarity evidence
-            retry = {n: name_variants(n) for n in wanted if smiles[n] is None}
-            alternatives = list(dict.fromkeys(v for vs in retry.values() for v in vs))
-            found_alt = dict(zip(alternatives, opsin.resolve(alternatives)))
-            for n, variants in retry.items():
-                smiles[n] = next((found_alt[v] for v in variants if found_alt[v]), None)
-        except OpsinUnavailable as e:
-            log.warning(f"--names opsin: {e}; using the learned scores only")
-            smiles = {}
-    structures: dict[str, Structure | None] = {}
+    wanted = list(dict.fromkeys(n for names in found for n in names.all()))
+    structures = resolve_names(wanted, sources) if sources else {}
+    sizes = None if candidate_keys is None else {key_size(k) for k in set(candidate_keys)}
 
-    def structure(name):
-        if name not in structures:
-            s = smiles.get(name)
-            structures[name] = structure_from_smiles(name, s) if s else None
-        return structures[name]
+    def forms_of(s: Structure) -> list[Structure]:
+        return structure_forms_of(s, forms) if sizes is None or key_size(s.key) in sizes else []
 
     out = []
-    for names in found:
-        q = QueryStructures(names)
-        q.subject = structure(names.subject) if names.subject else None
-        q.enantiomers = [s for s in map(structure, names.enantiomers) if s is not None]
-        q.parents = [s for s in map(structure, names.parents) if s is not None]
+    for query, names in zip(queries, found):
+        q = QueryStructures(names, hint=charge_hint(query, names.subject))
+        q.subject = structures.get(names.subject) if names.subject else None
+        q.enantiomers = [s for s in map(structures.get, names.enantiomers) if s is not None]
+        q.parents = [s for s in map(structures.get, names.parents) if s is not None]
+        if forms != "none":
+            for s in ([q.subject] if q.subject else []) + q.enantiomers:
+                q.forms += forms_of(s)
+            for relation, name in names.relatives:
+                rel = structures.get(name)
+                if rel is None:
+                    continue
+                if relation.startswith("conjugate") and rel.kind == "name":
+                    q.relative_charge = rel.charge
+                # X is the conjugate acid/base or a tautomer of Y: Y's other forms may be X (Y itself is not)
+                q.forms += [f.renamed(f.name, kind="relation") for f in forms_of(rel) if f.key != rel.key]
         out.append(q)
     return out

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, metavar="K",
                    help="with --library: write only the K best molecules of each query, as rows query,rank,id,score "
                         "(query = row ID, rank 1 = best), from --index: for libraries too large for a full matrix")
+    g.add_argument("--smiles", action="store_true",
+                   help="with --top-k: add a smiles column (a graph library's SMILES are decoded from its graphs: "
+                        "exact, but without stereochemistry, which the graphs do not carry; empty where a graph "
+                        "could not be decoded)")
     from .shard_cli import add_index_args
     add_index_args(g, rerank_flag="--index-rerank")
     from .search import add_library_args
@@ -71,26 +75,29 @@ def library_ids_path(out) -> Path:
 
 
 def _folder_library(args, model, cfg, vocab, progress: bool) -> tuple:
-    """(ids, embeddings, index, invalid count) of a shard folder: with --top-k its index (ids in shard
-    order, no embeddings), else the embeddings and ids in library order (the CSV of the library file)."""
+    """(ids, embeddings, index, invalid count, SMILES, SMILES decoded from graphs) of a shard folder: with
+    --top-k its index (ids in shard order, no embeddings), else the embeddings and ids in library order
+    (the CSV of the library file)."""
     from .library_cache import model_key
     from .shard_cli import check_model_key, open_folder_index
     from .shard_folder import open_shard_folder
     key = model_key(model, cfg, vocab)
     if args.top_k:
         lib, index = open_folder_index(args.library, args, progress, key, args.model)
-        return lib.ids, None, index, lib.meta["invalid"]
+        return lib.ids, None, index, lib.meta["invalid"], lib.smiles, bool(lib.meta.get("smiles_decoded"))
     lib = open_shard_folder(args.library)
     check_model_key(lib, key, args.model)
     if len(lib) > FULL_MATRIX_MAX:
         raise MolretError(f"{args.library}: {len(lib):,} molecules, too many for a full score matrix (at most "
                           f"{FULL_MATRIX_MAX:,}): write each query's best molecules with --top-k K")
     order = np.argsort(lib.rows, kind="stable")
-    return [lib.ids[int(j)] for j in order], np.asarray(lib.embeddings)[order], None, lib.meta["invalid"]
+    return ([lib.ids[int(j)] for j in order], np.asarray(lib.embeddings)[order], None, lib.meta["invalid"], None,
+            False)
 
 
 def _file_library(args, model, cfg, vocab, device, batch_size: int, progress: bool) -> tuple:
-    """(ids, embeddings, index with --top-k else None, invalid count) of a library file (cached embeddings)."""
+    """(ids, embeddings, index with --top-k else None, invalid count, SMILES, SMILES decoded from graphs)
+    of a library file (cached embeddings)."""
     from .search import library_embeddings, reader_options
     from .shard_cli import memory_index
     lib = library_embeddings(args.library, model, cfg, vocab, device=device, options=reader_options(args),
@@ -99,20 +106,25 @@ def _file_library(args, model, cfg, vocab, device, batch_size: int, progress: bo
     if library.invalid:
         log.warning(f"{args.library}: {library.invalid} invalid row(s) skipped, e.g. {library.invalid_examples[0]}")
     index = memory_index(lib.embeddings, args, "auto", progress) if args.top_k else None
-    return library.ids, lib.embeddings, index, library.invalid
+    return library.ids, lib.embeddings, index, library.invalid, library.smiles, library.smiles_decoded
 
 
-def write_top_k(path, scores: np.ndarray, idx: np.ndarray, ids) -> None:
-    """CSV rows query,rank,id,score: query = row ID (0-based), rank 1 = best (as ``index.search`` returns them)."""
+def write_top_k(path, scores: np.ndarray, idx: np.ndarray, ids, smiles=None) -> None:
+    """CSV rows query,rank,id,score: query = row ID (0-based), rank 1 = best (as ``index.search`` returns them);
+    with ``smiles`` (one per molecule, None or "" when unknown) a fifth column, smiles."""
     import csv
     from .io_utils import atomic_path
     with atomic_path(path, suffix=".csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
-            out.writerow(["query", "rank", "id", "score"])
+            out.writerow(["query", "rank", "id", "score"] + (["smiles"] if smiles is not None else []))
             for q, (row_s, row_i) in enumerate(zip(scores, idx)):
                 hits = [(j, sc) for j, sc in zip(row_i, row_s) if j >= 0]
-                out.writerows([q, r, ids[int(j)], f"{sc:.7g}"] for r, (j, sc) in enumerate(hits, 1))
+                if smiles is None:
+                    out.writerows([q, r, ids[int(j)], f"{sc:.7g}"] for r, (j, sc) in enumerate(hits, 1))
+                else:
+                    out.writerows([q, r, ids[int(j)], f"{sc:.7g}", smiles[int(j)] or ""]
+                                  for r, (j, sc) in enumerate(hits, 1))
 
 
 def _check_library_args(args) -> bool:
@@ -124,6 +136,8 @@ def _check_library_args(args) -> bool:
         raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
     if args.top_k is not None and args.top_k < 1:
         raise MolretError(f"--top-k must be at least 1, got {args.top_k}")
+    if getattr(args, "smiles", False) and not args.top_k:
+        raise MolretError("--smiles adds a column to the --top-k output: give --top-k K")
     if args.top_k and args.save_embeddings:
         raise MolretError("--save-embeddings writes the full similarity matrix; it does not go with --top-k")
     check_index_args(args)
@@ -151,15 +165,17 @@ def predict_library(args) -> dict:
         queries_path = resolve_data_dir(args.data_dir or cfg.train.data_dir).need("test_text")
     queries = read_queries(queries_path)
     batch_size = args.batch_size or cfg.train.eval_batch_size
-    ids, emb, index, invalid = (_folder_library(args, model, cfg, vocab, progress) if folder else
-                                _file_library(args, model, cfg, vocab, device, batch_size, progress))
+    ids, emb, index, invalid, smiles, decoded = (_folder_library(args, model, cfg, vocab, progress) if folder else
+                                                 _file_library(args, model, cfg, vocab, device, batch_size, progress))
     from .text_bow import attach
     tokens = attach(tokenize(queries, tokenizer, cfg.model.max_length), queries, model)
     text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
     result = {"out": args.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
     if args.top_k:
-        write_top_k(args.out, *index.search(text_emb, args.top_k), ids)
-        return {**result, "top_k": min(args.top_k, len(ids))}
+        with_smiles = getattr(args, "smiles", False)
+        write_top_k(args.out, *index.search(text_emb, args.top_k), ids, smiles if with_smiles else None)
+        return {**result, "top_k": min(args.top_k, len(ids)), "smiles": with_smiles,
+                "smiles_decoded": with_smiles and decoded}
     for ident in ids:
         if "\n" in ident or "\r" in ident:
             raise MolretError(f"library id {ident!r} contains a line break; cannot write the ids file")
@@ -182,6 +198,8 @@ def predict(args) -> dict:
         raise MolretError("--queries applies to --library only (the test set uses test_text.txt)")
     if getattr(args, "top_k", None) is not None:
         raise MolretError("--top-k applies to --library only (the submission scores every test molecule)")
+    if getattr(args, "smiles", False):
+        raise MolretError("--smiles applies to --library with --top-k only")
     device = inference_device(args)
     progress = not getattr(args, "no_progress", False)
     model, cfg, vocab, tokenizer = load_model(args.model, device)

@@ -219,7 +219,7 @@ def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = 
 def names_mode(choice: str) -> str:
     if choice != "auto":
         return choice
-    from .names import find_opsin_jar
+    from .opsin import find_opsin_jar
     import shutil
     if shutil.which("java") and find_opsin_jar():
         return "opsin"

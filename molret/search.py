@@ -34,6 +34,7 @@ class Hit:
     id: str
     smiles: str | None
     score: float
+    decoded: bool = False    # the SMILES was decoded from the challenge graph: no stereochemistry
 
 
 @contextlib.contextmanager
@@ -56,18 +57,36 @@ def encode_queries(model, tokenizer, cfg, queries: Sequence[str], device, batch_
     return embed_texts(model, tokens, device, batch_size, SEARCH_AMP)
 
 
-class FolderSmiles:
-    """The SMILES of a shard folder's rows, read on access: "" (unknown) becomes the
-    ``smiles_map`` entry of the row's id, else None."""
+def merge_smiles_map(smiles: str | None, ident: str, smiles_map: dict, decoded: bool) -> tuple:
+    """(SMILES shown, True when it is the decoder's) of one molecule: a ``--smiles-map`` entry replaces
+    a SMILES decoded from a graph (it may carry stereochemistry) and fills an unknown one; a SMILES
+    library's own SMILES stay."""
+    smiles = smiles or None
+    mapped = smiles_map.get(ident) if smiles_map else None
+    if mapped and (decoded or smiles is None):
+        return mapped, False
+    return smiles, decoded and smiles is not None
 
-    def __init__(self, smiles, ids, smiles_map: dict | None = None):
-        self.smiles, self.ids, self.smiles_map = smiles, ids, smiles_map or {}
+
+class FolderSmiles:
+    """The SMILES of a shard folder's rows, read on access, merged with ``smiles_map``
+    (``merge_smiles_map``; ``decoded``: the folder's SMILES were decoded from graphs)."""
+
+    def __init__(self, smiles, ids, smiles_map: dict | None = None, decoded: bool = False):
+        self.smiles, self.ids, self.smiles_map, self.decoded = smiles, ids, smiles_map or {}, decoded
 
     def __len__(self) -> int:
         return len(self.smiles)
 
+    def entry(self, j: int) -> tuple:
+        """(SMILES or None, decoded from the graph)."""
+        return merge_smiles_map(self.smiles[j], self.ids[j], self.smiles_map, self.decoded)
+
     def __getitem__(self, j: int):
-        return self.smiles[j] or self.smiles_map.get(self.ids[j])
+        return self.entry(j)[0]
+
+    def is_decoded(self, j: int) -> bool:
+        return self.entry(j)[1]
 
     def __iter__(self):
         return (self[j] for j in range(len(self)))
@@ -92,12 +111,16 @@ class LibrarySearch:
         if self.folder:
             if index is None:
                 raise MolretError("a shard folder is searched through its index (molret.ann.open_index)")
-            self.ids, self.smiles = lib.ids, FolderSmiles(lib.smiles, lib.ids, smiles_map)
+            self.ids = lib.ids
+            self.smiles = FolderSmiles(lib.smiles, lib.ids, smiles_map, bool(lib.meta.get("smiles_decoded")))
+            self._decoded = self.smiles.is_decoded
         else:
             self.ids = list(lib.library.ids)
-            self.smiles = list(lib.library.smiles)
-            if smiles_map:
-                self.smiles = [s if s else smiles_map.get(i) for i, s in zip(self.ids, self.smiles)]
+            decoded = lib.library.smiles_decoded
+            merged = [merge_smiles_map(s, i, smiles_map or {}, decoded) for i, s in zip(self.ids, lib.library.smiles)]
+            self.smiles = [s for s, _ in merged]
+            decoded_rows = np.fromiter((d for _, d in merged), dtype=bool, count=len(merged))
+            self._decoded = lambda j: bool(decoded_rows[j])
         self.index = index if index is not None else SearchIndex(lib.embeddings, backend)
         self._position = None
         self.names = None               # (Candidates, weights) once enable_names is called
@@ -140,7 +163,7 @@ class LibrarySearch:
         the cosine scores from now on; False (with one warning line) when
         OPSIN cannot run, and the search stays learned-only."""
         from .name_fusion import DEFAULT_WEIGHTS, Candidates
-        from .names import shared_opsin
+        from .opsin import shared_opsin
         self._need_graphs("--names")
         if shared_opsin() is None:
             return False
@@ -161,12 +184,17 @@ class LibrarySearch:
         if self.names is None:
             return base
         from .name_fusion import fuse, name_features
-        from .names import resolve_queries, shared_opsin
+        from .names import resolve_queries
+        from .opsin import shared_opsin
         candidates, weights = self.names
         return fuse(base, name_features(resolve_queries(queries, shared_opsin()), candidates), weights)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def is_decoded(self, j: int) -> bool:
+        """True when row ``j``'s SMILES was decoded from its challenge graph (no stereochemistry)."""
+        return self._decoded(j)
 
     def position(self, ident: str) -> int:
         if self._position is None:
@@ -192,7 +220,7 @@ class LibrarySearch:
             scores, idx = top_k(self.fused_scores(queries, q), k)
         else:
             scores, idx = self.index.search(q, k)
-        return [[Hit(r + 1, int(j), self.ids[int(j)], self.smiles[int(j)], float(s))
+        return [[Hit(r + 1, int(j), self.ids[int(j)], self.smiles[int(j)], float(s), self.is_decoded(int(j)))
                  for r, (j, s) in enumerate(zip(idx[row], scores[row])) if j >= 0] for row in range(len(q))]
 
     def rank_of(self, query_emb: np.ndarray, ident: str, query: str | None = None) -> tuple[int, float, int]:

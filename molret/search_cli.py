@@ -184,6 +184,17 @@ def format_hits(query: str, hits: Sequence[Hit], number: int) -> str:
     return "\n".join(lines)
 
 
+def stereo_footnote(results) -> str | None:
+    """One line saying which SMILES shown were decoded from the challenge graphs (no stereochemistry), or None."""
+    from .graph_decoder import NO_STEREO_NOTE
+    shown = [h for hits in results for h in hits if h.smiles]
+    decoded = sum(1 for h in shown if getattr(h, "decoded", False))
+    if not decoded:
+        return None
+    which = "the SMILES above were" if decoded == len(shown) else f"{decoded} of the {len(shown)} SMILES above were"
+    return f"note: {which} {NO_STEREO_NOTE}"
+
+
 def run(args) -> dict:
     queries = list(args.queries)
     if args.queries_file:
@@ -218,6 +229,9 @@ def run(args) -> dict:
             ranks.append(rank)
             tied = f"; {ties} other molecule(s) score exactly the same (same graph?)" if ties else ""
             print(f"rank of {args.rank_of}: {rank} of {len(engine):,} (score {score:.4f}{tied})")
+    note = stereo_footnote(results)
+    if note:
+        print(note)
     print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} searched in {seconds * 1e3:.0f} ms "
           f"(text encoding + search)", file=sys.stderr)
     if args.html:

@@ -208,7 +208,7 @@ def run_search(args) -> dict:
     from .checkpoint import load_model
     from .library_cache import model_key
     from .search import Hit, encode_queries, torch_threads
-    from .search_cli import format_hits, read_query_lines
+    from .search_cli import format_hits, read_query_lines, stereo_footnote
     queries = list(args.queries) + (read_query_lines(args.queries_file) if args.queries_file else [])
     queries = [q for q in queries if q.strip()]
     if not queries:
@@ -227,10 +227,14 @@ def run_search(args) -> dict:
     seconds = time.perf_counter() - t0
     results = []
     for n, query in enumerate(queries):
-        hits = [Hit(r + 1, int(j), lib.ids[int(j)], lib.smiles[int(j)] or None, float(s))
+        hits = [Hit(r + 1, int(j), lib.ids[int(j)], lib.smiles[int(j)] or None, float(s),
+                    bool(lib.meta.get("smiles_decoded") and lib.smiles[int(j)]))
                 for r, (j, s) in enumerate(zip(idx[n], scores[n])) if j >= 0]
         results.append(hits)
         print(("\n" if n else "") + format_hits(query, hits, n + 1))
+    note = stereo_footnote(results)
+    if note:
+        print(note)
     print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} over {len(lib):,} molecules ({ann.kind}) in "
           f"{seconds * 1e3:.0f} ms (text encoding + search)", file=sys.stderr)
     return {"queries": queries, "results": results, "library": lib, "index": ann}

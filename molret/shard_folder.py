@@ -150,7 +150,7 @@ class ShardLibrary:
     """A shard folder opened as one library: rows in shard order (shard 0's molecules, then shard 1's, ...)."""
     folder: Path
     ids: _ConcatLines
-    smiles: _ConcatLines               # "" where unknown
+    smiles: _ConcatLines               # "" where unknown (meta["smiles_decoded"]: decoded from the graphs)
     embeddings: ShardedArray           # memory-mapped, L2-normalised rows
     rows: np.ndarray                   # int64 record number in the library of each row (the library order)
     model_key: str
@@ -204,6 +204,7 @@ def open_shard_folder(folder) -> ShardLibrary:
         smiles.append(LineTable(folder / f"{name}.smiles.txt", m["count"]))
     emb = ShardedArray(parts)
     sig = hashlib.sha1(json.dumps([[m["shard"], m["count"], m["written"]] for m in manifests]).encode()).hexdigest()
-    meta = {**ref, "count": len(emb), "invalid": sum(m["invalid"] for m in manifests), "signature": sig}
+    meta = {**ref, "count": len(emb), "invalid": sum(m["invalid"] for m in manifests), "signature": sig,
+            "smiles_decoded": all(m.get("smiles_decoded", False) for m in manifests)}
     return ShardLibrary(folder, _ConcatLines(ids, emb.offsets), _ConcatLines(smiles, emb.offsets), emb,
                         np.concatenate(rows), ref["model_key"], meta)

@@ -13,12 +13,15 @@ Folder layout (``NAME = shard-IIIII-of-NNNNN``):
 
 * ``NAME.npy``         embeddings ``[n_i, D]`` (float16 or float32), L2-normalised
   rows, for ``np.load(mmap_mode="r")``;
-* ``NAME.ids.txt``     one id per line; ``NAME.smiles.txt`` the SMILES (empty
-  line: unknown, graph libraries);
+* ``NAME.ids.txt``     one id per line; ``NAME.smiles.txt`` the SMILES (for a
+  graph library decoded from its graphs, ``molret.store_decoding``, one
+  environment table shared by the shard's chunks; empty line: undecodable);
 * ``NAME.rows.npy``    int64 record number of each molecule in the library;
 * ``NAME.json``        the manifest (model key, library fingerprint, counts,
-  invalid count and examples), written last: a shard is finished iff its
-  manifest exists and matches its files;
+  invalid count and examples, ``smiles_decoded``: the SMILES come from the
+  graph decoder), written last: a shard is finished iff its manifest exists
+  and matches its files (a graph library's shard written before the decoder,
+  without ``smiles_decoded``, is redone);
 * ``folder.json``      what every shard of the folder must share: model key,
   library fingerprint, shard count, dtype, dimension.
 
@@ -98,17 +101,21 @@ def _smiles_chunks(path: Path, index: int, count: int, options, chunk_size: int,
 
 
 def _graph_chunks(path: Path, index: int, count: int, chunk_size: int, skipped):
+    from .graph_decoder import EnvironmentTable
     from .graph_store import GraphSource, build_graph_store
-    from .library import _graph_layout, _list_graph_ids
-    source_path, ids_file = _graph_layout(path)
+    from .library import graph_layout, list_graph_ids
+    from .store_decoding import decode_store
+    source_path, ids_file = graph_layout(path)
     source = GraphSource(source_path)
-    all_ids = _list_graph_ids(source_path, ids_file)
+    all_ids = list_graph_ids(source_path, ids_file)
     mine = range(index, len(all_ids), count)
+    table = EnvironmentTable.shipped()   # grows with what each chunk's graphs teach the next
     for start in range(0, len(mine), chunk_size):
         rows = mine[start:start + chunk_size]
         row_of = {all_ids[r]: r for r in rows}
         store = build_graph_store([all_ids[r] for r in rows], source, progress=False, on_error=skipped)
-        yield len(rows), [row_of[c] for c in store.cids], [None] * len(store), store
+        smiles = decode_store(store, table).smiles if len(store) else []
+        yield len(rows), [row_of[c] for c in store.cids], smiles, store
 
 
 def shard_chunks(path, index: int, count: int, options=None, chunk_size: int = CHUNK_SIZE, skipped=None):
@@ -125,11 +132,11 @@ def shard_chunks(path, index: int, count: int, options=None, chunk_size: int = C
 
 def shard_size_hint(path, index: int, count: int) -> int | None:
     """Records in the shard when cheap to know (graph libraries), else None."""
-    from .library import _graph_layout, _list_graph_ids, library_kind
+    from .library import graph_layout, library_kind, list_graph_ids
     p = Path(path)
     if library_kind(p) == "smiles":
         return None
-    return len(range(index, len(_list_graph_ids(*_graph_layout(p))), count))
+    return len(range(index, len(list_graph_ids(*graph_layout(p))), count))
 
 
 # ------------------------------------------------------------- npy output
@@ -186,6 +193,8 @@ def _shard_done(folder: Path, name: str, expect: dict) -> dict | None:
     m = read_json(folder / f"{name}.json")
     if not isinstance(m, dict) or mismatch(m, expect) or m.get("format") != "molret-shard":
         return None
+    if expect.get("smiles_decoded") and not m.get("smiles_decoded"):
+        return None   # a graph library's shard written before the decoder: no SMILES
     try:
         emb = np.load(folder / f"{name}.npy", mmap_mode="r")
         rows = np.load(folder / f"{name}.rows.npy", mmap_mode="r")
@@ -228,12 +237,12 @@ def embed_shard(library, out_dir, index: int, count: int, model, cfg, vocab, *, 
         raise MolretError(f"bad shard arguments: dtype {dtype!r} (one of {', '.join(DTYPES)}), shard {index}/{count}, "
                           f"chunk size {chunk_size}")
     lib_path = Path(library)
-    library_kind(lib_path)
     options = options or ReaderOptions()
     device = device or torch.device("cpu")
     folder = check_writable_dir(out_dir)
     expect = {"model_key": model_key(model, cfg, vocab), "fingerprint": library_fingerprint(lib_path, options),
-              "num_shards": count, "dtype": dtype, "dim": int(cfg.model.embed_dim)}
+              "num_shards": count, "dtype": dtype, "dim": int(cfg.model.embed_dim),
+              "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
     check_folder(folder, expect)
     name = shard_name(index, count)
     done = _shard_done(folder, name, expect)

@@ -133,23 +133,36 @@ def _run_pass(store, table, todo, workers, wide, smiles, status, bar) -> int:
 DECODER_VERSION = 1   # bump when the decoder's results can change for the same graphs
 
 
-def decoding_key(store) -> str:
-    """sha1 of what a store's decoding depends on: its graphs, the shipped table and the decoder version."""
+def decoding_key(store, known_smiles=()) -> str:
+    """sha1 of what a store's decoding depends on: its graphs, the shipped table, the SMILES
+    added to it and the decoder version."""
     h = hashlib.sha1(f"molret-decoding-v{DECODER_VERSION}".encode())
     for a in (store.identifiers, store.node_ptr, store.edges, store.edge_ptr):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(",".join(store.cids).encode())
+    h.update(table_key(known_smiles).encode())
+    return h.hexdigest()
+
+
+def table_key(known_smiles=()) -> str:
+    """sha1 of the decoder's table: the shipped file and the SMILES a caller adds to it."""
+    h = hashlib.sha1()
     try:
         h.update(TABLE_PATH.read_bytes())
     except OSError:
         pass
+    for smi in known_smiles:
+        h.update(b"\n" + str(smi).encode())
     return h.hexdigest()
 
 
-def cached_decode_store(store, cache_file, *, workers: int | None = None, progress: bool = False) -> StoreDecoding:
-    """``decode_store`` with the shipped table, read from ``cache_file`` when it holds this store's
-    decoding (molret.cache), else computed and written there (None: no cache)."""
-    key = decoding_key(store)
+def cached_decode_store(store, cache_file, *, workers: int | None = None, progress: bool = False,
+                        known_smiles=()) -> StoreDecoding:
+    """``decode_store`` with the shipped table (plus the environments of ``known_smiles``, e.g. a
+    SMILES library the user has), read from ``cache_file`` when it holds this store's decoding
+    (molret.cache), else computed and written there (None: no cache)."""
+    known_smiles = list(known_smiles)
+    key = decoding_key(store, known_smiles)
     if cache_file is not None:
         hit = cache.load(cache_file, key, DECODER_VERSION,
                          lambda z, meta: StoreDecoding(cache.from_json_array(z["smiles"]),
@@ -160,7 +173,9 @@ def cached_decode_store(store, cache_file, *, workers: int | None = None, progre
                 hit = None
             else:
                 return hit
-    out = decode_store(store, workers=workers, progress=progress)
+    table = EnvironmentTable.shipped()
+    table.add_smiles(known_smiles)
+    out = decode_store(store, table, workers=workers, progress=progress)
     if cache_file is not None:
         try:
             cache.save(cache_file, key, DECODER_VERSION,

@@ -38,6 +38,7 @@ from .errors import MolretError
 from .inference import autocast_context, check_amp, compile_encoders, pick_device
 from .losses import LOSSES
 from .model import build_model
+from .mol_features import prepare_model_config
 from .train_report import (epoch_row, epochs_within_budget, evaluate_split, final_result, selection_score,
                            write_history)
 from .train_state import load_weights, resume_from_checkpoint, training_state
@@ -104,6 +105,20 @@ class StopTraining(Exception):
 
 # --------------------------------------------------------------- trainer
 
+def _prepare_run(cfg: RunConfig) -> None:
+    """Checks, seeds, and the molecule-feature families and width written into the config."""
+    check_training_settings(cfg)
+    seed_everything(cfg.train.seed)
+    prepare_model_config(cfg.model)  # --mol-features / --conv features
+
+
+def _build_run_model(cfg: RunConfig, data, device):
+    model = build_model(cfg.model, data.vocab.vectors).to(device)
+    if model.graph_encoder.features is not None:  # standardised by the training molecules' statistics
+        model.graph_encoder.features.set_standardisation(data.train.graphs.features)
+    return model
+
+
 class Trainer:
     """One training run: model, optimiser, schedule, loop, evaluation,
     checkpoints and the run folder (hooks: see the module docstring)."""
@@ -113,8 +128,7 @@ class Trainer:
         t = cfg.train
         self.device, self.dist = setup_process(t)
         self.progress = progress = progress and self.dist.is_main
-        check_training_settings(cfg)
-        seed_everything(t.seed)
+        _prepare_run(cfg)
         # the test molecules are always loaded: they are the distractors of the pool metrics
         self.data = load_challenge_data(cfg, need_train=True, need_test=True, progress=progress)
         cfg.model.vocab_size, cfg.model.substructure_dim = len(self.data.vocab), self.data.vocab.dim
@@ -122,7 +136,7 @@ class Trainer:
             cfg.model.train_text_layers = 0
         self.tokenizer = text_models.load_tokenizer(cfg.model.text_model)
         self.tokenizer_files = text_models.tokenizer_to_files(self.tokenizer)
-        self.model = build_model(cfg.model, self.data.vocab.vectors).to(self.device)
+        self.model = _build_run_model(cfg, self.data, self.device)
         if init_checkpoint:
             load_weights(self.model, init_checkpoint)
         if t.compile:

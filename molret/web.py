@@ -189,7 +189,9 @@ def search_json(svc: SearchService, request) -> tuple[int, dict]:
         hits, ms, search_ms = svc.search(query, k)
         return 200, {"query": query, "k": k,
                      "results": [{"rank": int(h.rank), "id": str(h.id), "score": round(float(h.score), 6),
-                                  "smiles": h.smiles or None} for h in hits],
+                                  "smiles": h.smiles or None,
+                                  "smiles_decoded": bool(getattr(h, "decoded", False) and h.smiles)}
+                                 for h in hits],
                      "elapsed_ms": round(ms, 2), "search_ms": round(search_ms, 2)}
     except Exception as exc:  # noqa: BLE001
         status, msg = failure(query, exc)

@@ -20,6 +20,8 @@ def _value_for(f, default):
     if f.name in _CHOICES:  # the first allowed value that is not the default
         value = next(c for c in _CHOICES[f.name] if c != default)
         return [f"--{f.name.replace('_', '-')}", value], value
+    if f.name == "mol_features":  # checked family names, written canonically
+        return ["--mol-features", "rings, maccs"], "rings,maccs"
     if isinstance(default, int):
         return [f"--{f.name.replace('_', '-')}", str(default + 7)], default + 7
     if isinstance(default, float):
@@ -120,3 +122,18 @@ def test_inference_flags_are_shared_and_range_checked(capsys):
             assert e.value.code == 2
             err = capsys.readouterr().err
             assert f"argument --{dest.replace('_', '-')}:" in err and "Traceback" not in err, (script, err)
+
+
+@pytest.mark.parametrize("value,expected", [("", ""), ("default", "maccs,morgan,fragments,elements,rings"),
+                                            ("morgan,morgan, rings", "morgan,rings")])
+def test_mol_features_flag_is_canonical(value, expected):
+    assert config_from_args(_parser().parse_args(["--mol-features", value])).model.mol_features == expected
+
+
+@pytest.mark.parametrize("value", ["maccs,nope", "MACCS", "morgan;rings"])
+def test_mol_features_flag_refuses_unknown_families(value, capsys):
+    with pytest.raises(SystemExit) as e:
+        _parser().parse_args(["--mol-features", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--mol-features" in err and "unknown molecule feature family" in err and "Traceback" not in err

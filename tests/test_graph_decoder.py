@@ -187,3 +187,21 @@ def test_vectorised_invariant_hashes_equal_the_scalar_hash():
     assert (11, 0, 0, 1, 0, 0) in radius0_candidates(0, 0, invariant_hash((11, 0, 0, 1, 0, 0)))
     assert (24, 0, 0, 6, 0, 0) in radius0_candidates(0, 0, invariant_hash((24, 0, 0, 6, 0, 0)))
     assert radius0_candidates(0, 0, 12345) == []
+
+
+def test_a_structure_rdkit_refuses_is_reported_quietly(capfd):
+    """A table whose environments make a pentavalent carbon: the reason comes back, RDKit prints nothing."""
+    from molret.morgan_env import Environment
+    fluorine = (9, 1, 0, 0, 0, 0)
+    carbon = (6, 5, 0, 0, 0, 0)
+    table = EnvironmentTable()
+    center = Environment(carbon, tuple((1, fluorine) for _ in range(5)))
+    leaf = Environment(fluorine, ((1, carbon),))
+    table.add(center)
+    table.add(leaf)
+    pairs = [(0, k) for k in range(1, 6)]
+    edge_index = np.array([[a for a, b in pairs] + [b for a, b in pairs], [b for a, b in pairs] + [a for a, b in pairs]])
+    d = GraphDecoder(table).decode(edge_index, [center.identifier()] + [leaf.identifier()] * 5)
+    assert d.status.startswith("RDKit cannot sanitise the decoded structure: Explicit valence")
+    captured = capfd.readouterr()
+    assert "valence" not in captured.err and "valence" not in captured.out

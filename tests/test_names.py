@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from molret import names as N
+from molret import opsin as O
 from molret.data import GraphSource, build_graph_store
 from molret.evaluation import final_report, pool_metrics, pool_metrics_of, pool_similarity
+from molret.name_sources import OpsinSource
 from molret.name_fusion import FEATURES, Candidates, NameFeatures, fit_weights, fuse, name_features
 from molret.smiles import graph_to_text, smiles_to_graph
 
-HAVE_OPSIN = shutil.which("java") is not None and N.find_opsin_jar() is not None
+HAVE_OPSIN = shutil.which("java") is not None and O.find_opsin_jar() is not None
 needs_opsin = pytest.mark.skipif(not HAVE_OPSIN, reason="no Java runtime or py2opsin here (.ci/run installs both)")
 
 
@@ -189,16 +191,16 @@ def molret_warnings():
 
 
 def test_java_missing_gives_learned_only_with_one_warning(monkeypatch, molret_warnings):
-    monkeypatch.setattr(N, "_SHARED", {})
-    monkeypatch.setattr(N.shutil, "which", lambda name: None)
-    assert N.shared_opsin() is None
-    assert N.shared_opsin() is None          # asked twice, said once
+    monkeypatch.setattr(O, "_SHARED", {})
+    monkeypatch.setattr(O.shutil, "which", lambda name: None)
+    assert O.shared_opsin() is None
+    assert O.shared_opsin() is None          # asked twice, said once
     warnings = molret_warnings
     assert len(warnings) == 1 and "Java" in warnings[0].getMessage()
-    qs = N.resolve_queries(["ethanol is a primary alcohol."], None)
+    qs = N.resolve_queries(["ethanol is a primary alcohol."], None, sources=[])
     assert qs[0].names.subject == "ethanol" and qs[0].subject is None
-    with pytest.raises(N.OpsinUnavailable):
-        N.Opsin(java="no-such-java-binary")
+    with pytest.raises(O.OpsinUnavailable):
+        O.Opsin(java="no-such-java-binary")
 
 
 def _fake_java(tmp_path, script: str) -> str:
@@ -213,21 +215,21 @@ def _fake_java(tmp_path, script: str) -> str:
 def test_opsin_start_gets_longer_than_a_name(tmp_path):
     # the first answer comes after 1 s: over the per-name timeout, within the start's
     java = _fake_java(tmp_path, 'sleep 1\nwhile read name; do echo "C$name"; done\n')
-    parser = N.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
+    parser = O.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
     assert parser.resolve(["a", "b"]) == ["Ca", "Cb"]
     parser.close()
     # a pause of 1 s after the first answer stops it
     java = _fake_java(tmp_path, 'read name; echo "C$name"; sleep 1\nwhile read name; do echo "C$name"; done\n')
-    parser = N.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
-    with pytest.raises(N.OpsinUnavailable, match="stopped answering.*'b'"):
+    parser = O.Opsin(jar=tmp_path / "opsin.jar", java=java, timeout=0.3, start_timeout=10)
+    with pytest.raises(O.OpsinUnavailable, match="stopped answering.*'b'"):
         parser.resolve(["a", "b"])
 
 
 def test_opsin_stopping_is_a_warning_not_a_crash(molret_warnings):
     class Broken:
         def resolve(self, names):
-            raise N.OpsinUnavailable("OPSIN stopped answering")
-    qs = N.resolve_queries(["ethanol is a primary alcohol."], Broken())
+            raise O.OpsinUnavailable("OPSIN stopped answering")
+    qs = N.resolve_queries(["ethanol is a primary alcohol."], None, sources=[OpsinSource(Broken())])
     assert qs[0].subject is None
     assert [r.getMessage() for r in molret_warnings] == \
         ["--names opsin: OPSIN stopped answering; using the learned scores only"]
@@ -237,7 +239,7 @@ def test_opsin_stopping_is_a_warning_not_a_crash(molret_warnings):
 def opsin():
     if not HAVE_OPSIN:
         pytest.skip("no Java runtime or py2opsin here (.ci/run installs both)")
-    o = N.Opsin()
+    o = O.Opsin()
     yield o
     o.close()
 
@@ -261,7 +263,8 @@ def test_opsin_rejects_non_names_and_keeps_going(opsin):
 @needs_opsin
 def test_resolve_queries_end_to_end(opsin, tmp_path):
     qs = N.resolve_queries(["Ethanol is a primary alcohol. It is a conjugate acid of an ethoxide.",
-                            "Thiencarbazone is an N-sulfonylurea.", "a molecule with no name"], opsin)
+                            "Thiencarbazone is an N-sulfonylurea.", "a molecule with no name"], opsin,
+                           sources=[OpsinSource(opsin)])
     assert qs[0].subject.key == N.structure_from_smiles("e", "CCO").key
     assert len(qs[0].parents) == 1                      # ethoxide resolves
     assert qs[1].subject is None                        # a trivial name OPSIN does not know: skipped
@@ -333,7 +336,7 @@ def test_name_variants_of_charges_species_peptides_and_anions():
 def test_unparsed_names_resolve_through_their_variants(opsin):
     from molret.smiles import smiles_to_graph
     q = N.resolve_queries(["Leu-Cys is a dipeptide.", "Glycine zwitterion is an amino acid zwitterion.",
-                           "Frobnicate(2-) is a dianion."], opsin)
+                           "Frobnicate(2-) is a dianion."], opsin, sources=[OpsinSource(opsin)])
     edges, ids = smiles_to_graph("CC(C)C[C@H](N)C(=O)N[C@@H](CS)C(=O)O")   # L-leucyl-L-cysteine
     assert q[0].subject is not None and q[0].subject.key == N.graph_key(ids, edges)
     edges, ids = smiles_to_graph("NCC(=O)O")                                 # glycine

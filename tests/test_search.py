@@ -246,7 +246,13 @@ def test_graph_library_folder_zip_and_demo_ranks(loaded, trained, tmp_path):
     assert a.lib.library.kind == "graphs" and len(a) == len(graphs) and a.lib.library.invalid == 0
     assert a.ids == b.ids == sorted(a.ids, key=L.id_sort_key)
     np.testing.assert_allclose(a.lib.embeddings, b.lib.embeddings, atol=1e-6)
-    assert all(s is None for s in a.smiles)
+    drawn = [j for j in range(len(a)) if a.smiles[j]]   # decoded from the graphs: nearly all of them
+    assert len(drawn) >= 0.95 * len(a) and all(a.is_decoded(j) == bool(a.smiles[j]) for j in range(len(a)))
+    from molret.graphs import parse_graph_text
+    from molret.smiles import smiles_to_graph
+    for j in (drawn[0], drawn[len(drawn) // 2], drawn[-1]):   # a decoded SMILES gives its graph back
+        text = (lib_dir / "raw" / f"{a.ids[j]}.graph").read_text()
+        assert sorted(smiles_to_graph(a.smiles[j])[1]) == sorted(parse_graph_text(text)[1])
 
     # the demo test queries find their molecule far better than chance
     queries = (data / "test_text.txt").read_text().splitlines()
@@ -257,14 +263,14 @@ def test_graph_library_folder_zip_and_demo_ranks(loaded, trained, tmp_path):
     top = a.search(queries[:1], k=len(a), query_emb=q[:1])[0]
     assert [h.id for h in top].index(answers[0]) + 1 == ranks[0]
 
-    # the CLI: SMILES shown when the map knows them, "-" otherwise
+    # the CLI: the map's SMILES replaces the decoded one; the others are decoded (no stereo)
     import search as cli
     out = cli.main(["--model", str(ckpt), "--library", str(lib_dir), "--smiles-map", str(smap), "-k", str(len(a)),
                     "--no-progress", "--rank-of", answers[0], queries[0]])
     assert out["engine"].lib.cached
     hits = out["results"][0]
     assert {h.id: h.smiles for h in hits}[known] == "CCO"
-    assert sum(h.smiles is None for h in hits) == len(a) - 1
+    assert sum(h.decoded for h in hits) == sum(bool(h.smiles) for h in hits) - 1   # all but the mapped one
     assert out["ranks"] == [ranks[0]]
 
 

@@ -188,29 +188,36 @@ def test_output_is_escaped(client):
     assert r.status_code == 404 and "<script>alert" not in r.text
 
 
-def test_graph_library_without_smiles(loaded, web_checkpoint, demo_dir, tmp_path):
+def test_graph_library_with_decoded_smiles(loaded, web_checkpoint, demo_dir, tmp_path):
     lib = tmp_path / "graphs"
     lib.mkdir()
     files = sorted((demo_dir / "raw").glob("*.graph"))[:4]
     for f in files:
         shutil.copy(f, lib / f.name)
+    (lib / "9999999.graph").write_text("edgelist:\n0 1\n1 0\n\nidx to identifier:\n0 12345\n1 67890\n")
     svc = make_service(loaded, lib, tmp_path, model_path=web_checkpoint, examples=[])
     try:
         with TestClient(web.create_app(svc), raise_server_exceptions=False) as c:
-            res = c.get("/api/search", params={"q": QUERY, "k": 4}).json()["results"]
-            assert len(res) == 4 and all(h["smiles"] is None for h in res)
-            page = c.get("/", params={"q": QUERY, "k": 4}).text
-            assert page.count("SMILES unknown") == 4 and page.count("structure unknown") == 4
-            assert "<svg" not in page and "(0 with SMILES)" in page
+            res = c.get("/api/search", params={"q": QUERY, "k": 5}).json()["results"]
+            decoded = [h for h in res if h["id"] != "9999999"]
+            assert len(res) == 5 and all(h["smiles"] and h["smiles_decoded"] for h in decoded)
+            assert {h["id"]: (h["smiles"], h["smiles_decoded"]) for h in res}["9999999"] == (None, False)
+            page = c.get("/", params={"q": QUERY, "k": 5}).text
+            # every decodable molecule drawn, with the no-stereo note; the graph that no structure fits is not
+            assert page.count("<svg") == 4 and page.count("no stereo</div>") == 4
+            assert page.count("SMILES unknown") == 1 and page.count("structure unknown") == 1
+            assert "(4 with SMILES)" in page
     finally:
         svc.close()
-    # with a SMILES map for one of them
+    # with a SMILES map for one of them: the map's SMILES replaces the decoded one (it may carry stereo)
     first = files[0].stem
     svc = make_service(loaded, lib, tmp_path, smiles_map={first: "CCO"}, model_path=web_checkpoint, examples=[])
     try:
         with TestClient(web.create_app(svc), raise_server_exceptions=False) as c:
-            page = c.get("/", params={"q": QUERY, "k": 4}).text
-            assert page.count("<svg") == 1 and page.count("SMILES unknown") == 3
+            res = c.get("/api/search", params={"q": QUERY, "k": 5}).json()["results"]
+            assert [(h["smiles"], h["smiles_decoded"]) for h in res if h["id"] == first] == [("CCO", False)]
+            page = c.get("/", params={"q": QUERY, "k": 5}).text
+            assert page.count("<svg") == 4 and page.count("no stereo</div>") == 3
     finally:
         svc.close()
 

@@ -1,0 +1,234 @@
+"""Names 2.0: other forms of a named structure (charge states, tautomers,
+cited conjugate acids/bases), dictionaries beside OPSIN, their order, and the
+missing-package path. Hand-written SMILES; no Java needed."""
+import logging
+
+import numpy as np
+import pytest
+
+from molret import name_sources as S
+from molret import names as N
+from molret.data import GraphSource, build_graph_store
+from molret.name_fusion import FEATURES, NameFeatures, Candidates, fit_weights, name_features
+from molret.smiles import graph_to_text, smiles_to_graph
+
+
+def key(smiles):
+    return N.structure_from_smiles("x", smiles).key
+
+
+def form_keys(smiles, kinds="all"):
+    return {f.key for f in N.structure_forms_of(N.structure_from_smiles("x", smiles), kinds)}
+
+
+# ------------------------------------------------------------------ forms of one structure
+
+@pytest.mark.parametrize("neutral,charged", [
+    ("CC(=O)O", "CC(=O)[O-]"),                                                  # acetic acid / acetate
+    ("N[C@@H](CC(=O)O)C(=O)O", "[NH3+][C@@H](CC([O-])=O)C([O-])=O"),           # L-aspartate(1-)
+    ("N[C@@H](CC(=O)O)C(=O)O", "N[C@@H](CC([O-])=O)C([O-])=O"),                # L-aspartate(2-)
+    ("NCC(=O)O", "[NH3+]CC(=O)[O-]"),                                           # glycine zwitterion
+    ("NCCc1ccc(O)c(O)c1", "[NH3+]CCc1ccc(O)c(O)c1"),                            # dopaminium(1+)
+    ("Nc1ncnc2c1ncn2[C@@H]1O[C@H](COP(=O)(O)O)[C@@H](O)[C@H]1O",
+     "Nc1ncnc2c1ncn2[C@@H]1O[C@H](COP([O-])([O-])=O)[C@@H](O)[C@H]1O"),       # AMP(2-)
+    ("OS(=O)(=O)CCN", "[O-]S(=O)(=O)CC[NH3+]"),                                 # taurine zwitterion
+    ("CCCCCCCC(=O)O", "CCCCCCCC([O-])=O"),                                      # octanoate
+])
+def test_charged_species_are_forms_of_their_neutral_parent(neutral, charged):
+    assert key(charged) != key(neutral)
+    assert key(charged) in form_keys(neutral, "charge")
+
+
+@pytest.mark.parametrize("charged,neutral", [("CC(=O)[O-]", "CC(=O)O"), ("[NH3+]CC(=O)[O-]", "NCC(=O)O"),
+                                             ("C[N+](C)(C)CCO", None)])
+def test_the_neutralised_form_of_a_charged_structure(charged, neutral):
+    forms = N.structure_forms_of(N.structure_from_smiles("x", charged))
+    if neutral is None:      # a quaternary ammonium has no neutral form: nothing wrong comes out
+        assert all(f.charge == 1 for f in forms if f.kind == "neutral")
+    else:
+        assert key(neutral) in {f.key for f in forms if f.kind == "neutral"}
+
+
+@pytest.mark.parametrize("a,b", [("Oc1ccccn1", "O=c1cccc[nH]1"),              # 2-hydroxypyridine / 2-pyridone
+                                 ("O=c1cc[nH]c(=O)[nH]1", "Oc1ccnc(O)n1"),     # uracil lactam / lactim
+                                 ("CC(=O)CC(C)=O", "CC(O)=CC(C)=O")])          # acetylacetone keto / enol
+def test_tautomers_are_forms_both_ways(a, b):
+    assert key(a) != key(b)
+    assert key(b) in form_keys(a, "tautomer")
+    assert key(a) in form_keys(b, "tautomer")
+
+
+def test_forms_do_not_invent_other_molecules():
+    assert key("CCO") not in form_keys("CC(=O)O")
+    assert form_keys("c1ccccc1") == set()                       # benzene: no acid, base or tautomer
+    assert key("CC(=O)[O-]") not in form_keys("CC(=O)O", "tautomer")   # kinds are kept apart
+    assert N.structure_forms_of(N.Structure("g", "", "k", np.zeros(0, np.uint64), "pairs")) == []  # no SMILES
+
+
+def test_forms_carry_charge_and_zwitterion():
+    forms = {f.key: f for f in N.structure_forms_of(N.structure_from_smiles("glycine", "NCC(=O)O"))}
+    z = forms[key("[NH3+]CC(=O)[O-]")]
+    assert z.zwitterion and z.charge == 0 and z.kind == "charge"
+    assert forms[key("NCC(=O)[O-]")].charge == -1
+
+
+# ------------------------------------------------------------------ queries: charge words and relations
+
+def _store(tmp_path, smiles_by_id):
+    for cid, smi in smiles_by_id.items():
+        edge_index, identifiers = smiles_to_graph(smi)
+        (tmp_path / f"{cid}.graph").write_text(graph_to_text(edge_index, identifiers))
+    return build_graph_store(list(smiles_by_id), GraphSource(tmp_path), progress=False)
+
+
+def test_charge_hints():
+    h = N.charge_hint("L-aspartate(2-) is a dicarboxylic acid dianion.", "L-aspartate(2-)")
+    assert h.charge == -2
+    assert N.charge_hint("X is an amino acid zwitterion.", "X").zwitterion
+    assert N.charge_hint("X is a dicarboxylic acid dianion. It is a conjugate base of Y.", "X").relation == "base"
+    assert N.charge_hint("X is an organic cation; major species at pH 7.3.", "X").charge == 1
+    assert N.charge_hint("X is an organic anion; major species at pH 7.3.", "X").ph
+    assert not N.charge_hint("ethanol is a primary alcohol.", "ethanol")
+
+
+ASPARTIC = "N[C@@H](CC(=O)O)C(=O)O"
+
+
+def test_charge_words_prefer_the_right_form(tmp_path):
+    # a dictionary knows only the neutral acid; the query names the dianion
+    store = _store(tmp_path, {"neutral": ASPARTIC, "dianion": "NC(CC([O-])=O)C([O-])=O",
+                              "monoanion": "[NH3+]C(CC([O-])=O)C([O-])=O", "other": "CCO"})
+    cands = Candidates.from_stores([store])
+    source = S.SmilesDictionary({"l-aspartic acid": ASPARTIC}, "test")
+    qs = N.resolve_queries(["L-aspartate(2-) is a dicarboxylic acid dianion. It is a conjugate base of a "
+                            "L-aspartate(1-).", "L-aspartic acid is an amino acid."], None, sources=[source])
+    assert qs[0].subject is not None and qs[0].subject.kind == "spelling"   # "(2-)" dropped, "-ate" -> "-ic acid"
+    feats = name_features(qs, cands)
+    form = feats.values[FEATURES.index("form")]
+    assert form[0].tolist() == [0.0, 1.0, 0.5, 0.0]     # the dianion fits "(2-)", the zwitterion less
+    assert form[1].tolist() == [0.0, 1.0, 1.0, 0.0]     # no charge words: every form alike
+    assert feats.values[0, 1].tolist() == [1.0, 0.0, 0.0, 0.0]   # the identity stays the neutral acid
+
+
+def test_conjugate_base_of_a_cited_structure_names_the_molecule():
+    # nobody knows the subject's name, but its conjugate acid is known: acetate is a form of acetic acid
+    source = S.SmilesDictionary({"acetic acid": "CC(=O)O"}, "test")
+    q = N.resolve_queries(["Frobnicate is a monocarboxylic acid anion. It is a conjugate base of an acetic acid."],
+                          None, sources=[source])[0]
+    assert q.subject is None and q.names.relatives == (("conjugate base of", "acetic acid"),)
+    assert key("CC(=O)[O-]") in q.form_keys and key("CC(=O)O") not in q.form_keys
+    assert all(f.kind == "relation" for f in q.forms)
+    acetate = next(f for f in q.forms if f.key == key("CC(=O)[O-]"))
+    assert q.preferred(acetate) and not q.preferred(next(f for f in q.forms if f.charge == 0))
+    # "derives from" is not a relation of identity
+    q = N.resolve_queries(["Frobnicate is an ester. It derives from an acetic acid."], None, sources=[source])[0]
+    assert q.forms == [] and len(q.parents) == 1
+
+
+def test_forms_none_is_the_old_behaviour():
+    source = S.SmilesDictionary({"glycine": "NCC(=O)O"}, "test")
+    q = N.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source], forms="none")[0]
+    assert q.subject.key == key("NCC(=O)O") and q.forms == []
+    q = N.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source])[0]
+    z = key("[NH3+]CC(=O)[O-]")
+    assert z in q.form_keys and q.preferred(next(f for f in q.forms if f.key == z))
+
+
+def test_fit_weights_uses_the_form_feature():
+    sim = np.array([[0.5, 0.9, 0.1], [0.1, 0.8, 0.2], [0.0, 0.1, 0.7]])
+    values = np.zeros((len(FEATURES), 1, 3), np.float32)
+    values[FEATURES.index("form"), 0, 0] = 1.0
+    w = fit_weights(sim, NameFeatures(np.array([0]), values, 3))
+    assert w["form"] > 0.3 and w["exact"] == 0.0
+
+
+# ------------------------------------------------------------------ sources
+
+def test_sources_in_order_and_spellings_after_every_source():
+    first = S.SmilesDictionary({"x": "CCO", "y-ate": "CC(=O)[O-]"}, "first")
+    second = S.SmilesDictionary({"x": "CCCO", "z": "CCN", "y-ic acid": "CC(=O)O"}, "second")
+    got = N.resolve_names(["X", "Z", "y-ate", "unknownium"], [first, second])
+    assert got["X"].key == key("CCO") and got["X"].source == "first"        # case-insensitive, the first wins
+    assert got["Z"].key == key("CCN") and got["Z"].source == "second"
+    assert got["y-ate"].source == "first" and got["y-ate"].kind == "name"   # the name itself before spellings
+    assert got["unknownium"] is None                                         # a name no source knows
+
+
+def test_pairs_dictionary_gives_the_pairs_graph(tmp_path):
+    store = _store(tmp_path, {"1": "CCO", "2": "CC(=O)O"})
+    pairs = S.PairsDictionary(["Ethanol is a primary alcohol.", "The molecule is an acid."], store)
+    assert len(pairs) == 1                                     # "The molecule" names nothing
+    (s,) = pairs.lookup(["ETHANOL"])
+    assert s.key == Candidates.from_stores([store]).keys[0] and s.source == "pairs"
+    assert set(s.identifiers.tolist()) == set(N.structure_from_smiles("e", "CCO").identifiers.tolist())
+    assert pairs.lookup(["acetic acid"]) == [None]
+    q = N.resolve_queries(["Ethanol is a primary alcohol."], None, sources=[pairs])[0]
+    assert q.subject.key == key("CCO") and q.forms == []     # a graph without SMILES has no forms
+
+
+def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({}, "chemicals")})
+
+    class FakeOpsin:
+        def resolve(self, names):
+            return [None for _ in names]
+    pairs = S.PairsDictionary.__new__(S.PairsDictionary)
+    pairs.table = {}
+    assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == list(S.SOURCE_ORDER)
+    assert [s.name for s in S.default_sources(None)] == ["chemicals"]
+
+
+HAVE_CHEMICALS = S.find_chemicals_table() is not None
+
+
+@pytest.mark.skipif(not HAVE_CHEMICALS, reason="the chemicals package is not installed")
+def test_chemicals_dictionary_hit():
+    table = S.shared_chemicals()
+    assert len(table) > 500_000
+    menthol, nothing = table.lookup(["Menthol", "flibbertigibbetane"])   # a trivial name OPSIN cannot parse
+    assert menthol.key == key("CC(C)C1CCC(C)CC1O") and menthol.source == "chemicals"
+    assert nothing is None
+    q = N.resolve_queries(["Menthol is a p-menthane monoterpenoid."], None, sources=[table])[0]
+    assert q.subject.key == menthol.key
+
+
+def test_missing_chemicals_package_is_one_warning(monkeypatch):
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("molret")
+    logger.addHandler(handler)
+    try:
+        monkeypatch.setattr(S, "_SHARED", {})
+        monkeypatch.setattr(S.importlib.util, "find_spec", lambda name: None)
+        assert S.shared_chemicals() is None and S.shared_chemicals() is None
+        assert S.default_sources(None) == []
+        q = N.resolve_queries(["ethanol is a primary alcohol."], None)[0]
+        assert q.names.subject == "ethanol" and q.subject is None
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 1 and "chemicals" in records[0].getMessage()
+
+
+def test_read_chemicals_table_prefers_common_names(tmp_path):
+    f = tmp_path / "t.tsv"
+    rows = ["1\tc\tf\t1\tCCO\ti\tk\tethanol\tEthanol\talcohol",
+            "2\tc\tf\t1\tCO\ti\tk\tmethanol\tMethanol\twood spirit\talcohol",
+            "3\tc\tf\t1\tCCCO\ti\tk\tpropan-1-ol\tn-propanol\talcohol"]
+    f.write_text("\n".join(rows) + "\n")
+    table = S.read_chemicals_table(f)
+    assert table["ethanol"] == "CCO" and table["wood spirit"] == "CO" and table["propan-1-ol"] == "CCCO"
+    assert table["alcohol"] == "CCO"          # synonyms: the first compound listing it
+    rows[2] = "3\tc\tf\t1\tCCCO\ti\tk\tpropan-1-ol\talcohol\tethanol"
+    f.write_text("\n".join(rows) + "\n")
+    assert S.read_chemicals_table(f)["alcohol"] == "CCCO"   # a common name beats a synonym
+
+
+def test_forms_only_where_a_candidate_has_the_size():
+    source = S.SmilesDictionary({"glycine": "NCC(=O)O"}, "test")
+    query = ["Glycine zwitterion is an amino acid zwitterion."]
+    assert N.key_size(key("NCC(=O)O")) == (5, 8)               # 5 heavy atoms, 4 bonds both ways
+    q = N.resolve_queries(query, None, sources=[source], candidate_keys=[key("CCO"), key("c1ccccc1")])[0]
+    assert q.subject is not None and q.forms == []             # no candidate of glycine's size: no forms
+    q = N.resolve_queries(query, None, sources=[source], candidate_keys=[key("[NH3+]CC(=O)[O-]")])[0]
+    assert key("[NH3+]CC(=O)[O-]") in q.form_keys
