@@ -6,6 +6,16 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ALTEGRAD = SHARED_DATA / "altegrad"
 
 
+def run_script(script, capsys, *args):
+    """(exit code, result or None, captured) of a top-level script's ``main`` run in this process."""
+    mod = __import__(script)
+    capsys.readouterr()
+    try:
+        return 0, mod.main([str(a) for a in args]), capsys.readouterr()
+    except SystemExit as e:
+        return e.code, None, capsys.readouterr()
+
+
 def write_graph(folder: Path, cid, edges, identifiers, crlf=False) -> Path:
     """A hand-written challenge .graph file."""
     nl = "\r\n" if crlf else "\n"

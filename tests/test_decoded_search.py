@@ -11,6 +11,7 @@ import csv
 import pytest
 
 from test_shards import INVALID_ROWS, QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (fixtures)
+from conftest import run_script  # noqa: E402
 from molret.errors import MolretError  # noqa: E402
 from molret.graph_decoder import NO_STEREO_NOTE  # noqa: E402
 
@@ -40,13 +41,7 @@ def graph_lib(tmp_path_factory):
     return raw, truth
 
 
-def _run(script, capsys, *args):
-    mod = __import__(script)
-    capsys.readouterr()
-    try:
-        return 0, mod.main([str(a) for a in args]), capsys.readouterr()
-    except SystemExit as e:
-        return e.code, None, capsys.readouterr()
+_run = run_script
 
 
 def test_search_prints_and_draws_decoded_smiles(graph_lib, tiny_ckpt, tmp_path, capsys):  # noqa: F811

@@ -13,6 +13,7 @@ import pytest
 # skips this module too where rdkit, torch_geometric or faiss is missing; search.py and predictions.py
 # are imported from the repository root (pytest.ini: pythonpath = .)
 from test_shards import QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (fixtures)
+from conftest import run_script  # noqa: E402
 from molret import shards as SH  # noqa: E402
 
 
@@ -30,14 +31,7 @@ def lib_and_folder(tmp_path_factory, loaded):  # noqa: F811
     return smi, root / "mols.shards", qfile
 
 
-def _run(script, capsys, *args):
-    """(exit code, result or None, captured) of search.py / predictions.py run in this process."""
-    mod = __import__(script)
-    capsys.readouterr()
-    try:
-        return 0, mod.main([str(a) for a in args]), capsys.readouterr()
-    except SystemExit as e:
-        return e.code, None, capsys.readouterr()
+_run = run_script
 
 
 def _hits(result):
