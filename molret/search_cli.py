@@ -59,8 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", default="none", choices=["none", "opsin"],
                    help="opsin: resolve the chemical names in each query (OPSIN, needs Java) and fuse exact-graph "
                         "and substructure evidence with the cosine scores (all molecules scored exactly)")
-    p.add_argument("--names-weights", type=float, nargs=3, metavar=("EXACT", "SUBJECT", "PARENT"),
-                   help="fusion weights of --names (default: those fitted on the challenge's val pool)")
+    p.add_argument("--names-weights", type=float, nargs="+", metavar="W",
+                   help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "
+                        "challenge's val pool; FORM, the named structure in another charge state or tautomer, "
+                        "keeps its default when only three are given)")
     p.add_argument("--hubness", default="none", choices=["none", "isoftmax"],
                    help="isoftmax: inverted-softmax hubness correction against a bank of queries (molecules close "
                         "to many bank queries lose score)")
@@ -118,7 +120,8 @@ def open_search(args, progress: bool) -> LibrarySearch:
     engine = LibrarySearch(model, cfg, tokenizer, device, lib, args.backend, smiles_map, args.query_threads, index)
     if getattr(args, "names", "none") == "opsin":
         from .name_fusion import FEATURES
-        weights = dict(zip(FEATURES, args.names_weights)) if args.names_weights else None
+        from .name_fusion import DEFAULT_WEIGHTS
+        weights = dict(DEFAULT_WEIGHTS, **dict(zip(FEATURES, args.names_weights))) if args.names_weights else None
         engine.enable_names(weights, reader_options(args), args.cache_dir)
     if getattr(args, "hubness", "none") == "isoftmax":
         engine.enable_hubness(read_bank(args.hubness_bank or default_bank(cfg)), args.hubness_temperature)
@@ -204,8 +207,9 @@ def run(args) -> dict:
         raise MolretError("no query: give query text(s) or --queries-file")
     if args.top_k < 1:
         raise MolretError("-k must be at least 1")
-    if args.names_weights and min(args.names_weights) < 0:
-        raise MolretError("--names-weights must be >= 0")
+    if args.names_weights and (min(args.names_weights) < 0 or len(args.names_weights) not in (3, 4)):
+        raise MolretError(f"--names-weights takes 3 or 4 numbers >= 0 (EXACT SUBJECT PARENT [FORM]), "
+                          f"got {' '.join(str(w) for w in args.names_weights)}")
     check_index_args(args)
     if is_shard_folder(args.library):
         check_folder_flags(args)

@@ -351,3 +351,14 @@ def test_predictions_library_mode(trained, library, tmp_path):
     with pytest.raises(SystemExit):
         predictions.main(["--model", str(trained[0]), "--library", str(library), "--queries", str(qfile),
                           "--out", str(out), "--rerank", "sinkhorn"])
+
+
+@pytest.mark.parametrize("weights", [["1", "2"], ["1", "2", "3", "4", "5"], ["1", "-2", "3"]])
+def test_names_weights_take_three_or_four_non_negative_numbers(weights, tmp_path, capsys):
+    import search
+    with pytest.raises(SystemExit) as e:
+        search.main(["a steroid", "--model", str(tmp_path / "none.pt"), "--library", str(tmp_path),
+                     "--names", "opsin", "--names-weights", *weights])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--names-weights takes 3 or 4 numbers >= 0" in err and err.count("error:") == 1
