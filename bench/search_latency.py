@@ -58,7 +58,7 @@ def main(argv=None):
           f"device: {args.device}")
     device = pick_device(args.device)
     model, cfg, vocab, tokenizer = load_model(args.model, device)
-    folder = LC.library_cache_dir(args.library, args.cache_dir)
+    folder = L.library_cache_dir(args.library, args.cache_dir)
     mkey = LC.model_key(model, cfg, vocab)
     if args.recompute:
         (folder / f"emb-{mkey[:16]}.npz").unlink(missing_ok=True)

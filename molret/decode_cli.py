@@ -121,8 +121,6 @@ def decode_graph_library(path, cache_dir=None, *, workers: int | None = None, pr
             return hit
     t0 = time.perf_counter()
     ids = list_graph_ids(source_path, ids_file)
-    from rdkit import RDLogger
-    RDLogger.DisableLog("rdApp.*")   # a candidate RDKit refuses is a reason in the TSV, not a line on stderr
     from .graph_store import GraphSource, build_graph_store
     from .store_decoding import cached_decode_store
     source = GraphSource(source_path)

@@ -180,26 +180,21 @@ class GraphDecoder:
         return Decoded(mol, Chem.MolToSmiles(mol), STATUS_EXACT, learned)
 
     # -- the search
-    def _atom_states(self, i, ident, degree, in_ring, adj, wide):
-        """The states atom ``i`` can take: (invariant, environment or None, checked by hash)."""
+    def _atom_states(self, i, ident, degree, in_ring, adj):
+        """The states the table and the radius-0 inversion give atom ``i``: (invariant, Environment or None)."""
         g, r = degree[i], in_ring[i]
         states = []
         if g:
             for env in self.table.envs.get(ident, ()):
                 if env.center[1] - env.center[2] == g and env.center[5] == r and len(env.neighbours) == g:
                     states.append((env.center, env))
-        radius0 = g == 0 or (g == 1 and degree[adj[i][0][0]] == 1)   # an isolated atom or a diatomic fragment
-        if radius0:
-            for inv in radius0_candidates(g, r, ident):
-                states.append((inv, None))
-        return states, radius0
+        if g == 0 or (g == 1 and degree[adj[i][0][0]] == 1):   # an isolated atom or a diatomic fragment
+            states.extend((inv, None) for inv in radius0_candidates(g, r, ident))
+        return states
 
     def _solve(self, ids, bonds, adj, degree, in_ring, wide):
         n = len(ids)
-        states: list = [None] * n
-        radius0 = [False] * n
-        for i in range(n):
-            states[i], radius0[i] = self._atom_states(i, ids[i], degree, in_ring, adj, wide)
+        states = [self._atom_states(i, ids[i], degree, in_ring, adj) for i in range(n)]
         # Unknown atoms: their invariant from the neighbour lists of known neighbours.
         unknown = [i for i in range(n) if not any(isinstance(env, Environment) for _, env in states[i])]
         for i in unknown:

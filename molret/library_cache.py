@@ -23,8 +23,7 @@ from . import cache
 from .graph_store import GraphStore
 from .errors import MolretError
 from .io_utils import is_writable_dir
-from .library import DECODING_CACHE, Library, ReaderOptions, library_fingerprint, read_library
-from .library import library_cache_dir  # noqa: F401  (re-exported: where the caches live)
+from .library import DECODING_CACHE, Library, ReaderOptions, library_cache_dir, library_fingerprint, read_library
 from .inference import SEARCH_AMP, embed_graphs
 
 log = logging.getLogger(__name__)
@@ -63,8 +62,8 @@ def model_key(model, cfg, vocab) -> str:
                 h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     h.update(np.asarray(vocab.ids, dtype=np.uint64).tobytes())
     if cfg.model.mol_features or cfg.model.conv == "features":  # the features' code and RDKit
-        from .mol_features import FEATURES_VERSION, _rdkit_version
-        h.update(f"mol-features-v{FEATURES_VERSION}:rdkit-{_rdkit_version()}".encode())
+        from .mol_features import FEATURES_VERSION, rdkit_version
+        h.update(f"mol-features-v{FEATURES_VERSION}:rdkit-{rdkit_version()}".encode())
     return h.hexdigest()
 
 

@@ -231,7 +231,7 @@ def features_from_smiles(smiles: Sequence, families=DEFAULT_FAMILIES, *, workers
 
 # --------------------------------------------------------------- graph stores
 
-def _rdkit_version() -> str:
+def rdkit_version() -> str:
     import rdkit
     return rdkit.__version__
 
@@ -245,7 +245,7 @@ def store_features(store, families, *, smiles: Sequence | None = None, cache_dir
     ``molret.store_decoding`` (undecodable graphs are unknown molecules).
     With ``cache_dir`` the decoding and the features are cached there."""
     families = parse_families(families)
-    h = hashlib.sha1(f"molret-mol-features-v{FEATURES_VERSION}:rdkit-{_rdkit_version()}:"
+    h = hashlib.sha1(f"molret-mol-features-v{FEATURES_VERSION}:rdkit-{rdkit_version()}:"
                      f"{','.join(families)}".encode())
     decoding_file = None
     if smiles is not None and len(smiles) != len(store):

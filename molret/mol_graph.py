@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import MolretError
+from .morgan_env import invariant_hash, molecule_invariants
 
 MORGAN_RADIUS = 1
 STANDARDIZE_CHOICES = ("none", "normalize", "uncharge")
@@ -54,47 +55,12 @@ def _rdkit():
     return Chem
 
 
-_U32 = 0xFFFFFFFF
-
-
-def _boost_hash(values) -> int:
-    """boost::hash_combine over 32-bit ints, as RDKit hashes atom invariants."""
-    seed = 0
-    for v in values:
-        v &= _U32
-        seed ^= (v + 0x9E3779B9 + ((seed << 6) & _U32) + (seed >> 2)) & _U32
-    return seed
-
-
-_weights: dict = {}   # atomic number -> average atomic weight (the periodic table lookup is slow)
-
-
 def atom_invariants(mol) -> list[int]:
-    """RDKit's Morgan connectivity invariants as used for the challenge graphs.
-
-    Same as RDKit's default except for the isotope term, which current RDKit
-    releases compute differently; the official graphs use
-    ``int(atom mass - average atomic weight)`` (e.g. 1 for deuterium).
-    """
-    Chem = _rdkit()
-    if mol.NeedsUpdatePropertyCache():  # unsanitised input: compute implicit Hs
-        mol.UpdatePropertyCache(strict=False)
-    try:
-        mol.GetRingInfo().NumAtomRings(0)
-    except RuntimeError:  # ring perception not run (unsanitised molecule)
-        Chem.FastFindRings(mol)
-    ring_info = mol.GetRingInfo()
-    out = []
-    for atom in mol.GetAtoms():
-        z = atom.GetAtomicNum()
-        weight = _weights.get(z)
-        if weight is None:
-            weight = _weights[z] = Chem.GetPeriodicTable().GetAtomicWeight(z)
-        inv = [z, atom.GetTotalDegree(), atom.GetTotalNumHs(), atom.GetFormalCharge(), int(atom.GetMass() - weight)]
-        if ring_info.NumAtomRings(atom.GetIdx()):
-            inv.append(1)
-        out.append(_boost_hash(inv))
-    return out
+    """RDKit's Morgan connectivity invariants as used for the challenge graphs: the hash of each
+    atom's invariant tuple (``molret.morgan_env.molecule_invariants``, which says how it differs
+    from RDKit's default)."""
+    _rdkit()
+    return [invariant_hash(inv) for inv in molecule_invariants(mol)]
 
 
 _generators: dict = {}

@@ -89,16 +89,32 @@ def molecule_environments(mol) -> list[Environment]:
     return out
 
 
+_weights: dict = {}   # atomic number -> average atomic weight (the periodic table lookup is slow)
+
+
 def molecule_invariants(mol) -> list[Invariant]:
-    """Each atom's invariant tuple, as ``mol_graph.atom_invariants`` hashes it."""
+    """Each atom's invariant tuple (what ``invariant_hash`` hashes into its radius-0 identifier).
+
+    RDKit's Morgan connectivity invariants, except for the isotope term, which
+    current RDKit releases compute differently; the official graphs use
+    ``int(atom mass - average atomic weight)`` (e.g. 1 for deuterium).
+    """
     from rdkit import Chem
-    table = Chem.GetPeriodicTable()
-    ring = mol.GetRingInfo()
+    if mol.NeedsUpdatePropertyCache():  # unsanitised input: compute implicit Hs
+        mol.UpdatePropertyCache(strict=False)
+    try:
+        mol.GetRingInfo().NumAtomRings(0)
+    except RuntimeError:  # ring perception not run (unsanitised molecule)
+        Chem.FastFindRings(mol)
+    ring_info = mol.GetRingInfo()
     out = []
     for atom in mol.GetAtoms():
         z = atom.GetAtomicNum()
+        weight = _weights.get(z)
+        if weight is None:
+            weight = _weights[z] = Chem.GetPeriodicTable().GetAtomicWeight(z)
         out.append((z, atom.GetTotalDegree(), atom.GetTotalNumHs(), atom.GetFormalCharge(),
-                    int(atom.GetMass() - table.GetAtomicWeight(z)), 1 if ring.NumAtomRings(atom.GetIdx()) else 0))
+                    int(atom.GetMass() - weight), 1 if ring_info.NumAtomRings(atom.GetIdx()) else 0))
     return out
 
 

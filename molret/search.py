@@ -19,7 +19,8 @@ from .errors import MolretError
 from .index import SearchIndex, rank_in, top_k
 from .io_utils import is_writable_dir
 from .library import ReaderOptions, add_library_args, reader_options  # noqa: F401  (re-exported: predict.py)
-from .library_cache import LibraryEmbeddings, library_cache_dir, read_library_graphs
+from .library import library_cache_dir
+from .library_cache import LibraryEmbeddings, read_library_graphs
 from .library_cache import library_embeddings  # noqa: F401  (re-exported: predict.py)
 from .inference import SEARCH_AMP, embed_texts
 

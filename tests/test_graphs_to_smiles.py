@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("rdkit")
 
-from conftest import ALTEGRAD, SHARED_DATA, write_graph  # noqa: E402
+from conftest import ALTEGRAD, SHARED_DATA, run_script, write_graph  # noqa: E402
 from molret import decode_cli as D  # noqa: E402
 from molret.smiles import graph_to_text, smiles_to_graph  # noqa: E402
 
@@ -34,13 +34,7 @@ def write_library(raw: Path, molecules=MOLECULES) -> Path:
 
 def run_cli(capsys, *args):
     """(exit code, stdout, stderr) of graphs_to_smiles.py run in this process."""
-    capsys.readouterr()
-    try:
-        graphs_to_smiles.main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
+    code, _, cap = run_script("graphs_to_smiles", capsys, *args)
     return code, cap.out, cap.err
 
 
