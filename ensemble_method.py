@@ -55,8 +55,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-weights", action="store_true",
                    help="choose the member weights that maximise the pool LRAP of the val queries (needs members "
                         "with val and test embeddings; replaces --weights)")
+    p.add_argument("--test-members", nargs="+", metavar="PATH",
+                   help="the final fit: one saved member per member (--models first, then --members) whose test "
+                        "matrix replaces that member's in the submission (e.g. the same settings retrained on "
+                        "train + val: main.py --train-on-val); weights, names and val metrics stay those of the "
+                        "members")
+    p.add_argument("--groups", nargs="+", metavar="LABEL",
+                   help="with --fit-weights: one label per member (--models first, then --members); members with "
+                        "the same label share one fitted weight, split equally (fewer weights fitted on val)")
     p.add_argument("--names", default="none", choices=["none", "opsin"],
-                   help="opsin: fuse the structures named in the queries (OPSIN, needs Java) with the ensemble's "
+                   help="opsin: fuse the structures named in the queries (OPSIN when Java is there, the chemicals synonyms table, the training pairs) with the ensemble's "
                         "scores, weights fitted on val; needs --data-dir (or --models) for the texts and graphs")
     p.add_argument("--pseudo-labels", metavar="TSV",
                    help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
@@ -93,6 +101,21 @@ def load_members(args) -> list[Member]:
     return members
 
 
+def use_final_test_matrices(members: list[Member], paths: list) -> None:
+    """--test-members: each member's test matrix replaced by that of its final fit (same shape and ids)."""
+    if len(paths) != len(members):
+        raise MolretError(f"--test-members has {len(paths)} paths for {len(members)} members")
+    for m, path in zip(members, paths):
+        final = member_from_path(path)
+        if "test" not in final.splits:
+            raise MolretError(f"--test-members: {path} has no test matrix")
+        s, rows, cols = final.splits["test"]
+        if "test" in m.splits and (s.shape != m.splits["test"][0].shape or (rows, cols) != m.splits["test"][1:]):
+            raise MolretError(f"--test-members: {path}'s test matrix is not over the same queries and molecules "
+                              f"as {m.name}'s")
+        m.splits["test"] = (s, rows, cols)
+
+
 def ensemble_split(members: list[Member], split: str, args, do_rerank: bool = True):
     """(combined and re-ranked matrix, row ids, col ids) of ``split``."""
     check_aligned(members, split)
@@ -121,6 +144,14 @@ def pool_inputs(args, members: list[Member], n_val: int, n_test: int, what: str)
             [f"test:{c}" for c in test_cids] != cols[n_val:]:
         raise MolretError(f"{what}: the members' val/test molecules are not those of {data_dir}")
     return inputs
+
+
+def names_data_dir(args):
+    """The data folder whose train.tsv gives --names its pairs dictionary: pool_inputs' folder."""
+    if args.data_dir is not None or not args.models:
+        return args.data_dir
+    from molret.checkpoint import read_checkpoint
+    return read_checkpoint(args.models[0])["config"]["train"]["data_dir"]
 
 
 def write_pseudo_labels(args, square: np.ndarray, cols: list, n_val: int, query_texts: list, names, weights) -> dict:
@@ -170,9 +201,14 @@ def main(argv=None):
         raise MolretError("give at least one member (--models and/or --members)")
     if args.weights is not None and len(args.weights) != n:
         raise MolretError(f"--weights has {len(args.weights)} values for {n} members")
+    if args.groups is not None and (len(args.groups) != n or not args.fit_weights):
+        raise MolretError(f"--groups needs --fit-weights and one label per member ({len(args.groups)} labels for "
+                          f"{n} members)")
     if args.pseudo_labels and args.rerank == "none":
         raise MolretError("--pseudo-labels needs --rerank sinkhorn or dual-softmax (its margin is a probability)")
     members = load_members(args)
+    if args.test_members:
+        use_final_test_matrices(members, args.test_members)
     results = {}        # val metrics by member name and "ensemble"; "pool": the pool report (see below)
     pool_results = {}
     pool = all("pool" in m.splits for m in members)
@@ -180,13 +216,17 @@ def main(argv=None):
         if not pool:
             raise MolretError("--fit-weights needs members with val and test embeddings (embeddings folders or "
                               "--models)")
-        from molret.ensemble import fit_member_weights
+        from molret.ensemble import cross_fitted_lrap, fit_group_weights
         n_val = members[0].n_val
         _, rows, cols = members[0].splits["pool"]
-        args.weights = fit_member_weights([m.splits["pool"][0][:n_val] for m in members],
-                                          val_targets(rows[:n_val], cols, n_val), args.normalize)
-        print(f"member weights fitted on the pool: {' '.join(f'{w:g}' for w in args.weights)}")
+        val_rows = [m.splits["pool"][0][:n_val] for m in members]
+        groups, targets = args.groups or [str(i) for i in range(n)], val_targets(rows[:n_val], cols, n_val)
+        args.weights = fit_group_weights(val_rows, groups, targets, args.normalize)
         pool_results["member_weights"] = args.weights
+        # the weights are fitted and scored on the same val rows: say what they are worth on unseen rows
+        pool_results["pool_lrap_cross_fitted"] = cross_fitted_lrap(val_rows, groups, targets, args.normalize)
+        print(f"member weights fitted on the pool: {' '.join(f'{w:g}' for w in args.weights)} (pool LRAP with "
+              f"weights fitted on the other half of the val queries: {pool_results['pool_lrap_cross_fitted']:.4f})")
 
     have_val = [m for m in members if "val" in m.splits]
     if have_val:
@@ -225,9 +265,14 @@ def main(argv=None):
             inputs = pool_inputs(args, members, n_val, len(square) - n_val, needs_pool[0])
         if args.names != "none":
             from molret.evaluation import pool_name_features
-            names, pool_results["names_stats"] = pool_name_features(inputs[1], inputs[4], inputs[2], inputs[5])
+            # the pairs dictionary of the data folder's whole train.tsv, as main.py and predictions.py use
+            names, pool_results["names_stats"] = pool_name_features(
+                inputs[1], inputs[4], inputs[2], inputs[5], data_dir=names_data_dir(args),
+                cache_dir=args.cache_dir)
         report, weights = final_report(square, n_val, args.rerank, args.rerank_temperature, names)
         pool_results["ensemble"] = report
+        if args.rerank != "none":
+            pool_results["rerank_temperature"] = args.rerank_temperature
         if args.pseudo_labels:
             pool_results["pseudo_labels"] = write_pseudo_labels(args, square, cols, n_val,
                                                                 list(inputs[1]) + list(inputs[4]), names, weights)

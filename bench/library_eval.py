@@ -78,7 +78,7 @@ def main(argv=None):
             if "hubness" in setting:
                 engine.enable_hubness(bank, temp)
             if "names" in setting and not engine.enable_names(cache_dir=args.cache_dir):
-                print(f"{setting}: OPSIN unavailable, skipped")
+                print(f"{setting}: no name source (OPSIN, chemicals, training pairs), skipped")
                 continue
             ranks = ranks_in_library(engine, queries, q_emb, true_rows)
             name = setting + (f" T={temp:g}" if temp is not None else "")

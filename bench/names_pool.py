@@ -27,13 +27,16 @@ DATA = REPO.parent / "shared" / "data" / "altegrad"
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", nargs="+", required=True)
+    p.add_argument("--recipe-groups", action="store_true",
+                   help="member weights shared per group as recipe.py fits them (one per fast-member kind)")
     p.add_argument("--data-dir", default=str(DATA))
     p.add_argument("--cache-dir")
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--json")
     p.add_argument("--only", nargs="+", type=int, help="run only these configurations (0: before ... 4: after)")
     args = p.parse_args(argv)
-    from molret.ensemble import combine, fit_member_weights, member_from_path, val_targets
+    from molret.ensemble import combine, fit_group_weights, member_from_path, val_targets
+    from molret.recipe import member_group
     from molret.evaluation import challenge_pool_inputs, final_report, format_report
     from molret.name_fusion import Candidates, name_features, name_stats
     from molret.name_sources import OpsinSource, pairs_dictionary_from_dir, shared_chemicals
@@ -42,7 +45,10 @@ def main(argv=None):
     members = [member_from_path(m) for m in args.members]
     n_val = members[0].n_val
     _, rows, cols = members[0].splits["pool"]
-    weights = fit_member_weights([m.splits["pool"][0][:n_val] for m in members], val_targets(rows[:n_val], cols, n_val))
+    groups = ([member_group(Path(m).parent) for m in args.members] if args.recipe_groups
+              else [str(i) for i in range(len(members))])
+    weights = fit_group_weights([m.splits["pool"][0][:n_val] for m in members], groups,
+                                val_targets(rows[:n_val], cols, n_val))
     square = combine([m.splits["pool"][0] for m in members], weights)
     print(f"members {args.members}, weights {weights}")
     val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs = challenge_pool_inputs(args.data_dir,

@@ -111,7 +111,12 @@ def prepare_texts(data: ChallengeData, cfg: RunConfig, tokenizer, model, device,
     key = f"{model_id}-len{m.max_length}"
     # train last: with --extra-pairs (val/test queries as pseudo-labels) its extra texts' frozen features
     # are those already computed for val/test
-    for name, split in (("val", data.val), ("test", data.test_queries), ("train", data.train)):
+    t = cfg.train
+    # the training texts' cache files are named by what they hold, so that runs on other subsets
+    # (--max-train, --train-on-val's final fit) keep their own files instead of rebuilding each other's
+    train_name = ("train" + (f"-first{t.max_train}" if t.max_train else "")
+                  + (f"+val{f'-first{t.max_val}' if t.max_val else ''}" if t.train_on_val else ""))
+    for name, split in (("val", data.val), ("test", data.test_queries), (train_name, data.train)):
         if split is None:
             continue
         tokens = tokenize(split.texts, tokenizer, m.max_length, data.cache_dir / f"tokens-{name}-{key}.npz")

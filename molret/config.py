@@ -213,7 +213,7 @@ _HELP = {
     "rerank_temperature": "temperature T of exp(similarity / T) for --rerank",
     "loss": "contrastive loss: clip (symmetric InfoNCE), siglip (sigmoid per pair), hard-infonce (negatives "
             "weighted by their similarity) or triplet (hardest in-batch negative, margin 0.2)",
-    "names": "opsin: resolve the chemical names in each query with OPSIN (needs Java) and fuse exact-graph and "
+    "names": "opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms table, the training pairs) and fuse exact-graph and "
              "substructure evidence with the learned scores, weights fitted on val (final report and submission); "
              "none: learned scores only",
     "select_metric": "val score that picks the best epoch: pool_lrap (val queries among val + test molecules, "

@@ -87,22 +87,29 @@ def challenge_pool_inputs(data_dir, cache_dir=None, progress: bool = False):
             test_cids, test_texts, load_graphs("test", test_cids, source, cache, None, progress))
 
 
-def pool_name_features(val_texts, test_texts, val_graphs, test_graphs, pairs=None):
+def pool_name_features(val_texts, test_texts, val_graphs, test_graphs, pairs=None, data_dir=None, cache_dir=None):
     """Name features (molret.name_fusion) of val + test queries against val +
-    test molecules, names resolved by OPSIN, the chemicals dictionary and
-    ``pairs`` (a molret.name_sources.PairsDictionary of the training pairs),
-    those available; None (with one warning line each) when none is."""
+    test molecules, names resolved by OPSIN, the chemicals dictionary and the
+    pairs dictionary (molret.name_sources.PairsDictionary), those available;
+    None (with one warning line each) when none is. The pairs dictionary is
+    ``pairs``, else that of the whole ``train.tsv`` of ``data_dir`` (never a
+    --max-train subset: every path gives the same features for the same data).
+    The resolved structures are cached in ``cache_dir`` (molret.name_cache;
+    default: the data folder's cache when ``data_dir`` is given)."""
+    from .name_cache import resolve_queries_cached
     from .name_fusion import Candidates, name_features, name_stats
-    from .name_sources import default_sources
-    from .names import resolve_queries
     from .opsin import shared_opsin
-    opsin = shared_opsin()
-    sources = default_sources(opsin, pairs)
-    if not sources:
-        return None, {}
+    if data_dir is not None and cache_dir is None:
+        from .data import default_cache_dir
+        cache_dir = default_cache_dir(data_dir)
+    if pairs is None and data_dir is not None:
+        from .name_sources import pairs_dictionary_from_dir
+        pairs = pairs_dictionary_from_dir(data_dir, cache_dir)
     candidates = Candidates.from_stores([val_graphs, test_graphs])
-    structures = resolve_queries(list(val_texts) + list(test_texts), opsin, sources=sources,
-                                 candidate_keys=candidates.keys)
+    structures = resolve_queries_cached(list(val_texts) + list(test_texts), shared_opsin(), pairs,
+                                        candidate_keys=candidates.keys, cache_dir=cache_dir)
+    if structures is None:
+        return None, {}
     stats = name_stats(structures[:len(val_texts)], candidates, np.arange(len(val_texts)))
     return name_features(structures, candidates), stats
 

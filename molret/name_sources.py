@@ -20,7 +20,9 @@ the others still resolve.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -43,6 +45,9 @@ class OpsinSource:
     def __init__(self, opsin):
         self.opsin = opsin
 
+    def fingerprint(self) -> str:
+        return opsin_fingerprint(self.opsin)
+
     def lookup(self, names: Sequence[str]) -> list:
         from .names import structure_from_smiles
         return [structure_from_smiles(n, s, source=self.name) if s else None
@@ -53,11 +58,17 @@ class SmilesDictionary:
     """A name -> SMILES table (case-insensitive); structures memoised."""
     name = "dictionary"
 
-    def __init__(self, table: dict, name: str | None = None):
+    def __init__(self, table: dict, name: str | None = None, origin: str | None = None):
+        """``origin``: what identifies the table's content cheaply (its file's path, size and
+        modification time); without it ``fingerprint`` hashes the table."""
         self.table = table
         if name:
             self.name = name
+        self.origin = origin
         self._memo: dict = {}
+
+    def fingerprint(self) -> str:
+        return self.origin or content_hash(sorted(self.table.items()))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -96,6 +107,10 @@ class PairsDictionary:
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def fingerprint(self) -> str:
+        """A hash of the table's content (names, graph keys, identifiers)."""
+        return content_hash(sorted((n, s.key, s.identifiers.tolist()) for n, s in self.table.items()))
 
     def lookup(self, names: Sequence[str]) -> list:
         out = []
@@ -165,8 +180,50 @@ def shared_chemicals() -> SmilesDictionary | None:
                         "no synonyms dictionary")
             _SHARED["chemicals"] = None
         else:
-            _SHARED["chemicals"] = SmilesDictionary(read_chemicals_table(path), "chemicals")
+            _SHARED["chemicals"] = SmilesDictionary(read_chemicals_table(path), "chemicals", file_fingerprint(path))
     return _SHARED["chemicals"]
+
+
+# ------------------------------------------------------------------ fingerprints (keys of cached resolutions)
+
+def content_hash(obj) -> str:
+    """sha1 of a JSON-able object."""
+    return hashlib.sha1(json.dumps(obj, separators=(",", ":")).encode()).hexdigest()
+
+
+def file_fingerprint(path) -> str:
+    """path, size, modification time: a file's identity without reading it."""
+    st = Path(path).stat()
+    return f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def opsin_fingerprint(opsin) -> str:
+    """The OPSIN parser's identity: its jar (version in the name, path, size, time)."""
+    jar = getattr(opsin, "jar", None)
+    try:
+        return file_fingerprint(jar) if jar is not None else type(opsin).__name__
+    except OSError:
+        return str(jar)
+
+
+def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
+    """[name, fingerprint] of each source ``default_sources`` gives for the same arguments, in
+    order, computed without loading the chemicals table (a stat of its file when not loaded yet)."""
+    out = []
+    if opsin is not None:
+        out.append(["opsin", opsin_fingerprint(opsin)])
+    if chemicals:
+        if "chemicals" in _SHARED:
+            c = _SHARED["chemicals"]
+            if c is not None:
+                out.append([c.name, c.fingerprint()])
+        else:
+            path = find_chemicals_table()
+            if path is not None:
+                out.append(["chemicals", file_fingerprint(path)])
+    if pairs is not None:
+        out.append([pairs.name, pairs.fingerprint()])
+    return out
 
 
 def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:

@@ -146,6 +146,6 @@ def shared_opsin() -> Opsin | None:
         try:
             _SHARED["opsin"] = Opsin()
         except OpsinUnavailable as e:
-            log.warning(f"--names opsin: {e}; using the learned scores only")
+            log.warning(f"--names opsin: {e}; names from the other sources only (the chemicals table, the training pairs)")
             _SHARED["opsin"] = None
     return _SHARED["opsin"]

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerank-temperature", type=float,
                    help="temperature of --rerank (default: the checkpoint's, else 0.05)")
     p.add_argument("--names", choices=["none", "opsin"],
-                   help="opsin: fuse the structures named in the queries (OPSIN, needs Java) with the learned "
+                   help="opsin: fuse the structures named in the queries (OPSIN when Java is there, the chemicals synonyms table, the training pairs) with the learned "
                         "scores, weights fitted on val.tsv (default: the checkpoint's training setting)")
     p.add_argument("--no-pool", action="store_true",
                    help="skip the val report (pool metrics: val queries among val + test molecules)")
@@ -266,7 +266,8 @@ def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_si
     val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
     names = None
     if names_mode == "opsin":
-        names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs)
+        names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs, data_dir=paths.root,
+                                      cache_dir=cache_dir)
     report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb), len(val_text), method,
                                    temperature, names)
     report["n_val"] = len(val_text)

@@ -124,7 +124,7 @@ class LibrarySearch:
             self._decoded = lambda j: bool(decoded_rows[j])
         self.index = index if index is not None else SearchIndex(lib.embeddings, backend)
         self._position = None
-        self.names = None               # (Candidates, weights) once enable_names is called
+        self.names = None               # (Candidates, weights, opsin, sources) once enable_names is called
         self.hub_offsets = None         # per-molecule offsets once enable_hubness is called
 
     def enable_hubness(self, bank: Sequence[str], temperature: float = HUBNESS_TEMPERATURE,
@@ -159,22 +159,38 @@ class LibrarySearch:
         """True when every molecule is scored exactly (names or hubness on), not through the index."""
         return self.names is not None or self.hub_offsets is not None
 
-    def enable_names(self, weights: dict | None = None, options: ReaderOptions | None = None, cache_dir=None) -> bool:
+    def enable_names(self, weights: dict | None = None, options: ReaderOptions | None = None, cache_dir=None,
+                     training_pairs: bool = True) -> bool:
         """Fuse the structures named in the queries (molret.name_fusion) with
-        the cosine scores from now on; False (with one warning line) when
-        OPSIN cannot run, and the search stays learned-only."""
+        the cosine scores from now on, names resolved by every source there is
+        (molret.name_sources: OPSIN, the chemicals dictionary, and with
+        ``training_pairs`` the pairs dictionary of the checkpoint's data
+        folder's train.tsv); a missing source is one warning line. False when
+        there is none, and the search stays learned-only."""
         from .name_fusion import DEFAULT_WEIGHTS, Candidates
+        from .name_sources import default_sources
         from .opsin import shared_opsin
         self._need_graphs("--names")
-        if shared_opsin() is None:
+        pairs = self._training_pairs(cache_dir) if training_pairs else None
+        opsin = shared_opsin()
+        sources = default_sources(opsin, pairs)
+        if not sources:
             return False
         graphs = self.lib.library.graphs
         if graphs is None:  # embeddings came from the cache: the parsed library is cached too
             folder = library_cache_dir(self.lib.library.path, cache_dir)
             graphs = read_library_graphs(self.lib.library.path, options, folder if is_writable_dir(folder) else None,
                                          self.lib.library.fingerprint).graphs
-        self.names = (Candidates.from_stores([graphs]), dict(weights or DEFAULT_WEIGHTS))
+        self.names = (Candidates.from_stores([graphs]), dict(weights or DEFAULT_WEIGHTS), opsin, sources)
         return True
+
+    def _training_pairs(self, cache_dir):
+        """The pairs dictionary of the checkpoint's data folder (None, one warning line, when it has none)."""
+        from .name_sources import pairs_dictionary_from_dir
+        data_dir = getattr(getattr(self.cfg, "train", None), "data_dir", None)
+        if not data_dir:
+            return None
+        return pairs_dictionary_from_dir(data_dir, cache_dir)
 
     def fused_scores(self, queries: Sequence[str], query_emb: np.ndarray) -> np.ndarray:
         """[Q, N] float64 scores: the cosine (as ``exact_scores``), minus the
@@ -186,9 +202,8 @@ class LibrarySearch:
             return base
         from .name_fusion import fuse, name_features
         from .names import resolve_queries
-        from .opsin import shared_opsin
-        candidates, weights = self.names
-        return fuse(base, name_features(resolve_queries(queries, shared_opsin()), candidates), weights)
+        candidates, weights, opsin, sources = self.names
+        return fuse(base, name_features(resolve_queries(queries, opsin, sources=sources), candidates), weights)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads for encoding the queries (0: torch's default)")
     add_inference_args(p, batch_help="graph embedding batch size; the model's eval batch size when not given")
     p.add_argument("--names", default="none", choices=["none", "opsin"],
-                   help="opsin: resolve the chemical names in each query (OPSIN, needs Java) and fuse exact-graph "
+                   help="opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms table, the training pairs) and fuse exact-graph "
                         "and substructure evidence with the cosine scores (all molecules scored exactly)")
     p.add_argument("--names-weights", type=float, nargs="+", metavar="W",
                    help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "

@@ -149,8 +149,10 @@ def pool_report_and_submission(trainer, val_text, val_graph, result: dict) -> li
     from .evaluation import final_report, format_report, pool_name_features, pool_similarity, test_matrix
     names = None
     if t.names == "opsin":
+        # the pairs dictionary of the whole train.tsv (not --max-train's subset), as predictions.py uses
         names, result["names_stats"] = pool_name_features(data.val.texts, queries.texts, data.val.graphs,
-                                                          data.test_graphs.graphs)
+                                                          data.test_graphs.graphs, data_dir=t.data_dir,
+                                                          cache_dir=data.cache_dir)
     report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb),
                                    len(val_text), t.rerank, t.rerank_temperature, names)
     result.update(report)

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,15 @@ def web_checkpoint(demo_dir, tiny_text_model, tmp_path_factory):
     finally:
         torch.set_num_threads(threads)
     return runs / "web" / "best.pt"
+
+
+@pytest.fixture
+def molret_warnings():
+    """Warnings of the "molret" logger (which a training run may have set not to propagate)."""
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("molret")
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

@@ -62,6 +62,51 @@ def test_val_targets_follow_cids():
     assert E.val_targets(None, None, 3).tolist() == [0, 1, 2]
 
 
+# ---------------------------------------------------------------- fitted weights
+
+GOOD = np.eye(4) + 0.1            # every query's true molecule (the diagonal) first
+BAD = np.eye(4)[[1, 2, 3, 0]]     # every query's true molecule last-but-tied: rank 4 (ties count against it)
+
+
+def test_fitted_weights_outweigh_a_harmful_member():
+    # equal weights: each row ties its diagonal (1.1 + 0) with BAD's 1 (0.1 + 1): rank 2, MRR 0.5. Coordinate
+    # ascent tries GOOD's weight over the grid 0, 0.5, 1, 1.5: at 1.5 (1.65 vs 1.15) every query ranks first,
+    # nothing after that scores strictly higher: weights (1.5, 1) / 2.5
+    assert E.fit_member_weights([GOOD, BAD], np.arange(4)) == [0.6, 0.4]
+
+
+def test_group_weights_without_groups_are_the_member_weights_and_groups_share_one():
+    rng = np.random.default_rng(0)
+    mats, targets = [rng.normal(size=(30, 40)) for _ in range(3)], rng.integers(0, 40, 30)
+    assert E.fit_group_weights(mats, ["a", "b", "c"], targets) == E.fit_member_weights(mats, targets)
+    w = E.fit_group_weights([GOOD, GOOD, BAD], ["g", "g", "h"], np.arange(4))
+    assert w == [0.3, 0.3, 0.4]                 # (0.6, 0.4) as above, g's split equally between its two members
+    with pytest.raises(MolretError, match="2 group labels for 3"):
+        E.fit_group_weights([GOOD, GOOD, BAD], ["g", "h"], np.arange(4))
+
+
+def test_cross_fitted_lrap_scores_each_half_with_the_other_halfs_weights():
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=(8, 8))
+    perfect = np.eye(8) * 100
+    # one member: weights do not matter, so it is that member's plain LRAP
+    from molret.metrics import ranks_of_targets
+    assert E.cross_fitted_lrap([noise], ["a"], np.arange(8)) == pytest.approx(
+        float(np.mean(1 / ranks_of_targets(noise, np.arange(8)))))
+    # each half's fit drops the noise member (it only hurts): every held-out query ranks first
+    assert E.cross_fitted_lrap([perfect, noise * 1000], ["a", "b"], np.arange(8)) == 1.0
+
+
+def test_cli_groups_need_fit_weights_and_one_label_per_member(tmp_path, capsys):
+    import ensemble_method
+    np.save(tmp_path / "sim.npy", np.eye(3))
+    for extra in (["--groups", "a", "b"], ["--groups", "a", "--fit-weights"]):
+        with pytest.raises(SystemExit) as e:
+            ensemble_method.main(["--members", str(tmp_path / "sim.npy"), str(tmp_path / "sim.npy"), *extra])
+        assert e.value.code == 2
+        assert "--groups needs --fit-weights and one label per member" in capsys.readouterr().err
+
+
 # -------------------------------------------------------- ensemble_method.py
 
 def _write_member(folder: Path, split: str, text, graph, text_ids, graph_ids):
@@ -127,6 +172,27 @@ def test_cli_refuses_misaligned_members(tmp_path, capsys):
     with pytest.raises(SystemExit):
         ensemble_method.main(["--members", str(tmp_path / "a"), "--weights", "1", "2"])
     assert "--weights has 2 values for 1 members" in capsys.readouterr().err
+
+
+def test_cli_test_members_give_the_submission_and_nothing_else(tmp_path, capsys):
+    import ensemble_method
+    cids, eye = ["11", "12", "13"], np.eye(3)
+    rng = np.random.default_rng(0)
+    first_test, final_test = rng.normal(size=(3, 3)), rng.normal(size=(3, 3))
+    _write_member(tmp_path / "a", "val", eye, eye, cids, cids)
+    _write_member(tmp_path / "a", "test", first_test, eye, ["0", "1", "2"], ["21", "22", "23"])
+    _write_member(tmp_path / "final", "test", final_test, eye, ["0", "1", "2"], ["21", "22", "23"])
+    res = ensemble_method.main(["--members", str(tmp_path / "a"), "--test-members", str(tmp_path / "final"),
+                                "--out", str(tmp_path / "sub.csv")])
+    # the submission is the final fit's test matrix (graph embeddings are the identity: text x I = text)
+    np.testing.assert_allclose(read_submission(tmp_path / "sub.csv"), final_test, rtol=1e-5, atol=1e-6)
+    assert res[str(tmp_path / "a")]["lrap"] == 1.0      # the val metrics stay the member's own
+    _write_member(tmp_path / "other", "test", eye[:2], eye, ["0", "1"], ["21", "22", "23"])
+    for paths, message in (([str(tmp_path / "final"), str(tmp_path / "final")], "2 paths for 1 members"),
+                           ([str(tmp_path / "other")], "not over the same queries and molecules")):
+        with pytest.raises(SystemExit):
+            ensemble_method.main(["--members", str(tmp_path / "a"), "--test-members", *paths])
+        assert message in capsys.readouterr().err
 
 
 # --------------------------------------- get_text_embeddings.py (trained model)

@@ -1,6 +1,5 @@
 """Names in queries: finding them, OPSIN resolution, graphs, fusion with the
 learned scores, and the pool metrics they are judged by."""
-import logging
 import shutil
 
 import numpy as np
@@ -177,18 +176,6 @@ def test_final_report_without_names_has_no_names_section():
 
 
 # ------------------------------------------------------------------ OPSIN
-
-@pytest.fixture
-def molret_warnings():
-    """Warnings of the "molret" logger (which a training run may have set not to propagate)."""
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger("molret")
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
-
 
 def test_java_missing_gives_learned_only_with_one_warning(monkeypatch, molret_warnings):
     monkeypatch.setattr(O, "_SHARED", {})

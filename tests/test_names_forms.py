@@ -1,7 +1,6 @@
 """Names 2.0: other forms of a named structure (charge states, tautomers,
 cited conjugate acids/bases), dictionaries beside OPSIN, their order, and the
 missing-package path. Hand-written SMILES; no Java needed."""
-import logging
 
 import numpy as np
 import pytest
@@ -192,22 +191,14 @@ def test_chemicals_dictionary_hit():
     assert q.subject.key == menthol.key
 
 
-def test_missing_chemicals_package_is_one_warning(monkeypatch):
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logger = logging.getLogger("molret")
-    logger.addHandler(handler)
-    try:
-        monkeypatch.setattr(S, "_SHARED", {})
-        monkeypatch.setattr(S.importlib.util, "find_spec", lambda name: None)
-        assert S.shared_chemicals() is None and S.shared_chemicals() is None
-        assert S.default_sources(None) == []
-        q = N.resolve_queries(["ethanol is a primary alcohol."], None)[0]
-        assert q.names.subject == "ethanol" and q.subject is None
-    finally:
-        logger.removeHandler(handler)
-    assert len(records) == 1 and "chemicals" in records[0].getMessage()
+def test_missing_chemicals_package_is_one_warning(monkeypatch, molret_warnings):
+    monkeypatch.setattr(S, "_SHARED", {})
+    monkeypatch.setattr(S.importlib.util, "find_spec", lambda name: None)
+    assert S.shared_chemicals() is None and S.shared_chemicals() is None
+    assert S.default_sources(None) == []
+    q = N.resolve_queries(["ethanol is a primary alcohol."], None)[0]
+    assert q.names.subject == "ethanol" and q.subject is None
+    assert len(molret_warnings) == 1 and "chemicals" in molret_warnings[0].getMessage()
 
 
 def test_read_chemicals_table_prefers_common_names(tmp_path):
@@ -232,3 +223,118 @@ def test_forms_only_where_a_candidate_has_the_size():
     assert q.subject is not None and q.forms == []             # no candidate of glycine's size: no forms
     q = N.resolve_queries(query, None, sources=[source], candidate_keys=[key("[NH3+]CC(=O)[O-]")])[0]
     assert key("[NH3+]CC(=O)[O-]") in q.form_keys
+
+
+# ------------------------------------------------------------------ cached batches, pool and search wiring
+
+def _plain(structures):
+    """QueryStructures as plain values (a Structure's identifiers as a list, dtype included)."""
+    def st(s):
+        return None if s is None else (s.name, s.smiles, s.key, s.source, s.kind, s.charge, s.zwitterion,
+                                       s.identifiers.dtype.str, s.identifiers.tolist())
+    return [(q.names, q.hint, q.relative_charge, st(q.subject), [st(s) for s in q.enantiomers],
+             [st(s) for s in q.parents], [st(s) for s in q.forms]) for q in structures]
+
+
+def _data_dir(tmp_path, pairs: dict):
+    """A challenge-layout folder: raw/<cid>.graph from SMILES and train.tsv (cid -> (SMILES, text))."""
+    raw = tmp_path / "raw"
+    raw.mkdir(parents=True)
+    for cid, (smi, _) in pairs.items():
+        edge_index, identifiers = smiles_to_graph(smi)
+        (raw / f"{cid}.graph").write_text(graph_to_text(edge_index, identifiers))
+    (tmp_path / "train.tsv").write_text("".join(f"{cid}\t{text}\n" for cid, (_, text) in pairs.items()))
+    return tmp_path
+
+
+CACHED_BATCH = ["L-aspartate(2-) is a dicarboxylic acid dianion. It is a conjugate base of a L-aspartate(1-).",
+                "Glycine zwitterion is an amino acid zwitterion. It is a tautomer of a glycine.",
+                "Frobnicol is an alcohol. It derives from an acetic acid and an ethanol.",
+                "D-alanine is an amino acid. It is an enantiomer of a L-alanine.",
+                "The molecule is a steroid."]
+
+
+def test_cached_batch_equals_the_fresh_one_and_a_stale_key_rebuilds(tmp_path, monkeypatch, molret_warnings):
+    from molret import name_cache as NC
+    chem = S.SmilesDictionary({"l-aspartic acid": ASPARTIC, "glycine": "NCC(=O)O", "acetic acid": "CC(=O)O",
+                               "ethanol": "CCO", "l-alanine": "C[C@H](N)C(=O)O"}, "chemicals")
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": chem})
+    pairs = S.PairsDictionary(["Frobnicol is an alcohol."], _store(tmp_path, {"9": "CCCO"}))
+    cands = [key("NC(CC([O-])=O)C([O-])=O"), key("[NH3+]CC(=O)[O-]"), key("CCCO"), key("CC(=O)O")]
+    fresh = N.resolve_queries(CACHED_BATCH, None, sources=[chem, pairs], candidate_keys=cands)
+    cache_dir = tmp_path / "cache"
+    first = NC.resolve_queries_cached(CACHED_BATCH, None, pairs, candidate_keys=cands, cache_dir=cache_dir)
+    assert _plain(first) == _plain(fresh)
+    assert first[2].subject.source == "pairs" and len(first[2].parents) == 2 and first[3].enantiomers
+    assert first[0].forms and first[0].hint.charge == -2 and first[1].forms and first[4].subject is None
+    assert len(list(cache_dir.glob("names-*.npz"))) == 1
+    # a hit resolves nothing (no source is even built) and gives the same structures
+    monkeypatch.setattr(S, "default_sources", lambda *a, **k: pytest.fail("the cache was not used"))
+    hit = NC.resolve_queries_cached(CACHED_BATCH, None, pairs, candidate_keys=cands, cache_dir=cache_dir)
+    assert _plain(hit) == _plain(fresh)
+    assert hit[0].names.relatives == (("conjugate base of", "L-aspartate(1-)"),)   # tuples, as resolved
+    monkeypatch.undo()
+    # another source content (the chemicals table learnt a name): stale, one warning line, rebuilt
+    chem2 = S.SmilesDictionary(dict(chem.table, frobnicol="CCCCO"), "chemicals")
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": chem2})
+    molret_warnings.clear()
+    rebuilt = NC.resolve_queries_cached(CACHED_BATCH, None, pairs, candidate_keys=cands, cache_dir=cache_dir)
+    assert len(molret_warnings) == 1 and "stale" in molret_warnings[0].getMessage()
+    assert rebuilt[2].subject.source == "chemicals" and rebuilt[2].subject.key == key("CCCCO")
+    assert _plain(NC.resolve_queries_cached(CACHED_BATCH, None, pairs, candidate_keys=cands,
+                                            cache_dir=cache_dir)) == _plain(rebuilt)
+    # other forms settings or candidates are other keys
+    assert NC.batch_key(CACHED_BATCH, [], "all", cands) != NC.batch_key(CACHED_BATCH, [], "none", cands)
+    assert NC.batch_key(CACHED_BATCH, [], "all", cands) != NC.batch_key(CACHED_BATCH, [], "all", cands[:2])
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
+    assert NC.resolve_queries_cached(CACHED_BATCH, None, None, cache_dir=cache_dir) is None   # no source at all
+
+
+def test_pool_name_features_use_the_pairs_of_the_data_dir(tmp_path, monkeypatch, molret_warnings):
+    from molret import opsin as O
+    from molret.evaluation import pool_name_features
+    monkeypatch.setattr(O, "_SHARED", {"opsin": None})
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
+    data = _data_dir(tmp_path / "data", {"1": ("CCCO", "Frobnicol is an alcohol."),
+                                         "2": ("CC(=O)O", "Acetic acid is an acid.")})
+    val = _store(tmp_path, {"10": "CCO", "11": "CCCO"})
+    test = _store(tmp_path, {"12": "CCCCO"})
+    val_texts, test_texts = ["Ethanol is an alcohol.", "Frobnicol is a propanol."], ["Butanol is an alcohol."]
+    assert pool_name_features(val_texts, test_texts, val, test) == (None, {})         # no source at all
+    names, stats = pool_name_features(val_texts, test_texts, val, test, data_dir=data, cache_dir=tmp_path / "c")
+    assert names.rows.tolist() == [1]                                   # only Frobnicol: the training pair's
+    assert names.values[FEATURES.index("exact"), 0].tolist() == [0.0, 1.0, 0.0]
+    assert stats["subject_resolved"] == 1 and stats["exact_true_graph"] == 1
+    # the whole train.tsv, and a folder without one: one warning line, the other sources still resolve
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({"ethanol": "CCO"}, "chemicals")})
+    (tmp_path / "empty").mkdir()
+    molret_warnings.clear()
+    names, stats = pool_name_features(val_texts, test_texts, val, test, data_dir=tmp_path / "empty",
+                                      cache_dir=tmp_path / "c2")
+    assert len(molret_warnings) == 1 and "no pairs dictionary" in molret_warnings[0].getMessage()
+    assert names.rows.tolist() == [0] and names.values[0, 0].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_search_names_without_opsin_use_the_dictionaries(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+    from molret import opsin as O
+    from molret.search import LibrarySearch
+    monkeypatch.setattr(O, "_SHARED", {"opsin": None})
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({"ethanol": "CCO"}, "chemicals")})
+    data = _data_dir(tmp_path / "data", {"1": ("CCCO", "Frobnicol is an alcohol.")})
+    store = _store(tmp_path, {"10": "CCO", "11": "CC(=O)O", "12": "CCCO"})
+    lib = SimpleNamespace(library=SimpleNamespace(ids=["10", "11", "12"], smiles=["CCO", "CC(=O)O", "CCCO"],
+                                                  smiles_decoded=False, graphs=store),
+                          embeddings=np.eye(3, 4, dtype=np.float32))
+    cfg = SimpleNamespace(train=SimpleNamespace(data_dir=str(data)))   # the checkpoint's data folder
+    engine = LibrarySearch(None, cfg, None, None, lib, "numpy")
+    queries, emb = ["Ethanol is an alcohol.", "Frobnicol is an alcohol."], np.ones((2, 4), np.float32)
+    base = engine.fused_scores(queries, emb)
+    exact_only = {"exact": 1.0, "subject": 0.0, "parent": 0.0, "form": 0.0}
+    assert engine.enable_names(exact_only, cache_dir=tmp_path / "c")              # no Java: the dictionaries
+    assert (engine.fused_scores(queries, emb) - base).round(6).tolist() == [[1, 0, 0], [0, 0, 1]]
+    assert engine.enable_names(exact_only, training_pairs=False)                  # chemicals alone
+    assert (engine.fused_scores(queries, emb) - base).round(6).tolist() == [[1, 0, 0], [0, 0, 0]]
+    engine.names = None
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
+    assert not engine.enable_names(exact_only, training_pairs=False) and engine.names is None

@@ -78,6 +78,13 @@ def test_frozen_text_path_caches_features(demo_dir, tiny_text_model, tmp_path):
                        "--no-write-submission"])
     assert result["val"]["lrap"] > 0
     assert len(list((tmp_path / "cache").glob("textfeat-train-*.npz"))) == 1
+    # a final fit (train + val) keeps its own cache files: the train-only ones are not rebuilt after it
+    before = {f.name: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("textfeat-train-*.npz")}
+    run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--freeze-text", "--train-on-val",
+              "--epochs", "1", "--hidden-dim", "32", "--heads", "2", "--max-length", "64", "--runs-dir",
+              str(tmp_path), "--run-name", "final", "--cache-dir", str(tmp_path / "cache"), "--no-write-submission"])
+    assert len(list((tmp_path / "cache").glob("textfeat-train+val-*.npz"))) == 1
+    assert {f.name: f.stat().st_mtime_ns for f in (tmp_path / "cache").glob("textfeat-train-*.npz")} == before
 
 
 def test_integration_on_shared_data(altegrad, tiny_text_model, tmp_path):

@@ -2,11 +2,13 @@
 data with a tiny text model (members, pool-weighted ensemble, submission,
 --resume keeping finished members)."""
 import json
+from pathlib import Path
 
 import pytest
 
 from molret.errors import MolretError
-from molret.recipe import FINISH_MINUTES, FIRST_ROUND, MEMBER_OVERHEAD_MINUTES, MEMBERS, PSEUDO_MINUTES, plan
+from molret.recipe import (FAST_KINDS, FAST_MEMBER_MINUTES, FINISH_MINUTES, FIRST_ROUND, MEMBER_OVERHEAD_MINUTES,
+                           MEMBERS, PSEUDO_MINUTES, member_group, plan)
 
 
 def test_plan_fits_the_budget():
@@ -19,6 +21,28 @@ def test_plan_fits_the_budget():
         plan(4, cores=2, n_members=4)
 
 
+def test_plan_with_fast_members():
+    p = plan(30, cores=2, n_members=2, n_fast=5)
+    # 5 fast members on 2 cores: 3 batches of FAST_MEMBER_MINUTES first; one batch of 2 graph-network members after
+    assert p.member_minutes == pytest.approx(30 - FINISH_MINUTES - 3 * FAST_MEMBER_MINUTES - MEMBER_OVERHEAD_MINUTES)
+    kinds = [k for k, _ in FAST_KINDS]
+    assert [n for n, _ in p.fast] == [f"{k}-1" for k in kinds] + [f"{kinds[0]}-2"]
+    assert all(f[f.index("--conv") + 1] == "features" for _, f in p.fast)
+    assert [member_group(Path(n)) for n, _ in p.fast] == kinds + [kinds[0]]   # a weight per kind
+    assert member_group(Path("gcn")) == "gcn" and member_group(Path("gcn-r1")) == "gcn-r1"
+    only_fast = plan(6, cores=2, n_members=0, n_fast=4)
+    assert only_fast.members == [] and len(only_fast.fast) == 4
+    with pytest.raises(MolretError, match="at least one member"):
+        plan(30, cores=2, n_members=0, n_fast=0)
+    with pytest.raises(MolretError, match="too short for 8 fast"):
+        plan(6, cores=2, n_members=2, n_fast=8)
+
+
+def test_final_fit_trains_the_fast_members_twice():
+    once, twice = plan(30, cores=2, n_members=2, n_fast=4), plan(30, cores=2, n_members=2, n_fast=4, final_fit=True)
+    assert once.member_minutes - twice.member_minutes == pytest.approx(2 * FAST_MEMBER_MINUTES)  # 2 more batches
+
+
 def test_two_round_plan():
     p = plan(30, cores=2, n_members=4, rounds=2)
     assert p.first_round == MEMBERS[:FIRST_ROUND] and p.members == MEMBERS
@@ -28,12 +52,14 @@ def test_two_round_plan():
         plan(8, cores=2, n_members=4, rounds=2)
 
 
-@pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "0"),
+@pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "-1"),
+                                        ("--fast-members", "-1"), ("--fast-members", str(4 * len(FAST_KINDS) + 1)),
                                         ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0"),
                                         ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1"),
                                         ("--text-bow", "-1"), ("--text-bow", str((1 << 24) + 1)),
                                         ("--text-bow-rank", "-1"), ("--text-bow-dropout", "0.99"),
-                                        ("--seed", "-1"), ("--members", "two")])
+                                        ("--seed", "-1"), ("--members", "two"),
+                                        ("--rerank-temperature", "0")])
 def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, capsys):
     import recipe
     with pytest.raises(SystemExit) as e:
@@ -47,14 +73,23 @@ def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, c
 def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     import recipe
     from molret.submission import read_submission
-    argv = ["--data-dir", str(demo_dir), "--minutes", "12", "--members", "2", "--text-model", tiny_text_model,
+    argv = ["--data-dir", str(demo_dir), "--minutes", "14", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
             "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",
-            "--text-bow-dropout", "0.5", "--loss", "siglip"]
+            "--text-bow-dropout", "0.5", "--loss", "siglip", "--fast-members", "1", "--rerank-temperature", "0.07"]
     res = recipe.main(argv)
     pool = res["pool"]
     runs = tmp_path / "runs" / "recipe"
-    assert set(pool["members"]) == {str(runs / n / "embeddings") for n, _ in MEMBERS[:2]}
+    fast = f"{FAST_KINDS[0][0]}-1"
+    assert set(pool["members"]) == {str(runs / n / "embeddings") for n, _ in MEMBERS[:2]} | {str(runs / fast / "embeddings")}
+    fast_cfg = json.loads((runs / fast / "config.json").read_text())
+    # the fast member: the features MLP, its own loss and epochs, and round 1's pseudo-labels too
+    assert (fast_cfg["model"]["conv"], fast_cfg["train"]["loss"], fast_cfg["train"]["epochs"]) == ("features", "clip", 20)
+    assert fast_cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+    # the final fit: the same member again on train + val, same seed; its test matrix is the submission's
+    final_cfg = json.loads((runs / f"{fast}-final" / "config.json").read_text())
+    assert final_cfg["train"]["train_on_val"] and not fast_cfg["train"]["train_on_val"]
+    assert final_cfg["train"]["seed"] == fast_cfg["train"]["seed"] and final_cfg["model"] == fast_cfg["model"]
     # round 1 wrote the pseudo-labels; round 2's members trained on them, from round 1's weights
     pseudo = res["round1"]["pool"]["pseudo_labels"]
     assert pseudo["pairs"] > 0 and pseudo["pairs"] == len((runs / "pseudo_labels.tsv").read_text().splitlines())
@@ -68,12 +103,15 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
     # round 2's report also scores the val queries without a pseudo-label
     assert pool["unlabelled"]["queries"] == pool["unlabelled"]["of"] - pseudo["val_pairs"]
-    assert len(pool["member_weights"]) == 2 and sum(pool["member_weights"]) == pytest.approx(1.0)
+    assert len(pool["member_weights"]) == 3 and sum(pool["member_weights"]) == pytest.approx(1.0)
+    assert 0 < pool["pool_lrap_cross_fitted"] <= 1
+    assert pool["rerank_temperature"] == 0.07
     sub = read_submission(tmp_path / "sub.csv")
     n_test = len((demo_dir / "test_cids.txt").read_text().split())
     assert sub.shape == (n_test, n_test)
     assert json.loads((tmp_path / "runs" / "recipe" / "recipe.json").read_text())["pool"] == pool
     assert res["members_kept"] == []
     again = recipe.main(argv + ["--resume"])        # finished members are kept, not retrained
-    assert again["members_kept"] == [f"{n}-r1" for n, _ in MEMBERS[:2]] + [n for n, _ in MEMBERS[:2]]
+    assert again["members_kept"] == ([f"{n}-r1" for n, _ in MEMBERS[:2]] + [fast, f"{fast}-final"] +
+                                     [n for n, _ in MEMBERS[:2]])
     assert again["pool"]["ensemble"] == pool["ensemble"]
