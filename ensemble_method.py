@@ -131,10 +131,7 @@ def pool_inputs(args, members: list[Member], n_val: int, n_test: int, what: str)
     the pool (from --data-dir, else the first checkpoint's data folder),
     checked against the members' ids."""
     from molret.evaluation import challenge_pool_inputs
-    data_dir = args.data_dir
-    if data_dir is None and args.models:
-        from molret.checkpoint import read_checkpoint
-        data_dir = read_checkpoint(args.models[0])["config"]["train"]["data_dir"]
+    data_dir = pool_data_dir(args)
     if data_dir is None:
         raise MolretError(f"{what} needs --data-dir (the queries' texts and the molecules' graphs)")
     inputs = challenge_pool_inputs(data_dir, args.cache_dir)
@@ -146,8 +143,9 @@ def pool_inputs(args, members: list[Member], n_val: int, n_test: int, what: str)
     return inputs
 
 
-def names_data_dir(args):
-    """The data folder whose train.tsv gives --names its pairs dictionary: pool_inputs' folder."""
+def pool_data_dir(args):
+    """The pool's data folder (its texts, graphs, and the train.tsv of --names' pairs dictionary):
+    --data-dir, else the first checkpoint's data folder, else None."""
     if args.data_dir is not None or not args.models:
         return args.data_dir
     from molret.checkpoint import read_checkpoint
@@ -267,7 +265,7 @@ def main(argv=None):
             from molret.evaluation import pool_name_features
             # the pairs dictionary of the data folder's whole train.tsv, as main.py and predictions.py use
             names, pool_results["names_stats"] = pool_name_features(
-                inputs[1], inputs[4], inputs[2], inputs[5], data_dir=names_data_dir(args),
+                inputs[1], inputs[4], inputs[2], inputs[5], data_dir=pool_data_dir(args),
                 cache_dir=args.cache_dir)
         report, weights = final_report(square, n_val, args.rerank, args.rerank_temperature, names)
         pool_results["ensemble"] = report
