@@ -9,7 +9,7 @@ Reading OLD.pt can run code hidden in it: convert only files you trust
 """
 import argparse
 
-from molret.cli import user_errors
+from molret.utils.errors import user_errors
 
 
 @user_errors
@@ -19,7 +19,7 @@ def main(argv=None):
     p.add_argument("old", metavar="OLD.pt", help="checkpoint of an older format, from a source you trust")
     p.add_argument("new", metavar="NEW.pt", help="where to write the converted checkpoint")
     args = p.parse_args(argv)
-    from molret.checkpoint import convert_checkpoint
+    from molret.models.checkpoint import convert_checkpoint
     ckpt = convert_checkpoint(args.old, args.new)
     print(f"wrote {args.new} (checkpoint format {ckpt['version']}, readable with the safe loader)")
     return args.new

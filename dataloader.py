@@ -1,6 +1,8 @@
-"""Datasets of the challenge data (re-exported from molret.data):
+"""Datasets of the challenge data (re-exported from molret.data.challenge):
 GraphTextDataset (train/val pairs), GraphStore (molecules; ``collate``),
 tokenised texts (``tokenize``), plus the graph parser and caches."""
-from molret.data import (GraphSource, GraphStore, GraphTextDataset,  # noqa: F401
-                         Vocab, load_graphs, read_cids, read_pairs_tsv, read_queries, resolve_data_dir, tokenize)
-from molret.graphs import parse_graph_text  # noqa: F401
+from molret.data.graph_store import GraphSource, GraphStore, load_graphs
+from molret.data.challenge import (GraphTextDataset, read_cids, read_pairs_tsv, read_queries, resolve_data_dir,
+                                   tokenize)
+from molret.data.vocab import Vocab
+from molret.chem.graph_format import parse_graph_text  # noqa: F401

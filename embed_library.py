@@ -4,10 +4,10 @@
     python embed_library.py index --out big.shards --index auto
     python embed_library.py search --out big.shards --model runs/<name>/best.pt -k 10 "a steroid ester ..."
 
-See molret/shards.py (the folder format) and molret/ann.py (the indexes).
+See molret/library/shards.py (the folder format) and molret/search/ann.py (the indexes).
 """
-from molret.cli import user_errors
-from molret.shard_cli import main as _main
+from molret.utils.errors import user_errors
+from molret.cli.embed_library import main as _main
 
 
 @user_errors

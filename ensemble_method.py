@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import add_inference_args, user_errors
-from molret.config import ranged
-from molret.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_embeddings, combine,
-                             member_from_embeddings, member_from_path, val_targets)
-from molret.errors import MolretError
-from molret.metrics import retrieval_metrics
-from molret.pseudo_labels import MARGIN_LIMITS
-from molret.rerank import METHODS, SINKHORN_ITERS, rerank
+from molret.cli.common import add_inference_args
+from molret.utils.errors import user_errors
+from molret.cli.flags import ranged
+from molret.ranking.ensemble import (NORMALIZATIONS, Member, check_aligned, checkpoint_embeddings, combine,
+                                     member_from_embeddings, member_from_path, val_targets)
+from molret.utils.errors import MolretError
+from molret.evaluation.metrics import retrieval_metrics
+from molret.ranking.pseudo_labels import MARGIN_LIMITS
+from molret.ranking.rerank import METHODS, SINKHORN_ITERS, rerank
 
 
 def parser() -> argparse.ArgumentParser:
@@ -130,7 +131,7 @@ def pool_inputs(args, members: list[Member], n_val: int, n_test: int, what: str)
     """(val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs) of
     the pool (from --data-dir, else the first checkpoint's data folder),
     checked against the members' ids."""
-    from molret.evaluation import challenge_pool_inputs
+    from molret.evaluation.pool import challenge_pool_inputs
     data_dir = pool_data_dir(args)
     if data_dir is None:
         raise MolretError(f"{what} needs --data-dir (the queries' texts and the molecules' graphs)")
@@ -148,16 +149,16 @@ def pool_data_dir(args):
     --data-dir, else the first checkpoint's data folder, else None."""
     if args.data_dir is not None or not args.models:
         return args.data_dir
-    from molret.checkpoint import read_checkpoint
+    from molret.models.checkpoint import read_checkpoint
     return read_checkpoint(args.models[0])["config"]["train"]["data_dir"]
 
 
 def write_pseudo_labels(args, square: np.ndarray, cols: list, n_val: int, query_texts: list, names, weights) -> dict:
     """--pseudo-labels: the confident matches of the re-ranked, name-fused
     square pool, written as training pairs; their count and val precision."""
-    from molret.io_utils import atomic_write_text
-    from molret.name_fusion import fuse
-    from molret.pseudo_labels import mutual_matches, pairs_tsv, precision
+    from molret.utils.files import atomic_write_text
+    from molret.ranking.name_fusion import fuse
+    from molret.ranking.pseudo_labels import mutual_matches, pairs_tsv, precision
     scores = fuse(square, names, weights) if names is not None and weights else square
     scores = rerank(scores, args.rerank, args.rerank_temperature, n_iter=args.sinkhorn_iters)
     rows, match_cols, _ = mutual_matches(scores, args.pseudo_margin)
@@ -174,8 +175,8 @@ def unlabelled_report(args, members: list[Member], square: np.ndarray, n_val: in
                       weights) -> dict:
     """--unlabelled-by: the pool report of the val queries absent from that
     pairs file (same member and name weights, the whole square re-ranked)."""
-    from molret.data import read_pairs_tsv
-    from molret.evaluation import final_report, format_report, pool_metrics_of
+    from molret.data.challenge import read_pairs_tsv
+    from molret.evaluation.pool import final_report, format_report, pool_metrics_of
     paired = set(read_pairs_tsv(args.unlabelled_by)[1])
     rows = np.array([i for i, t in enumerate(val_texts) if t not in paired], dtype=np.int64)
     out = {"queries": int(len(rows)), "of": n_val}
@@ -214,7 +215,7 @@ def main(argv=None):
         if not pool:
             raise MolretError("--fit-weights needs members with val and test embeddings (embeddings folders or "
                               "--models)")
-        from molret.ensemble import cross_fitted_lrap, fit_group_weights
+        from molret.ranking.ensemble import cross_fitted_lrap, fit_group_weights
         n_val = members[0].n_val
         _, rows, cols = members[0].splits["pool"]
         val_rows = [m.splits["pool"][0][:n_val] for m in members]
@@ -252,7 +253,7 @@ def main(argv=None):
     needs_pool = [flag for flag, on in (("--names", args.names != "none"), ("--pseudo-labels", args.pseudo_labels),
                                         ("--unlabelled-by", args.unlabelled_by)) if on]
     if pool:
-        from molret.evaluation import final_report, format_report
+        from molret.evaluation.pool import final_report, format_report
         check_aligned(members, "pool")
         square, rows, cols = ensemble_split(members, "pool", args, do_rerank=False)
         n_val = members[0].n_val
@@ -262,7 +263,7 @@ def main(argv=None):
         if needs_pool:
             inputs = pool_inputs(args, members, n_val, len(square) - n_val, needs_pool[0])
         if args.names != "none":
-            from molret.evaluation import pool_name_features
+            from molret.evaluation.pool import pool_name_features
             # the pairs dictionary of the data folder's whole train.tsv, as main.py and predictions.py use
             names, pool_results["names_stats"] = pool_name_features(
                 inputs[1], inputs[4], inputs[2], inputs[5], data_dir=pool_data_dir(args),
@@ -274,7 +275,7 @@ def main(argv=None):
         if args.pseudo_labels:
             pool_results["pseudo_labels"] = write_pseudo_labels(args, square, cols, n_val,
                                                                 list(inputs[1]) + list(inputs[4]), names, weights)
-        from molret.evaluation import pool_metrics_of
+        from molret.evaluation.pool import pool_metrics_of
         print(f"pool: {n_val} val queries among {len(cols)} val + test molecules:")
         for m in members:
             member_pool = pool_metrics_of(m.splits["pool"][0], n_val)
@@ -293,7 +294,7 @@ def main(argv=None):
         results["pool"] = pool_results
     saved = {}
     if args.save_similarity:
-        from molret.io_utils import atomic_np_save, atomic_write_text
+        from molret.utils.files import atomic_np_save, atomic_write_text
         folder = Path(args.save_similarity)
         for split in ("val", "test"):
             if all(split in m.splits for m in members):
@@ -311,14 +312,14 @@ def main(argv=None):
             raise MolretError(f"cannot write {args.out}: member {missing[0]} has no test matrix")
         s = saved.get("test")
         if s is None or weights:
-            from molret.evaluation import test_matrix
+            from molret.evaluation.pool import test_matrix
             s, _, _ = ensemble_split(members, "test", args, do_rerank=False)
             s = test_matrix(s, args.rerank, args.rerank_temperature, names, weights, members[0].n_val)
-        from molret.submission import write_submission
+        from molret.evaluation.submission import write_submission
         write_submission(s, args.out)
         print(f"submission ({s.shape[0]} queries x {s.shape[1]} molecules) written to {args.out}")
     if args.json:
-        from molret.io_utils import atomic_write_text
+        from molret.utils.files import atomic_write_text
         atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
     return results
 

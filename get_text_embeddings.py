@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import add_inference_args, inference_device, user_errors
+from molret.cli.common import add_inference_args, inference_device
+from molret.utils.errors import user_errors
 
 
 def parser() -> argparse.ArgumentParser:
@@ -36,9 +37,9 @@ def parser() -> argparse.ArgumentParser:
 def export(model: str, split: str, out: str | None = None, graphs: bool = False, data_dir=None, cache_dir=None,
            device="auto", batch_size: int = 256, progress: bool = True) -> dict:
     """Write the embeddings and return {what: path}."""
-    from molret.ensemble import checkpoint_embeddings
-    from molret.io_utils import atomic_np_save, atomic_write_text
-    from molret.inference import save_embeddings
+    from molret.ranking.ensemble import checkpoint_embeddings
+    from molret.utils.files import atomic_np_save, atomic_write_text
+    from molret.models.encoding import save_embeddings
 
     e = checkpoint_embeddings(model, (split,), data_dir=data_dir, cache_dir=cache_dir, device=device,
                               batch_size=batch_size, progress=progress)[split]

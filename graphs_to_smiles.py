@@ -6,15 +6,15 @@
 writes ``id<TAB>smiles<TAB>status`` under one header line: status is
 ``exact``, or the reason a graph could not be decoded (empty SMILES).  The
 SMILES carry no stereochemistry (the graphs have none).  The decoder is
-``molret.graph_decoder`` / ``molret.store_decoding``; the results are cached
+``molret.chem.graph_decoder`` / ``molret.chem.store_decoding``; the results are cached
 with the library, as search.py caches its embeddings.
 """
-from molret.errors import user_errors
+from molret.utils.errors import user_errors
 
 
 @user_errors
 def main(argv=None):
-    from molret.decode_cli import build_parser, run
+    from molret.cli.graphs_to_smiles import build_parser, run
     return run(build_parser().parse_args(argv))
 
 

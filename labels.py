@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from molret.cli import add_inference_args, inference_device, user_errors
-from molret.errors import MolretError
-from molret.mining import cluster_labels, read_labels, write_labels  # noqa: F401  (importable API)
+from molret.cli.common import add_inference_args, inference_device
+from molret.utils.errors import user_errors
+from molret.utils.errors import MolretError
+from molret.training.mining import cluster_labels, read_labels, write_labels  # noqa: F401  (importable API)
 
 __all__ = ["cluster_labels", "read_labels", "write_labels", "main"]
 
@@ -51,7 +52,7 @@ def _default_ids(emb_path: Path) -> Path:
 def main(argv=None):
     args = parser().parse_args(argv)
     if args.emb:
-        from molret.ensemble import read_ids
+        from molret.ranking.ensemble import read_ids
         emb_path = Path(args.emb)
         try:
             emb = np.load(emb_path, allow_pickle=False)
@@ -61,7 +62,7 @@ def main(argv=None):
         if len(ids) != len(emb):
             raise MolretError(f"{len(ids)} ids for {len(emb)} embeddings")
     else:
-        from molret.ensemble import checkpoint_embeddings
+        from molret.ranking.ensemble import checkpoint_embeddings
         e = checkpoint_embeddings(args.model, (args.split,), data_dir=args.data_dir, cache_dir=args.cache_dir,
                                   device=inference_device(args), batch_size=args.batch_size)[args.split]
         emb, ids = e.text_emb, [str(i) for i in e.text_ids]

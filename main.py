@@ -5,8 +5,8 @@ and write the test submission.
     python main.py --data-dir data --text-model minilm --freeze-text
     python main.py --resume runs/<name>          # continue after a crash or Ctrl-C
 """
-from molret.cli import run_training
-from molret.train import Trainer
+from molret.cli.common import run_training
+from molret.training.trainer import Trainer
 
 
 def main(argv=None):

@@ -26,13 +26,13 @@ import time
 import numpy as np
 import torch
 
-from molret.cli import run_training
-from molret.config import add_mining_args
-from molret.errors import MolretError
-from molret.inference import embed_graphs, embed_texts
-from molret.mining import (GraphQueue, clip_loss_with_negatives, cluster_labels, group_batches, knn_batches,
-                           mine_neighbours, read_labels)
-from molret.train import Trainer, log
+from molret.cli.common import run_training
+from molret.cli.flags import add_mining_args
+from molret.utils.errors import MolretError
+from molret.models.encoding import embed_graphs, embed_texts
+from molret.training.mining import (GraphQueue, clip_loss_with_negatives, cluster_labels, group_batches, knn_batches,
+                                    mine_neighbours, read_labels)
+from molret.training.trainer import Trainer, log
 
 # the settings each source uses (logged at the start)
 RELEVANT = {"cluster": ("n_clusters", "groups_per_batch", "relabel_every", "mining_start", "labels"),

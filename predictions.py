@@ -5,8 +5,8 @@
     python predictions.py --model best.pt --library big.shards --queries q.txt --top-k 100 --out top.csv
     python predictions.py --model best.pt --library raw.zip --top-k 10 --smiles --out top.csv   # + SMILES
 """
-from molret.cli import user_errors
-from molret.predict import build_parser, predict
+from molret.utils.errors import user_errors
+from molret.cli.predictions import build_parser, predict
 
 
 @user_errors
@@ -14,7 +14,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     result = predict(args)
     if result.get("pool"):
-        from molret.evaluation import format_report
+        from molret.evaluation.pool import format_report
         n_val = result["pool"]["n_val"]
         print(f"pool: {n_val} val queries among {n_val + result['molecules']} val + test molecules")
         for line in format_report(result["pool"]):
@@ -24,7 +24,7 @@ def main(argv=None):
         print(f"wrote {result['out']}: the top {result['top_k']} of {result['molecules']} molecules for each of "
               f"{result['queries']} queries ({columns})")
         if result.get("smiles_decoded"):
-            from molret.graph_decoder import NO_STEREO_NOTE
+            from molret.chem.graph_decoder import NO_STEREO_NOTE
             print(f"note: the SMILES were {NO_STEREO_NOTE}")
     else:
         print(f"wrote {result['out']}: {result['queries']} queries x {result['molecules']} molecules")

@@ -5,14 +5,14 @@ Sinkhorn re-ranking, and the test submission.
     python recipe.py --data-dir data --minutes 30 --out submission.csv
     python recipe.py --data-dir data --minutes 30 --out submission.csv --resume   # after Ctrl-C or a crash
 """
-from molret.cli import user_errors
+from molret.utils.errors import user_errors
 
 
 @user_errors
 def main(argv=None):
     import logging
     import sys
-    from molret.recipe import run
+    from molret.cli.recipe import run
     log = logging.getLogger("molret")
     if not log.handlers:
         handler = logging.StreamHandler(sys.stderr)

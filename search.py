@@ -7,8 +7,8 @@
 The library's graph embeddings are computed once and cached (next to the
 library, or under --cache-dir); later searches only encode the queries.
 """
-from molret.cli import user_errors
-from molret.search_cli import build_parser, run
+from molret.utils.errors import user_errors
+from molret.cli.search import build_parser, run
 
 
 @user_errors

@@ -8,12 +8,12 @@ The checkpoint and the library are loaded once (library embeddings cached as
 for search.py). Listens on 127.0.0.1 unless --host says otherwise: the page
 has no authentication.
 """
-from molret.cli import user_errors
+from molret.utils.errors import user_errors
 
 
 @user_errors
 def main(argv=None):
-    from molret.web import build_parser, serve
+    from molret.cli.serve import build_parser, serve
     args = build_parser().parse_args(argv)
     return serve(args)
 

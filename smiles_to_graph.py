@@ -13,8 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from molret.errors import MolretError
-from molret import smiles as S
+from molret.utils.errors import MolretError
+from molret.chem import graph_folder
+from molret.chem import molecule_files as S
 
 
 def _count_records(path: Path, fmt: str):
@@ -79,7 +80,7 @@ def main(argv=None):
         records = S.read_library(args.input, fmt=fmt, smiles_column=args.smiles_column,
                                  id_column=args.id_column, id_property=args.id_property,
                                  standardize=args.standardize)
-        S.prepare_graph_dir(args.out)  # fail before the progress bar if OUT is not writable
+        graph_folder.prepare_graph_dir(args.out)  # fail before the progress bar if OUT is not writable
         bar = None
         if not args.no_progress:
             try:
@@ -90,7 +91,7 @@ def main(argv=None):
                 records = bar = tqdm(records, total=_count_records(args.input, fmt), unit="mol",
                                      desc=args.input.name, file=sys.stderr, dynamic_ncols=True)
         try:
-            written, skipped = S.write_graph_dir(records, args.out, on_skip=reasons.append)
+            written, skipped = graph_folder.write_graph_dir(records, args.out, on_skip=reasons.append)
         finally:
             if bar is not None:
                 bar.close()

@@ -19,7 +19,7 @@ import torch
 
 class BaselineGraphTextDataset(torch.utils.data.Dataset):
     def __init__(self, processed_dir, cids, texts, source, embedding_dict, tokenizer, max_length=256):
-        from molret.graphs import parse_graph_text
+        from molret.chem.graph_format import parse_graph_text
 
         self.dir = Path(processed_dir)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,9 @@ def rss_mb() -> float:
 
 
 def bench_parse(data_dir: Path) -> list[tuple[str, str]]:
-    from molret.data import GraphSource, GraphStore, Vocab, build_graph_store, resolve_data_dir
+    from molret.data.graph_store import GraphSource, GraphStore, build_graph_store
+    from molret.data.vocab import Vocab
+    from molret.data.challenge import resolve_data_dir
     source = GraphSource(resolve_data_dir(data_dir).need("raw"))
     cids = sorted(source._members) if source._zip is not None else sorted(p.stem for p in (data_dir / "raw").glob("*.graph"))
     test_cids = (data_dir / "test_cids.txt").read_text().split()
@@ -71,7 +73,7 @@ def bench_parse(data_dir: Path) -> list[tuple[str, str]]:
 
 def _trainer(data_dir: Path, cache_dir: Path, run_dir: Path, batch_size: int, **model_kw):
     from molret.config import RunConfig
-    from molret.train import Trainer, setup_logging
+    from molret.training.trainer import Trainer, setup_logging
     cfg = RunConfig()
     cfg.train.data_dir, cfg.train.cache_dir = str(data_dir), str(cache_dir)
     cfg.train.batch_size, cfg.train.write_submission = batch_size, False
@@ -99,9 +101,11 @@ def bench_throughput(data_dir: Path, work: Path, batch_size: int, steps: int, wa
     batches: our three text paths in float32 and with bf16 autocast, against
     the organisers' loading style with the same fine-tuned model."""
     from bench.baseline_reference import BaselineGraphTextDataset, baseline_loader, encode_baseline_batch
-    from molret.data import GraphSource, read_embedding_dict, resolve_data_dir
-    from molret.losses import clip_loss
-    from molret.inference import autocast_context
+    from molret.data.graph_store import GraphSource
+    from molret.data.vocab import read_embedding_dict
+    from molret.data.challenge import resolve_data_dir
+    from molret.training.losses import clip_loss
+    from molret.models.encoding import autocast_context
 
     rows = []
     cache = work / "cache"

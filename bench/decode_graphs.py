@@ -1,7 +1,7 @@
-"""Measure the graph decoder (molret.graph_decoder) on the challenge's graphs.
+"""Measure the graph decoder (molret.chem.graph_decoder) on the challenge's graphs.
 
 1. **All of raw.zip, cold**: parse every graph, decode them all with the
-   shipped environment table (``molret.store_decoding.decode_store``, both
+   shipped environment table (``molret.chem.store_decoding.decode_store``, both
    cores), and count the exact decodings and the reasons of the others.
 2. **Known structures**: for the 6,601 molecules with SMILES in ChEBI-20,
    compare the decoded molecule with ChEBI's (canonical SMILES without
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from molret.errors import MolretError  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
@@ -54,9 +54,9 @@ def reason_of(status: str) -> str:
 def decode_all(raw_zip: Path, workers: int):
     import zipfile
 
-    from molret.graph_store import GraphSource, build_graph_store
-    from molret.library import id_sort_key
-    from molret.store_decoding import decode_store
+    from molret.data.graph_store import GraphSource, build_graph_store
+    from molret.library.reading import id_sort_key
+    from molret.chem.store_decoding import decode_store
     t0 = time.perf_counter()
     with zipfile.ZipFile(raw_zip) as z:
         cids = sorted({Path(n).stem for n in z.namelist() if n.endswith(".graph")}, key=id_sort_key)
@@ -67,7 +67,7 @@ def decode_all(raw_zip: Path, workers: int):
 
 
 def compare_known(store, out, known: dict) -> dict:
-    from molret.graph_decoder import canonical_smiles
+    from molret.chem.graph_decoder import canonical_smiles
     index = {cid: i for i, cid in enumerate(store.cids)}
     same = exact = 0
     differ = []
@@ -87,10 +87,11 @@ def holdout(store, known: dict, workers: int) -> dict:
     """Two folds: decode each half's official graphs with a table built from the other half's SMILES."""
     import random
 
-    from molret.graph_decoder import canonical_smiles
-    from molret.morgan_env import EnvironmentTable
-    from molret.graph_store import GraphStore
-    from molret.store_decoding import decode_store
+    from molret.chem.graph_decoder import canonical_smiles
+    from molret.chem.morgan_env import EnvironmentTable
+    from molret.chem.smiles_graph import add_smiles
+    from molret.data.graph_store import GraphStore
+    from molret.chem.store_decoding import decode_store
     cids = sorted(c for c in known if c in set(store.cids))
     random.Random(0).shuffle(cids)
     folds = [cids[::2], cids[1::2]]
@@ -99,7 +100,7 @@ def holdout(store, known: dict, workers: int) -> dict:
     t0 = time.perf_counter()
     for k in range(2):
         table = EnvironmentTable()
-        table.add_smiles(known[c] for c in folds[1 - k])
+        add_smiles(table, (known[c] for c in folds[1 - k]))
         part = _subset(store, [index[c] for c in folds[k]], GraphStore)
         out = decode_store(part, table, workers=workers)
         for cid, smi, st in zip(part.cids, out.smiles, out.status):
@@ -128,7 +129,7 @@ def main(argv=None):
     ap.add_argument("--holdout", action="store_true", help="also decode the known structures with held-out tables")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     args = ap.parse_args(argv)
-    from molret.library import read_smiles_map
+    from molret.library.reading import read_smiles_map
     try:
         store, out, parse_s = decode_all(args.data / "altegrad" / "raw.zip", args.workers)
         known = {}

@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from molret.config import ModelConfig  # noqa: E402
-from molret.data import GraphStore, GraphTextDataset, TokenizedTexts  # noqa: E402
-from molret.gradcache import chunk_sizes, grad_cache_step, split_pair_batch  # noqa: E402
-from molret.losses import clip_loss  # noqa: E402
-from molret.model import build_model  # noqa: E402
-from molret.inference import autocast_context, compile_encoders, pick_device  # noqa: E402
+from molret.data.graph_store import GraphStore
+from molret.data.challenge import GraphTextDataset, TokenizedTexts  # noqa: E402
+from molret.training.gradcache import chunk_sizes, grad_cache_step, split_pair_batch  # noqa: E402
+from molret.training.losses import clip_loss  # noqa: E402
+from molret.models.encoders import build_model  # noqa: E402
+from molret.models.encoding import autocast_context, compile_encoders, pick_device  # noqa: E402
 
 CONFIGS = {  # name: (amp, compile, grad-cache)
     "fp32": ("none", False, False),

@@ -1,6 +1,6 @@
 """Approximate-index benchmark for libraries of millions: recall@10 against
 exact search, per-query latency (one query at a time, 1 and 2 threads) and
-memory per molecule of exact / ivf / ivfpq / hnsw (molret.ann), on
+memory per molecule of exact / ivf / ivfpq / hnsw (molret.search.ann), on
 
 * ``real``: a shard folder of the 102,980 challenge molecules (written by
   ``embed_library.py``; the val queries' text embeddings as queries);
@@ -36,8 +36,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from molret.ann import AnnIndex, IndexParams, open_index, set_threads  # noqa: E402
-from molret.shards import open_shard_folder  # noqa: E402
+from molret.search.ann import AnnIndex, IndexParams, open_index, set_threads  # noqa: E402
+from molret.library.shard_folder import open_shard_folder  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "altegrad"
 K = 10
@@ -52,9 +52,9 @@ def query_embeddings(model_path: str, work: Path, val: Path) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     import torch
-    from molret.checkpoint import load_model
-    from molret.data import read_pairs_tsv
-    from molret.search import encode_queries
+    from molret.models.checkpoint import load_model
+    from molret.data.challenge import read_pairs_tsv
+    from molret.search.engine import encode_queries
     torch.set_num_threads(2)
     model, cfg, _, tok = load_model(model_path, "cpu")
     _, texts = read_pairs_tsv(val)
@@ -227,7 +227,7 @@ def ivf_from_ivfpq(pq: AnnIndex, emb, codec: str) -> AnnIndex:
     assignment (the k-means and the 10^7 assignments, most of an IVF build here, are not redone)."""
     import faiss
     from faiss.contrib.ivf_tools import add_preassigned
-    from molret.ann import _normalise
+    from molret.search.ann import normalise_rows
     src = faiss.extract_index_ivf(pq.index)
     quantizer = faiss.clone_index(faiss.downcast_index(src.quantizer))
     sq = {"fp16": faiss.ScalarQuantizer.QT_fp16, "sq8": faiss.ScalarQuantizer.QT_8bit}[codec]
@@ -235,7 +235,7 @@ def ivf_from_ivfpq(pq: AnnIndex, emb, codec: str) -> AnnIndex:
     index.own_fields = True
     quantizer.this.disown()
     t0 = time.perf_counter()
-    index.train(_normalise(np.asarray(emb[:100_000], dtype=np.float32)))  # the scalar quantizer only
+    index.train(normalise_rows(np.asarray(emb[:100_000], dtype=np.float32)))  # the scalar quantizer only
     inv = src.invlists
     for lst in range(src.nlist):
         size = inv.list_size(lst)
@@ -244,7 +244,7 @@ def ivf_from_ivfpq(pq: AnnIndex, emb, codec: str) -> AnnIndex:
         ids = faiss.rev_swig_ptr(inv.get_ids(lst), size).copy()
         order = np.argsort(ids)
         ids = ids[order]
-        add_preassigned(index, _normalise(np.asarray(emb[ids], dtype=np.float32)), np.full(size, lst, np.int64), ids)
+        add_preassigned(index, normalise_rows(np.asarray(emb[ids], dtype=np.float32)), np.full(size, lst, np.int64), ids)
     ann = AnnIndex(emb, "ivf", IndexParams(nlist=src.nlist, codec=codec), faiss_index=index)
     ann.build_seconds = time.perf_counter() - t0
     ann.analytic_bytes = index.ntotal * (index.code_size + 8) + src.nlist * src.d * 4

@@ -53,11 +53,11 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import torch
-    from molret.checkpoint import load_model
-    from molret.data import read_pairs_tsv
-    from molret import search as S
-    from molret.library_cache import library_embeddings
-    from molret.search_cli import read_bank
+    from molret.models.checkpoint import load_model
+    from molret.data.challenge import read_pairs_tsv
+    from molret.search import engine as S
+    from molret.library.caches import library_embeddings
+    from molret.cli.search import read_bank
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")

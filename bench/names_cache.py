@@ -1,6 +1,6 @@
 """The names of the val + test queries (3,801 on the challenge data), resolved
 cold (OPSIN start, chemicals table, forms) and from the batch cache
-(``molret.name_cache``), as every pool report and submission path resolves them.
+(``molret.names.cache``), as every pool report and submission path resolves them.
 
     python bench/names_cache.py --cache-dir C [--names-cache DIR]
 
@@ -38,11 +38,11 @@ def main(argv=None):
     p.add_argument("--cache-dir", required=True, help="graph cache (never the read-only data folder)")
     p.add_argument("--names-cache", help="folder of the names batch cache (default: a new temporary one: cold)")
     args = p.parse_args(argv)
-    from molret.evaluation import challenge_pool_inputs
-    from molret.name_cache import resolve_queries_cached
-    from molret.name_fusion import Candidates
-    from molret.name_sources import pairs_dictionary_from_dir
-    from molret.opsin import shared_opsin
+    from molret.evaluation.pool import challenge_pool_inputs
+    from molret.names.cache import resolve_queries_cached
+    from molret.ranking.name_fusion import Candidates
+    from molret.names.sources import pairs_dictionary_from_dir
+    from molret.names.opsin import shared_opsin
     names_cache = Path(args.names_cache or tempfile.mkdtemp(prefix="names-cache-"))
     pool = challenge_pool_inputs(args.data_dir, args.cache_dir)
     queries = list(pool[1]) + list(pool[4])

@@ -26,7 +26,7 @@ DATA = REPO.parent / "shared" / "data" / "altegrad"
 
 
 def count(structures, candidates, targets, label: str) -> dict:
-    from molret.name_fusion import name_features, name_stats
+    from molret.ranking.name_fusion import name_features, name_stats
     stats = name_stats(structures, candidates, targets)
     feats = name_features(structures, candidates)
     # the form feature of the true molecule is 1 and no other candidate of the query gets 1
@@ -54,12 +54,12 @@ def main(argv=None):
     p.add_argument("--json")
     p.add_argument("--quick", action="store_true", help="only the before / after rows")
     args = p.parse_args(argv)
-    from molret import name_variants
-    from molret.evaluation import challenge_pool_inputs
-    from molret.name_fusion import Candidates
-    from molret.name_sources import OpsinSource, pairs_dictionary_from_dir, shared_chemicals
-    from molret.names import resolve_queries
-    from molret.opsin import Opsin
+    from molret.names import variants as name_variants
+    from molret.evaluation.pool import challenge_pool_inputs
+    from molret.ranking.name_fusion import Candidates
+    from molret.names.sources import OpsinSource, pairs_dictionary_from_dir, shared_chemicals
+    from molret.names.resolve import resolve_queries
+    from molret.names.opsin import Opsin
     val_cids, val_texts, val_graphs, test_cids, test_texts, test_graphs = challenge_pool_inputs(args.data_dir,
                                                                                                 args.cache_dir)
     candidates = Candidates.from_stores([val_graphs, test_graphs])

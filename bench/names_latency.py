@@ -45,11 +45,11 @@ def main(argv=None):
     p.add_argument("--forms", default="all", choices=["none", "charge", "tautomer", "all"])
     p.add_argument("--cache-dir", help="graph cache for the pool's candidate keys (the batch's size shortcut)")
     args = p.parse_args(argv)
-    from molret.data import read_pairs_tsv, read_queries
-    from molret.name_sources import default_sources, shared_chemicals
-    from molret.names import extract_names
-    from molret.opsin import Opsin
-    from molret.names import resolve_queries as resolve
+    from molret.data.challenge import read_pairs_tsv, read_queries
+    from molret.names.sources import default_sources, shared_chemicals
+    from molret.names.resolve import extract_names
+    from molret.names.opsin import Opsin
+    from molret.names.queries import resolve_queries as resolve
 
     def resolve_queries(queries, opsin, candidate_keys=None):
         return resolve(queries, opsin, sources=default_sources(opsin), forms=args.forms,
@@ -75,14 +75,14 @@ def main(argv=None):
           f"p95 {times[int(0.95 * (len(times) - 1))]:.1f} ms, max {times[-1]:.1f} ms")
     fresh = Opsin()
     fresh.resolve(["ethanol"])
-    from molret import names as N
-    from molret.evaluation import challenge_pool_inputs
-    from molret.name_fusion import Candidates
+    from molret.names import resolve as N
+    from molret.evaluation.pool import challenge_pool_inputs
+    from molret.ranking.name_fusion import Candidates
     pool = challenge_pool_inputs(args.data_dir, args.cache_dir)
     keys = Candidates.from_stores([pool[2], pool[5]]).keys
     n_names = len({n for q in test_texts for n in extract_names(q).all()})
     for label, candidate_keys in (("forms of every structure", None), ("forms matched to the pool's sizes", keys)):
-        N._FORMS_MEMO.clear()
+        N.clear_forms_memo()
         t = time.perf_counter()
         structures = resolve_queries(test_texts, fresh, candidate_keys)
         print(f"batch: {len(test_texts)} test queries ({n_names} distinct names), {label}: "

@@ -35,13 +35,13 @@ def main(argv=None):
     p.add_argument("--json")
     p.add_argument("--only", nargs="+", type=int, help="run only these configurations (0: before ... 4: after)")
     args = p.parse_args(argv)
-    from molret.ensemble import combine, fit_group_weights, member_from_path, val_targets
-    from molret.recipe import member_group
-    from molret.evaluation import challenge_pool_inputs, final_report, format_report
-    from molret.name_fusion import Candidates, name_features, name_stats
-    from molret.name_sources import OpsinSource, pairs_dictionary_from_dir, shared_chemicals
-    from molret.names import resolve_queries
-    from molret.opsin import Opsin
+    from molret.ranking.ensemble import combine, fit_group_weights, member_from_path, val_targets
+    from molret.cli.recipe import member_group
+    from molret.evaluation.pool import challenge_pool_inputs, final_report, format_report
+    from molret.ranking.name_fusion import Candidates, name_features, name_stats
+    from molret.names.sources import OpsinSource, pairs_dictionary_from_dir, shared_chemicals
+    from molret.names.queries import resolve_queries
+    from molret.names.opsin import Opsin
     members = [member_from_path(m) for m in args.members]
     n_val = members[0].n_val
     _, rows, cols = members[0].splits["pool"]

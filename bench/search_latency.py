@@ -23,12 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from molret.checkpoint import load_model  # noqa: E402
-from molret.data import read_pairs_tsv  # noqa: E402
-from molret import library as L  # noqa: E402
-from molret import library_cache as LC  # noqa: E402
-from molret import search as S  # noqa: E402
-from molret.inference import pick_device  # noqa: E402
+from molret.models.checkpoint import load_model  # noqa: E402
+from molret.data.challenge import read_pairs_tsv  # noqa: E402
+from molret.library import reading as L  # noqa: E402
+from molret.library import caches as LC  # noqa: E402
+from molret.search import engine as S  # noqa: E402
+from molret.models.encoding import pick_device  # noqa: E402
 
 DATA = Path("/work/shared/data/altegrad")
 

@@ -1,4 +1,4 @@
-"""Measure how well molret.smiles reproduces the official challenge graphs.
+"""Measure how well molret.chem.molecule_files reproduces the official challenge graphs.
 
 For every molecule of ChEBI-20 whose SMILES we have (validation.txt and
 test_smiles.tsv: 6,601 molecules), build the graph from the SMILES and
@@ -31,9 +31,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from molret.errors import MolretError  # noqa: E402
-from molret.graphs import parse_graph_text  # noqa: E402
-from molret import smiles as S  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.chem.graph_format import parse_graph_text  # noqa: E402
+from molret.chem import molecule_files as S  # noqa: E402
+from molret.chem import smiles_graph  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
@@ -72,12 +73,12 @@ def identifiers_for(mol, variant: str):
     from rdkit.Chem import rdFingerprintGenerator as G
 
     if variant in ("challenge", "normalize", "uncharge"):
-        return S.atom_identifiers(mol)
+        return smiles_graph.atom_identifiers(mol)
     radius = {"radius0": 0, "radius2": 2}.get(variant, 1)
     gen = G.GetMorganGenerator(radius=radius, includeChirality=(variant == "chirality"))
     ao = G.AdditionalOutput()
     ao.AllocateBitInfoMap()
-    kwargs = {} if variant == "rdkit-invariants" else {"customAtomInvariants": S.atom_invariants(mol)}
+    kwargs = {} if variant == "rdkit-invariants" else {"customAtomInvariants": smiles_graph.atom_invariants(mol)}
     gen.GetSparseCountFingerprint(mol, additionalOutput=ao, **kwargs)
     per_atom = [dict() for _ in range(mol.GetNumAtoms())]
     for ident, envs in ao.GetBitInfoMap().items():
@@ -108,7 +109,7 @@ def categorize(mol) -> str:
     organic = {1, 5, 6, 7, 8, 9, 15, 16, 17, 35, 53}
     if any(a.GetAtomicNum() not in organic for a in atoms):
         return "unusual element (valence / implicit H model)"
-    if len(S._rdkit().GetMolFrags(mol)) > 1:
+    if len(S.rdkit_chem().GetMolFrags(mol)) > 1:
         return "several fragments (salts / mixtures)"
     if any(a.GetIsAromatic() for a in atoms):
         return "aromaticity"
@@ -116,7 +117,7 @@ def categorize(mol) -> str:
 
 
 def run(variant, pairs, official):
-    Chem = S._rdkit()
+    Chem = S.rdkit_chem()
     t0 = time.perf_counter()
     stats = collections.Counter()
     cats: dict[str, list] = {}
@@ -129,7 +130,7 @@ def run(variant, pairs, official):
         except MolretError as e:
             cats.setdefault("invalid SMILES", []).append((cid, str(e)))
             continue
-        ei, _ = S.mol_to_graph(mol)
+        ei, _ = smiles_graph.mol_to_graph(mol)
         ids = identifiers_for(mol, variant)
         same_ids = sorted(map(str, ids)) == sorted(off_ids)
         same_nb = ei.shape[1] == off_ei.shape[1]
@@ -154,7 +155,7 @@ def pct(n, total):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(
-        description="Compare graphs built from ChEBI-20 SMILES by molret.smiles with the official "
+        description="Compare graphs built from ChEBI-20 SMILES by molret.chem.molecule_files with the official "
                     "challenge graphs (raw.zip) and print a match table.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA,

@@ -58,7 +58,7 @@ def tiny_text_model(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory):
-    from molret.demo import make_demo_data
+    from molret.data.demo import make_demo_data
     return make_demo_data(tmp_path_factory.mktemp("demo") / "data", progress=False)
 
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from molret.errors import MolretError
-from molret.inference import autocast_context, check_amp
+from molret.utils.errors import MolretError
+from molret.models.encoding import autocast_context, check_amp
 
 CPU = torch.device("cpu")
 
@@ -42,7 +42,7 @@ def test_bf16_attention_runs_in_float32_and_float32_is_unchanged():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from molret.text_models import install_cpu_bf16_attention
+    from molret.models.text_models import install_cpu_bf16_attention
     install_cpu_bf16_attention()
     install_cpu_bf16_attention()  # idempotent: wraps once
     wrapped = ALL_ATTENTION_FUNCTIONS["sdpa"]
@@ -65,8 +65,8 @@ def test_bf16_attention_runs_in_float32_and_float32_is_unchanged():
 def test_bf16_text_encoder_close_to_float32_with_gradients():
     from transformers import BertConfig, BertModel
 
-    from molret.model import TextEncoder
-    from molret.text_models import install_cpu_bf16_attention
+    from molret.models.encoders import TextEncoder
+    from molret.models.text_models import install_cpu_bf16_attention
     install_cpu_bf16_attention()
     torch.manual_seed(0)
     enc = TextEncoder(BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,

@@ -1,4 +1,4 @@
-"""The search page in a real browser: serve.py's server (``molret.web.prepare``)
+"""The search page in a real browser: serve.py's server (``molret.cli.serve.prepare``)
 runs uvicorn in a thread on a free loopback port (tiny model, tiny SMILES
 library); headless Chromium, driven by Selenium, types a query, submits it
 and finds result cards with drawn structures; a shared ``/?q=...`` link
@@ -42,7 +42,7 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
 def server(web_checkpoint, tmp_path_factory):
     """Base URL of the server of ``serve.py`` (its ``prepare``: checks, socket, model, library, app) on a free
     loopback port, run by uvicorn in a thread, on the tiny model and library."""
-    from molret import web
+    from molret.cli import serve as web
     root = tmp_path_factory.mktemp("browserlib")
     lib = root / "mols.smi"
     lib.write_text(LIBRARY)

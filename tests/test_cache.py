@@ -1,4 +1,4 @@
-"""The one cache mechanism (molret.cache) and its users in molret.data: a
+"""The one cache mechanism (molret.utils.cache) and its users in molret.data.challenge: a
 damaged file is rebuilt with one warning line, a stale key or another
 version is rebuilt, writes are atomic. Tiny hand-written data only."""
 from __future__ import annotations
@@ -9,9 +9,10 @@ import os
 import numpy as np
 import pytest
 
-from molret import cache
-from molret.data import GraphSource, default_cache_dir, load_graphs, load_keyed_npz, save_keyed_npz
-from molret.errors import MolretError
+from molret.utils import cache
+from molret.data.graph_store import GraphSource, load_graphs
+from molret.data.challenge import default_cache_dir, load_keyed_npz, save_keyed_npz
+from molret.utils.errors import MolretError
 
 
 class _Collect(logging.Handler):
@@ -28,10 +29,10 @@ class _Collect(logging.Handler):
 
 @pytest.fixture
 def cache_warnings():
-    """The warning lines of molret.cache, collected on its own logger (a training test may have
+    """The warning lines of molret.utils.cache, collected on its own logger (a training test may have
     set the "molret" logger not to propagate, so the root logger's capture would miss them)."""
     handler = _Collect()
-    logger = logging.getLogger("molret.cache")
+    logger = logging.getLogger("molret.utils.cache")
     logger.addHandler(handler)
     yield handler
     logger.removeHandler(handler)
@@ -85,7 +86,7 @@ def test_version_bump_invalidates(npz, cache_warnings, monkeypatch):
     monkeypatch.setattr(cache, "FORMAT", cache.FORMAT + 1)
     assert cache.load(npz, "k1", 3) is None          # the file format itself
     assert len(cache_warnings.messages) == 2
-    np.savez(npz, a=np.arange(3))                    # written before molret.cache (no meta)
+    np.savez(npz, a=np.arange(3))                    # written before molret.utils.cache (no meta)
     assert cache.load(npz, "k1", 3) is None
     assert "older molret" in cache_warnings.messages[-1]
 

@@ -3,8 +3,9 @@ import dataclasses
 
 import pytest
 
-from molret.cli import config_from_args, training_parser
-from molret.config import _CHOICES, _NOT_FLAGS, MiningConfig, ModelConfig, RunConfig, TrainConfig, add_mining_args
+from molret.cli.common import config_from_args, training_parser
+from molret.config import MiningConfig, ModelConfig, RunConfig, TrainConfig
+from molret.cli.flags import CHOICES, NOT_FLAGS, add_mining_args
 
 
 def _parser():
@@ -17,15 +18,15 @@ def _parser():
 def _value_for(f, default):
     if isinstance(default, bool):
         return [f"--{'no-' if default else ''}{f.name.replace('_', '-')}"], (not default)
-    if f.name in _CHOICES:  # the first allowed value that is not the default
-        value = next(c for c in _CHOICES[f.name] if c != default)
+    if f.name in CHOICES:  # the first allowed value that is not the default
+        value = next(c for c in CHOICES[f.name] if c != default)
         return [f"--{f.name.replace('_', '-')}", value], value
     if f.name == "mol_features":  # checked family names, written canonically
         return ["--mol-features", "rings, maccs"], "rings,maccs"
     if isinstance(default, int):
         return [f"--{f.name.replace('_', '-')}", str(default + 7)], default + 7
     if isinstance(default, float):
-        from molret.config import RANGES
+        from molret.cli.flags import RANGES
         high = RANGES.get(f.name, (None, None, False))[1]
         value = default + 0.5 if high is None or default + 0.5 <= high else default / 2  # a value in range
         return [f"--{f.name.replace('_', '-')}", str(value)], value
@@ -36,7 +37,7 @@ def _value_for(f, default):
 def test_every_flag_reaches_config(section, dc):
     parser = _parser()
     for f in dataclasses.fields(dc):
-        if f.name in _NOT_FLAGS:
+        if f.name in NOT_FLAGS:
             continue
         default = getattr(dc(), f.name)
         argv, expected = _value_for(f, default)
@@ -65,7 +66,7 @@ def test_demo_defaults_do_not_override_user_flags():
 
 
 def _out_of_range(name):
-    from molret.config import RANGES
+    from molret.cli.flags import RANGES
     low, high, low_open = RANGES[name]
     values = [str(low) if low_open else str(low - 1)]
     if high is not None:
@@ -76,7 +77,7 @@ def _out_of_range(name):
 def _numeric_fields():
     for dc, script in ((ModelConfig, "main"), (TrainConfig, "main"), (MiningConfig, "main_negativemining")):
         for f in dataclasses.fields(dc):
-            if f.name not in _NOT_FLAGS and f.type in ("int", "float", int, float):
+            if f.name not in NOT_FLAGS and f.type in ("int", "float", int, float):
                 yield f.name, script
 
 
@@ -101,14 +102,16 @@ def _inference_scripts():
     import ensemble_method
     import get_text_embeddings
     import labels
-    from molret import predict, search_cli, web
+    from molret.cli import predictions as predict
+    from molret.cli import search as search_cli
+    from molret.cli import serve as web
     return {"predictions.py": predict.build_parser, "search.py": search_cli.build_parser, "serve.py": web.build_parser,
             "get_text_embeddings.py": get_text_embeddings.parser, "labels.py": labels.parser,
             "ensemble_method.py": ensemble_method.parser}
 
 
 def test_inference_flags_are_shared_and_range_checked(capsys):
-    """--device, --threads, --batch-size, --no-progress: one definition (molret.cli.add_inference_args);
+    """--device, --threads, --batch-size, --no-progress: one definition (molret.cli.common.add_inference_args);
     a numeric one out of range is one error line naming the flag, exit 2."""
     for script, build in _inference_scripts().items():
         parser = build()

@@ -12,8 +12,8 @@ import pytest
 
 from test_shards import INVALID_ROWS, QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (fixtures)
 from conftest import run_script  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
-from molret.graph_decoder import NO_STEREO_NOTE  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.chem.graph_decoder import NO_STEREO_NOTE  # noqa: E402
 
 
 def canonical(smiles: str) -> str:
@@ -24,7 +24,7 @@ def canonical(smiles: str) -> str:
 @pytest.fixture(scope="module")
 def graph_lib(tmp_path_factory):
     """(a folder of 12 .graph files built from SMI + 2 damaged ones, id -> canonical SMILES)."""
-    from molret.smiles import graph_to_text, smiles_to_graph
+    from molret.chem.smiles_graph import graph_to_text, smiles_to_graph
     raw = tmp_path_factory.mktemp("decodedlib") / "raw"
     raw.mkdir()
     truth = {}
@@ -89,14 +89,15 @@ def test_predictions_top_k_with_smiles(graph_lib, tiny_ckpt, tmp_path, capsys): 
 
 
 def test_shard_folder_of_a_graph_library_has_decoded_smiles(graph_lib, loaded, tmp_path):  # noqa: F811
-    from molret import shards as SH
-    from molret.search import FolderSmiles
+    from molret.library import shards as SH
+    from molret.library.shard_folder import open_shard_folder
+    from molret.search.engine import FolderSmiles
     raw, truth = graph_lib
     model, cfg, vocab, _ = loaded
     out = tmp_path / "g.shards"
     for i in range(2):
         SH.embed_shard(raw, out, i, 2, model, cfg, vocab, chunk_size=4)
-    lib = SH.open_shard_folder(out)
+    lib = open_shard_folder(out)
     assert lib.meta["smiles_decoded"] and lib.meta["invalid"] == 2
     assert {lib.ids[j]: lib.smiles[j] for j in range(len(lib))} == truth
     folder = FolderSmiles(lib.smiles, lib.ids, {}, lib.meta["smiles_decoded"])

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from molret.config import RunConfig
-from molret.losses import clip_loss
+from molret.training.losses import clip_loss
 
 WORLD = 2
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
@@ -79,10 +79,10 @@ def worker(rank, port, out_dir, demo_dir, text_model, cache_dir):
                       LOCAL_RANK=str(rank))
     import torch.distributed as dist
     dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    from molret.distributed import (all_gather_rows, gather_with_grad, init_distributed, share_range, share_sizes,
-                                    wrap_ddp)
-    from molret.gradcache import even_sizes, grad_cache_step, split_pair_batch
-    from molret.train import Trainer
+    from molret.training.distributed import (all_gather_rows, gather_with_grad, init_distributed, share_range,
+                                             share_sizes, wrap_ddp)
+    from molret.training.gradcache import even_sizes, grad_cache_step, split_pair_batch
+    from molret.training.trainer import Trainer
     from test_gradcache import plain_step, random_pairs, tiny_model
 
     env, device = init_distributed(torch.device("cpu"))
@@ -137,7 +137,7 @@ def worker(rank, port, out_dir, demo_dir, text_model, cache_dir):
 def two_processes(demo_dir, tiny_text_model, tmp_path_factory):
     """Single-process reference, then the same under two gloo processes."""
     import torch.multiprocessing as mp
-    from molret.train import Trainer
+    from molret.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("dist")
     cache = out / "cache"

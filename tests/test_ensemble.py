@@ -1,4 +1,4 @@
-"""Tests for molret.ensemble, ensemble_method.py and get_text_embeddings.py."""
+"""Tests for molret.ranking.ensemble, ensemble_method.py and get_text_embeddings.py."""
 from __future__ import annotations
 
 import sys
@@ -14,9 +14,9 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from molret import ensemble as E  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
-from molret.submission import read_submission  # noqa: E402
+from molret.ranking import ensemble as E  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.evaluation.submission import read_submission  # noqa: E402
 
 A = np.array([[1.0, 2.0, 3.0],
               [4.0, 0.0, 2.0]])
@@ -90,7 +90,7 @@ def test_cross_fitted_lrap_scores_each_half_with_the_other_halfs_weights():
     noise = rng.normal(size=(8, 8))
     perfect = np.eye(8) * 100
     # one member: weights do not matter, so it is that member's plain LRAP
-    from molret.metrics import ranks_of_targets
+    from molret.evaluation.metrics import ranks_of_targets
     assert E.cross_fitted_lrap([noise], ["a"], np.arange(8)) == pytest.approx(
         float(np.mean(1 / ranks_of_targets(noise, np.arange(8)))))
     # each half's fit drops the noise member (it only hurts): every held-out query ranks first
@@ -210,7 +210,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_export_round_trips_with_ids(tiny_checkpoint, capsys):
     import get_text_embeddings
-    from molret.data import read_cids, read_pairs_tsv, read_queries
+    from molret.data.challenge import read_cids, read_pairs_tsv, read_queries
     root, data, ckpt = tiny_checkpoint
     prefix = root / "export" / "val"
     paths = get_text_embeddings.main(["--model", str(ckpt), "--split", "val", "--graphs", "--out", str(prefix),

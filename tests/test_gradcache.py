@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from molret.config import ModelConfig, RunConfig
-from molret.data import GraphStore, GraphTextDataset, TextFeatures, TokenizedTexts
-from molret.gradcache import chunk_sizes, even_sizes, grad_cache_step, split_pair_batch
-from molret.losses import clip_loss
-from molret.model import build_model
+from molret.data.graph_store import GraphStore
+from molret.data.challenge import GraphTextDataset, TextFeatures, TokenizedTexts
+from molret.training.gradcache import chunk_sizes, even_sizes, grad_cache_step, split_pair_batch
+from molret.training.losses import clip_loss
+from molret.models.encoders import build_model
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread(one_thread_module):
@@ -191,7 +192,7 @@ def test_nonfinite_loss_backpropagates_nothing():
 
 @pytest.fixture(scope="module")
 def trainer(demo_dir, tiny_text_model, tmp_path_factory):
-    from molret.train import Trainer
+    from molret.training.trainer import Trainer
     cfg = RunConfig()
     t, m = cfg.train, cfg.model
     t.data_dir, t.cache_dir, t.device, t.write_submission = str(demo_dir), str(tmp_path_factory.mktemp("cache")), \
@@ -237,7 +238,7 @@ def test_trainer_grad_cache_skips_nonfinite_loss(trainer, monkeypatch):
 
 
 def test_compile_is_skipped_on_cpu():
-    from molret.inference import compile_encoders, log
+    from molret.models.encoding import compile_encoders, log
     records = []
     handler = logging.Handler()
     handler.emit = records.append

@@ -9,12 +9,11 @@ import pytest
 
 pytest.importorskip("rdkit")
 
-from molret.graph_decoder import GraphDecoder, canonical_smiles  # noqa: E402
-from molret.morgan_env import (EnvironmentTable, environment_hash, invariant_hash,  # noqa: E402
-                               molecule_environments)
-from molret.mol_graph import atom_identifiers, atom_invariants, parse_smiles, smiles_to_graph  # noqa: E402
-from molret.store_decoding import decode_store  # noqa: E402
-from molret.graph_store import GraphStore, parse_identifiers  # noqa: E402
+from molret.chem.graph_decoder import GraphDecoder, canonical_smiles  # noqa: E402
+from molret.chem.morgan_env import EnvironmentTable, environment_hash, invariant_hash, molecule_environments
+from molret.chem.smiles_graph import add_smiles, atom_identifiers, atom_invariants, parse_smiles, smiles_to_graph  # noqa: E402
+from molret.chem.store_decoding import decode_store  # noqa: E402
+from molret.data.graph_store import GraphStore, parse_identifiers  # noqa: E402
 
 from conftest import SHARED_DATA  # noqa: E402
 
@@ -154,14 +153,14 @@ def test_decode_store_passes_share_what_they_learn():
 def test_official_graphs_decode_to_their_chebi_structure_without_stereo(shipped):
     """A sample of the challenge's own graphs, decoded with a table that does NOT hold their molecules."""
     import zipfile
-    from molret.graphs import parse_graph_text
-    from molret.library import read_smiles_map
+    from molret.chem.graph_format import parse_graph_text
+    from molret.library.reading import read_smiles_map
     known = read_smiles_map(SHARED_DATA / "chebi20" / "validation.txt")
     cids = sorted(known)
     random.Random(0).shuffle(cids)
     held_out, table_cids = cids[:60], cids[60:]
     table = EnvironmentTable()
-    table.add_smiles(known[c] for c in table_cids)
+    add_smiles(table, (known[c] for c in table_cids))
     decoder = GraphDecoder(table)
     agree = total = 0
     with zipfile.ZipFile(SHARED_DATA / "altegrad" / "raw.zip") as z:
@@ -180,7 +179,7 @@ def test_official_graphs_decode_to_their_chebi_structure_without_stereo(shipped)
 
 
 def test_vectorised_invariant_hashes_equal_the_scalar_hash():
-    from molret.morgan_env import invariant_hashes, radius0_candidates
+    from molret.chem.morgan_env import invariant_hashes, radius0_candidates
     invs = [(6, 4, 4, 0, 0, 0), (8, 2, 1, 0, 0, 1), (11, 0, 0, 1, 0, 0), (1, 1, 0, 0, 1, 0), (24, 0, 0, 6, 0, 0)]
     assert invariant_hashes(invs).tolist() == [invariant_hash(i) for i in invs]
     # a lone sodium cation and hexavalent chromium (PubChem has [Cr+6]) are inverted by enumeration
@@ -191,7 +190,7 @@ def test_vectorised_invariant_hashes_equal_the_scalar_hash():
 
 def test_a_structure_rdkit_refuses_is_reported_quietly(capfd):
     """A table whose environments make a pentavalent carbon: the reason comes back, RDKit prints nothing."""
-    from molret.morgan_env import Environment
+    from molret.chem.morgan_env import Environment
     fluorine = (9, 1, 0, 0, 0, 0)
     carbon = (6, 5, 0, 0, 0, 0)
     table = EnvironmentTable()

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
-from molret.data import GraphSource, Vocab, build_graph_store, load_graphs, read_pairs_tsv
-from molret.errors import GraphFormatError, MolretError
-from molret.graphs import parse_graph_text
+from molret.data.graph_store import GraphSource, build_graph_store, load_graphs
+from molret.data.vocab import Vocab
+from molret.data.challenge import read_pairs_tsv
+from molret.utils.errors import GraphFormatError, MolretError
+from molret.chem.graph_format import parse_graph_text
 
 
 def test_parse_basic_and_crlf():

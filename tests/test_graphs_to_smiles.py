@@ -1,5 +1,5 @@
-"""Tests for graphs_to_smiles.py (molret.decode_cli) and for the decoded SMILES of graph libraries
-(molret.library, molret.library_cache): exact structures, one row per graph file with a reason for the
+"""Tests for graphs_to_smiles.py (molret.cli.graphs_to_smiles) and for the decoded SMILES of graph libraries
+(molret.library.reading, molret.library.caches): exact structures, one row per graph file with a reason for the
 others, bad inputs as one error line, and the caches a rerun is served from."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("rdkit")
 
 from conftest import ALTEGRAD, SHARED_DATA, run_script, write_graph  # noqa: E402
-from molret import decode_cli as D  # noqa: E402
-from molret.smiles import graph_to_text, smiles_to_graph  # noqa: E402
+from molret.cli import graphs_to_smiles as D  # noqa: E402
+from molret.chem.smiles_graph import graph_to_text, smiles_to_graph  # noqa: E402
 
 import graphs_to_smiles  # noqa: E402  (pytest.ini: pythonpath = .)
 
@@ -76,8 +76,8 @@ def test_cli_rerun_is_served_from_the_cache(tmp_path, capsys, monkeypatch):
     code, first, err = run_cli(capsys, tmp_path / "raw", "--out", tmp_path / "a.tsv", "--cache-dir", cache,
                                "--no-progress")
     assert code == 0 and "from the cache" not in first, err
-    import molret.store_decoding as SD
-    import molret.graph_store as GS
+    import molret.chem.store_decoding as SD
+    import molret.data.graph_store as GS
     monkeypatch.setattr(SD, "decode_store", lambda *a, **k: pytest.fail("decoded again"))
     monkeypatch.setattr(GS, "build_graph_store", lambda *a, **k: pytest.fail("parsed again"))
     code, second, err = run_cli(capsys, tmp_path / "raw", "--out", tmp_path / "b.tsv", "--cache-dir", cache,
@@ -145,8 +145,8 @@ def test_help_mentions_the_missing_stereochemistry(capsys):
 # ------------------------------------------------- graph libraries decoded
 
 def test_graph_library_reads_decoded_smiles_and_caches_them(tmp_path, monkeypatch):
-    from molret.library import Library, read_library
-    from molret.library_cache import read_library_graphs
+    from molret.library.reading import Library, read_library
+    from molret.library.caches import read_library_graphs
     raw = write_library(tmp_path / "raw")
     (raw / "6.graph").write_text("edgelist:\nnot a graph\n")
     lib = read_library(raw)
@@ -154,11 +154,11 @@ def test_graph_library_reads_decoded_smiles_and_caches_them(tmp_path, monkeypatc
     assert dict(zip(lib.ids, lib.smiles)) == {k: canonical(v) for k, v in MOLECULES.items()}
     assert lib.smiles_status == ["exact"] * len(MOLECULES)
     # through the library cache (the folder search.py uses): decoded once, then read back (statuses too)
-    from molret.library import library_cache_dir
+    from molret.library.reading import library_cache_dir
     cache = library_cache_dir(raw, tmp_path / "base")
     first = read_library_graphs(raw, cache_dir=cache)
     assert first.smiles == lib.smiles and (cache / "decoded.npz").is_file() and (cache / "library.npz").is_file()
-    import molret.store_decoding as SD
+    import molret.chem.store_decoding as SD
     monkeypatch.setattr(SD, "decode_store", lambda *a, **k: pytest.fail("decoded again"))
     again = read_library_graphs(raw, cache_dir=cache)
     assert again.smiles == lib.smiles and again.smiles_status == lib.smiles_status and again.graphs is not None
@@ -171,7 +171,7 @@ def test_graph_library_reads_decoded_smiles_and_caches_them(tmp_path, monkeypatc
 
 
 def test_smiles_library_is_not_decoded(tmp_path):
-    from molret.library import read_library
+    from molret.library.reading import read_library
     p = tmp_path / "mols.smi"
     p.write_text("C[C@H](N)C(=O)O alanine\n")
     lib = read_library(p)
@@ -179,7 +179,7 @@ def test_smiles_library_is_not_decoded(tmp_path):
 
 
 def test_smiles_map_takes_precedence_over_decoded_smiles():
-    from molret.search import FolderSmiles, merge_smiles_map
+    from molret.search.engine import FolderSmiles, merge_smiles_map
     smap = {"1": "C[C@H](N)C(=O)O"}
     assert merge_smiles_map("CC(N)C(=O)O", "1", smap, True) == ("C[C@H](N)C(=O)O", False)   # map replaces
     assert merge_smiles_map("CC(N)C(=O)O", "2", smap, True) == ("CC(N)C(=O)O", True)        # decoded kept
@@ -192,10 +192,10 @@ def test_smiles_map_takes_precedence_over_decoded_smiles():
 
 
 def test_cards_and_footnote_say_no_stereochemistry():
-    from molret.graph_decoder import NO_STEREO_NOTE
-    from molret.html_render import html_report, render_card
-    from molret.search import Hit
-    from molret.search_cli import stereo_footnote
+    from molret.chem.graph_decoder import NO_STEREO_NOTE
+    from molret.search.render import html_report, render_card
+    from molret.search.engine import Hit
+    from molret.cli.search import stereo_footnote
     decoded, mapped, unknown = Hit(1, 0, "1", "CCO", 0.5, True), Hit(2, 1, "2", "CC", 0.4), Hit(3, 2, "3", None, 0.3)
     card = render_card(decoded)
     assert "<svg" in card and "no stereo" in card and NO_STEREO_NOTE in card
@@ -216,9 +216,9 @@ def test_challenge_sample_decodes_to_the_known_structures(tmp_path, capsys):
         pytest.skip("shared challenge data (../shared/data) not available")
     from collections import Counter
     from rdkit import Chem
-    from molret.errors import MolretError
-    from molret.graphs import parse_graph_text
-    from molret.library import read_smiles_map
+    from molret.utils.errors import MolretError
+    from molret.chem.graph_format import parse_graph_text
+    from molret.library.reading import read_smiles_map
     known = read_smiles_map(SHARED_DATA / "chebi20" / "validation.txt")
     chosen = {}
     with zipfile.ZipFile(ALTEGRAD / "raw.zip") as z:

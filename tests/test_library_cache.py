@@ -1,4 +1,4 @@
-"""The library caches (molret.library_cache): the graph-embedding key hashes
+"""The library caches (molret.library.caches): the graph-embedding key hashes
 exactly the graph side of a model, and damaged cache files are rebuilt.
 A tiny untrained model and hand-written .graph files."""
 from __future__ import annotations
@@ -12,11 +12,11 @@ import torch
 
 pytest.importorskip("torch_geometric")
 
-from molret import library_cache as LC  # noqa: E402
+from molret.library import caches as LC  # noqa: E402
 from molret.config import ModelConfig, RunConfig  # noqa: E402
-from molret.model import build_model  # noqa: E402
-from molret.vocab import Vocab  # noqa: E402
-from test_cache import cache_warnings  # noqa: E402,F401  (fixture: the warning lines of molret.cache)
+from molret.models.encoders import build_model  # noqa: E402
+from molret.data.vocab import Vocab  # noqa: E402
+from test_cache import cache_warnings  # noqa: E402,F401  (fixture: the warning lines of molret.utils.cache)
 
 
 def tiny(**model_fields):
@@ -42,7 +42,7 @@ def bumped(model, param: str):
 def test_every_model_config_field_is_classified():
     names = {f.name for f in dataclasses.fields(ModelConfig)}
     assert set(LC.GRAPH_FIELDS) | set(LC.NON_GRAPH_FIELDS) == names, (
-        "classify the new ModelConfig field in molret.library_cache: GRAPH_FIELDS if it changes graph embeddings")
+        "classify the new ModelConfig field in molret.library.caches: GRAPH_FIELDS if it changes graph embeddings")
     assert not set(LC.GRAPH_FIELDS) & set(LC.NON_GRAPH_FIELDS)
 
 

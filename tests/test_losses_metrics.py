@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from molret.losses import clip_loss
-from molret.metrics import lrap, ranks_of_targets, retrieval_metrics
+from molret.training.losses import clip_loss
+from molret.evaluation.metrics import lrap, ranks_of_targets, retrieval_metrics
 
 
 def test_clip_loss_hand_computed_2x2():
@@ -62,7 +62,7 @@ def _pair():
 
 def test_sigmoid_loss_by_hand():
     import math
-    from molret.losses import sigmoid_loss
+    from molret.training.losses import sigmoid_loss
     t, g = _pair()
     s = 2.0  # scale; bias -log(B - 1) = 0 for B = 2
     logsig = lambda x: -math.log1p(math.exp(-x))  # noqa: E731
@@ -71,7 +71,7 @@ def test_sigmoid_loss_by_hand():
 
 
 def test_triplet_loss_by_hand():
-    from molret.losses import triplet_loss
+    from molret.training.losses import triplet_loss
     t, g = _pair()
     # rows: relu(0.2 - 0.6 + 0.0) = 0, relu(0.2 - 1.0 + 0.8) = 0; columns: relu(0.2 - 0.6 + 0.8) = 0.4, relu(0.2 - 1 + 0) = 0
     assert float(triplet_loss(t, g)) == pytest.approx(0.5 * (0.0 + 0.4 / 2), rel=1e-6)
@@ -79,7 +79,7 @@ def test_triplet_loss_by_hand():
 
 def test_hard_infonce_is_clip_at_beta_zero_and_weights_hard_negatives():
     import torch
-    from molret.losses import clip_loss, hard_infonce_loss
+    from molret.training.losses import clip_loss, hard_infonce_loss
     gen = torch.Generator().manual_seed(0)
     t = torch.nn.functional.normalize(torch.randn(6, 5, generator=gen), dim=1)
     g = torch.nn.functional.normalize(torch.randn(6, 5, generator=gen), dim=1)
@@ -94,7 +94,7 @@ def test_hard_infonce_is_clip_at_beta_zero_and_weights_hard_negatives():
 @pytest.mark.parametrize("name", ["clip", "siglip", "hard-infonce", "triplet"])
 def test_every_loss_trains_towards_the_diagonal(name):
     import torch
-    from molret.losses import LOSSES
+    from molret.training.losses import LOSSES
     gen = torch.Generator().manual_seed(1)
     t = torch.randn(8, 6, generator=gen, requires_grad=True)
     g = torch.randn(8, 6, generator=gen)

@@ -1,4 +1,4 @@
-"""Tests for molret.mining (samplers, clustering, hard-negative losses),
+"""Tests for molret.training.mining (samplers, clustering, hard-negative losses),
 labels.py and main_negativemining.py (training and exact resume)."""
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from molret.errors import MolretError  # noqa: E402
-from molret.losses import clip_loss  # noqa: E402
-from molret import mining as M  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.training.losses import clip_loss  # noqa: E402
+from molret.training import mining as M  # noqa: E402
 
 
 # ---------------------------------------------------------------- samplers
@@ -194,7 +194,7 @@ def make_tiny_setup(base: Path):
     root = base / "tiny-setup"
     if not (root / "ready").exists():
         from transformers import AutoTokenizer, BertConfig, BertModel
-        from molret.demo import make_demo_data
+        from molret.data.demo import make_demo_data
         make_demo_data(root / "demo", progress=False)
         tok = AutoTokenizer.from_pretrained(gt.get_model_path())
         torch.manual_seed(0)
@@ -290,7 +290,7 @@ def test_labels_from_a_checkpoint_drive_cluster_batches(tiny_setup):
     main_negativemining.main(_train_args(root, data, "lab", "--epochs", "1", "--negatives", "cluster",
                                          "--labels", str(out), "--relabel-every", "0", "--groups-per-batch", "1"))
     state = torch.load(root / "runs" / "lab" / "last.pt", weights_only=False)["train_state"]["extra"]
-    from molret.data import read_pairs_tsv
+    from molret.data.challenge import read_pairs_tsv
     cids = read_pairs_tsv(data / "train.tsv")[0][:96]
     assert np.array_equal(state["mined"].numpy(), M.read_labels(out, cids))
 
@@ -299,8 +299,8 @@ def test_nonfinite_batch_stays_out_of_the_memory_bank(tiny_setup, monkeypatch):
     """A batch whose loss is not finite is skipped, and its graph embeddings
     never enter the queue (they would poison every later loss)."""
     import main_negativemining
-    from molret.cli import config_from_args, training_parser
-    from molret.config import add_mining_args
+    from molret.cli.common import config_from_args, training_parser
+    from molret.cli.flags import add_mining_args
     root, data = tiny_setup
     parser = training_parser("t", "t")
     add_mining_args(parser)
@@ -329,7 +329,7 @@ def test_old_run_folder_with_mining_json_resumes_its_settings(tmp_path):
     """Runs written before the "mining" section of config.json kept their
     hard-negative settings in mining.json: resume reads them from there."""
     import json
-    from molret.cli import load_run_config
+    from molret.cli.common import load_run_config
     from molret.config import RunConfig
     cfg = RunConfig().to_dict()
     del cfg["mining"]

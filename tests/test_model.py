@@ -2,9 +2,10 @@ import pytest
 import torch
 
 from molret.config import ModelConfig
-from molret.data import GraphStore, TextBatch
-from molret.errors import MolretError
-from molret.model import build_model
+from molret.data.graph_store import GraphStore
+from molret.data.challenge import TextBatch
+from molret.utils.errors import MolretError
+from molret.models.encoders import build_model
 
 
 def tiny_store():
@@ -76,8 +77,8 @@ def test_temperature_learnable():
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_top_layers_from_cached_states_equal_full_encoder(hf_tiny, n_top, pooling):
     """--train-text-layers N with cached lower layers computes what the whole encoder computes."""
-    from molret.data import TokenizedTexts
-    from molret.inference import lower_token_states
+    from molret.data.challenge import TokenizedTexts
+    from molret.models.encoding import lower_token_states
     cfg = ModelConfig(vocab_size=4, substructure_dim=5, hidden_dim=16, heads=4, train_text_layers=n_top,
                       text_pooling=pooling, embed_dim=8)
     model = build_model(cfg, hf_model=hf_tiny()).eval()
@@ -102,7 +103,7 @@ def test_layer_lr_decay_groups_by_hand(hf_tiny):
     """--layer-lr-decay 0.5 with --text-lr 1e-3 on a 2-layer BERT: top layer 1e-3,
     the one below 5e-4, the embeddings 2.5e-4 (the pooler with the top); 1.0 is
     the plain single group; only trainable layers get groups."""
-    from molret.train_steps import text_param_groups
+    from molret.training.steps import text_param_groups
     hf = hf_tiny()
     layers = hf.encoder.layer
     groups = text_param_groups(hf, 1e-3, 0.5)

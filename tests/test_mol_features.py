@@ -1,4 +1,4 @@
-"""Curated RDKit features (molret.mol_features): hand-counted values of tiny molecules, the undecodable
+"""Curated RDKit features (molret.chem.mol_features): hand-counted values of tiny molecules, the undecodable
 row, family selection, a store's features from its decoded graphs (cached), and the features member."""
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import torch
 
 pytest.importorskip("rdkit")
 
-from molret import mol_features as mf  # noqa: E402
+from molret.chem import mol_features as mf  # noqa: E402
 from molret.config import ModelConfig  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
-from molret.graph_store import GraphStore, parse_identifiers  # noqa: E402
-from molret.mol_graph import smiles_to_graph  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.data.graph_store import GraphStore, parse_identifiers  # noqa: E402
+from molret.chem.smiles_graph import smiles_to_graph  # noqa: E402
 
 ACETIC_ACID, CYCLOPROPANE, BENZENE, METHANE = "CC(=O)O", "C1CC1", "c1ccccc1", "C"
 
@@ -125,7 +125,7 @@ def test_damaged_graph_is_scored_as_undecodable(tmp_path):
 # ------------------------------------------------------------------ the member
 
 def feature_model(hf, conv="features", **kw):
-    from molret.model import build_model
+    from molret.models.encoders import build_model
     cfg = ModelConfig(conv=conv, mol_features="rings,elements", hidden_dim=16, embed_dim=8, proj_hidden=0,
                       vocab_size=4, substructure_dim=5, heads=4, **kw)
     cfg.mol_features_dim = mf.feature_width(["rings", "elements"])
@@ -169,7 +169,7 @@ def test_features_missing_or_of_another_width_is_one_error(hf_tiny):
     store.features = np.zeros((1, 5), np.float32)
     with pytest.raises(MolretError, match="5 columns, the model expects"):
         model.encode_graph(store.collate([0]))
-    from molret.model import build_model
+    from molret.models.encoders import build_model
     with pytest.raises(MolretError, match="no molecule-feature width"):
         build_model(ModelConfig(conv="features", mol_features="rings", vocab_size=4, substructure_dim=5),
                     hf_model=hf_tiny)
@@ -213,7 +213,7 @@ def features_run(demo_dir, tiny_text_model, tmp_path_factory):
 
 def test_features_member_trains_and_predictions_reproduce_it(features_run, tmp_path):
     import predictions as predictions_script
-    from molret.checkpoint import load_model
+    from molret.models.checkpoint import load_model
     run_dir, result = features_run
     assert 0 < result["val"]["lrap"] <= 1
     model, cfg, vocab, _ = load_model(run_dir / "best.pt")
@@ -227,7 +227,7 @@ def test_features_member_trains_and_predictions_reproduce_it(features_run, tmp_p
 
 
 def test_features_member_in_an_ensemble_from_its_checkpoint(features_run, demo_dir):
-    from molret.ensemble import checkpoint_embeddings
+    from molret.ranking.ensemble import checkpoint_embeddings
     run_dir, _ = features_run
     emb = checkpoint_embeddings(run_dir / "best.pt", splits=("val",), data_dir=str(demo_dir),
                                 cache_dir=str(run_dir.parent / "cache"))
@@ -238,9 +238,9 @@ def test_features_member_in_an_ensemble_from_its_checkpoint(features_run, demo_d
 def test_library_search_uses_the_smiles_or_the_decoded_graphs(features_run, tmp_path):
     """A SMILES library is described from its SMILES, a folder of the same molecules' graphs from the
     decoded graphs: the same embeddings."""
-    from molret import library_cache as LC
-    from molret.checkpoint import load_model
-    from molret.mol_graph import graph_to_text
+    from molret.library import caches as LC
+    from molret.models.checkpoint import load_model
+    from molret.chem.smiles_graph import graph_to_text
     run_dir, _ = features_run
     model, cfg, vocab, _ = load_model(run_dir / "best.pt")
     smiles = [ACETIC_ACID, CYCLOPROPANE, BENZENE, "OCCO", "c1ccncc1"]

@@ -5,13 +5,15 @@ import shutil
 import numpy as np
 import pytest
 
-from molret import names as N
-from molret import opsin as O
-from molret.data import GraphSource, build_graph_store
-from molret.evaluation import final_report, pool_metrics, pool_metrics_of, pool_similarity
-from molret.name_sources import OpsinSource
-from molret.name_fusion import FEATURES, Candidates, NameFeatures, fit_weights, fuse, name_features
-from molret.smiles import graph_to_text, smiles_to_graph
+from molret.names import queries as Q
+from molret.names import resolve as N
+from molret.names.variants import acid_name
+from molret.names import opsin as O
+from molret.data.graph_store import GraphSource, build_graph_store
+from molret.evaluation.pool import final_report, pool_metrics, pool_metrics_of, pool_similarity
+from molret.names.sources import OpsinSource
+from molret.ranking.name_fusion import FEATURES, Candidates, NameFeatures, fit_weights, fuse, name_features
+from molret.chem.smiles_graph import graph_to_text, smiles_to_graph
 
 HAVE_OPSIN = shutil.which("java") is not None and O.find_opsin_jar() is not None
 needs_opsin = pytest.mark.skipif(not HAVE_OPSIN, reason="no Java runtime or py2opsin here (.ci/run installs both)")
@@ -184,7 +186,7 @@ def test_java_missing_gives_learned_only_with_one_warning(monkeypatch, molret_wa
     assert O.shared_opsin() is None          # asked twice, said once
     warnings = molret_warnings
     assert len(warnings) == 1 and "Java" in warnings[0].getMessage()
-    qs = N.resolve_queries(["ethanol is a primary alcohol."], None, sources=[])
+    qs = Q.resolve_queries(["ethanol is a primary alcohol."], None, sources=[])
     assert qs[0].names.subject == "ethanol" and qs[0].subject is None
     with pytest.raises(O.OpsinUnavailable):
         O.Opsin(java="no-such-java-binary")
@@ -216,7 +218,7 @@ def test_opsin_stopping_is_a_warning_not_a_crash(molret_warnings):
     class Broken:
         def resolve(self, names):
             raise O.OpsinUnavailable("OPSIN stopped answering")
-    qs = N.resolve_queries(["ethanol is a primary alcohol."], None, sources=[OpsinSource(Broken())])
+    qs = Q.resolve_queries(["ethanol is a primary alcohol."], None, sources=[OpsinSource(Broken())])
     assert qs[0].subject is None
     assert [r.getMessage() for r in molret_warnings] == \
         ["--names opsin: OPSIN stopped answering; using the learned scores only"]
@@ -249,7 +251,7 @@ def test_opsin_rejects_non_names_and_keeps_going(opsin):
 
 @needs_opsin
 def test_resolve_queries_end_to_end(opsin, tmp_path):
-    qs = N.resolve_queries(["Ethanol is a primary alcohol. It is a conjugate acid of an ethoxide.",
+    qs = Q.resolve_queries(["Ethanol is a primary alcohol. It is a conjugate acid of an ethoxide.",
                             "Thiencarbazone is an N-sulfonylurea.", "a molecule with no name"], opsin,
                            sources=[OpsinSource(opsin)])
     assert qs[0].subject.key == N.structure_from_smiles("e", "CCO").key
@@ -290,9 +292,9 @@ def test_names_end_to_end_on_shared_data(altegrad, tiny_text_model, tmp_path):
 
 
 def test_acid_name_of_anions():
-    assert N._acid_name("4-phospho-L-aspartate") == "4-phospho-L-aspartic acid"
-    assert N._acid_name("L-aspartate(2-)") == "L-aspartic acid"
-    assert N._acid_name("ethanol") is None
+    assert acid_name("4-phospho-L-aspartate") == "4-phospho-L-aspartic acid"
+    assert acid_name("L-aspartate(2-)") == "L-aspartic acid"
+    assert acid_name("ethanol") is None
 
 
 def test_subject_without_an_article_after_is():
@@ -321,8 +323,8 @@ def test_name_variants_of_charges_species_peptides_and_anions():
 
 @needs_opsin
 def test_unparsed_names_resolve_through_their_variants(opsin):
-    from molret.smiles import smiles_to_graph
-    q = N.resolve_queries(["Leu-Cys is a dipeptide.", "Glycine zwitterion is an amino acid zwitterion.",
+    from molret.chem.smiles_graph import smiles_to_graph
+    q = Q.resolve_queries(["Leu-Cys is a dipeptide.", "Glycine zwitterion is an amino acid zwitterion.",
                            "Frobnicate(2-) is a dianion."], opsin, sources=[OpsinSource(opsin)])
     edges, ids = smiles_to_graph("CC(C)C[C@H](N)C(=O)N[C@@H](CS)C(=O)O")   # L-leucyl-L-cysteine
     assert q[0].subject is not None and q[0].subject.key == N.graph_key(ids, edges)

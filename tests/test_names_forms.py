@@ -5,11 +5,12 @@ missing-package path. Hand-written SMILES; no Java needed."""
 import numpy as np
 import pytest
 
-from molret import name_sources as S
-from molret import names as N
-from molret.data import GraphSource, build_graph_store
-from molret.name_fusion import FEATURES, NameFeatures, Candidates, fit_weights, name_features
-from molret.smiles import graph_to_text, smiles_to_graph
+from molret.names import sources as S
+from molret.names import queries as Q
+from molret.names import resolve as N
+from molret.data.graph_store import GraphSource, build_graph_store
+from molret.ranking.name_fusion import FEATURES, NameFeatures, Candidates, fit_weights, name_features
+from molret.chem.smiles_graph import graph_to_text, smiles_to_graph
 
 
 def key(smiles):
@@ -99,7 +100,7 @@ def test_charge_words_prefer_the_right_form(tmp_path):
                               "monoanion": "[NH3+]C(CC([O-])=O)C([O-])=O", "other": "CCO"})
     cands = Candidates.from_stores([store])
     source = S.SmilesDictionary({"l-aspartic acid": ASPARTIC}, "test")
-    qs = N.resolve_queries(["L-aspartate(2-) is a dicarboxylic acid dianion. It is a conjugate base of a "
+    qs = Q.resolve_queries(["L-aspartate(2-) is a dicarboxylic acid dianion. It is a conjugate base of a "
                             "L-aspartate(1-).", "L-aspartic acid is an amino acid."], None, sources=[source])
     assert qs[0].subject is not None and qs[0].subject.kind == "spelling"   # "(2-)" dropped, "-ate" -> "-ic acid"
     feats = name_features(qs, cands)
@@ -112,7 +113,7 @@ def test_charge_words_prefer_the_right_form(tmp_path):
 def test_conjugate_base_of_a_cited_structure_names_the_molecule():
     # nobody knows the subject's name, but its conjugate acid is known: acetate is a form of acetic acid
     source = S.SmilesDictionary({"acetic acid": "CC(=O)O"}, "test")
-    q = N.resolve_queries(["Frobnicate is a monocarboxylic acid anion. It is a conjugate base of an acetic acid."],
+    q = Q.resolve_queries(["Frobnicate is a monocarboxylic acid anion. It is a conjugate base of an acetic acid."],
                           None, sources=[source])[0]
     assert q.subject is None and q.names.relatives == (("conjugate base of", "acetic acid"),)
     assert key("CC(=O)[O-]") in q.form_keys and key("CC(=O)O") not in q.form_keys
@@ -120,15 +121,15 @@ def test_conjugate_base_of_a_cited_structure_names_the_molecule():
     acetate = next(f for f in q.forms if f.key == key("CC(=O)[O-]"))
     assert q.preferred(acetate) and not q.preferred(next(f for f in q.forms if f.charge == 0))
     # "derives from" is not a relation of identity
-    q = N.resolve_queries(["Frobnicate is an ester. It derives from an acetic acid."], None, sources=[source])[0]
+    q = Q.resolve_queries(["Frobnicate is an ester. It derives from an acetic acid."], None, sources=[source])[0]
     assert q.forms == [] and len(q.parents) == 1
 
 
 def test_forms_none_is_the_old_behaviour():
     source = S.SmilesDictionary({"glycine": "NCC(=O)O"}, "test")
-    q = N.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source], forms="none")[0]
+    q = Q.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source], forms="none")[0]
     assert q.subject.key == key("NCC(=O)O") and q.forms == []
-    q = N.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source])[0]
+    q = Q.resolve_queries(["Glycine zwitterion is an amino acid zwitterion."], None, sources=[source])[0]
     z = key("[NH3+]CC(=O)[O-]")
     assert z in q.form_keys and q.preferred(next(f for f in q.forms if f.key == z))
 
@@ -161,7 +162,7 @@ def test_pairs_dictionary_gives_the_pairs_graph(tmp_path):
     assert s.key == Candidates.from_stores([store]).keys[0] and s.source == "pairs"
     assert set(s.identifiers.tolist()) == set(N.structure_from_smiles("e", "CCO").identifiers.tolist())
     assert pairs.lookup(["acetic acid"]) == [None]
-    q = N.resolve_queries(["Ethanol is a primary alcohol."], None, sources=[pairs])[0]
+    q = Q.resolve_queries(["Ethanol is a primary alcohol."], None, sources=[pairs])[0]
     assert q.subject.key == key("CCO") and q.forms == []     # a graph without SMILES has no forms
 
 
@@ -187,7 +188,7 @@ def test_chemicals_dictionary_hit():
     menthol, nothing = table.lookup(["Menthol", "flibbertigibbetane"])   # a trivial name OPSIN cannot parse
     assert menthol.key == key("CC(C)C1CCC(C)CC1O") and menthol.source == "chemicals"
     assert nothing is None
-    q = N.resolve_queries(["Menthol is a p-menthane monoterpenoid."], None, sources=[table])[0]
+    q = Q.resolve_queries(["Menthol is a p-menthane monoterpenoid."], None, sources=[table])[0]
     assert q.subject.key == menthol.key
 
 
@@ -196,7 +197,7 @@ def test_missing_chemicals_package_is_one_warning(monkeypatch, molret_warnings):
     monkeypatch.setattr(S.importlib.util, "find_spec", lambda name: None)
     assert S.shared_chemicals() is None and S.shared_chemicals() is None
     assert S.default_sources(None) == []
-    q = N.resolve_queries(["ethanol is a primary alcohol."], None)[0]
+    q = Q.resolve_queries(["ethanol is a primary alcohol."], None)[0]
     assert q.names.subject == "ethanol" and q.subject is None
     assert len(molret_warnings) == 1 and "chemicals" in molret_warnings[0].getMessage()
 
@@ -218,10 +219,10 @@ def test_read_chemicals_table_prefers_common_names(tmp_path):
 def test_forms_only_where_a_candidate_has_the_size():
     source = S.SmilesDictionary({"glycine": "NCC(=O)O"}, "test")
     query = ["Glycine zwitterion is an amino acid zwitterion."]
-    assert N.key_size(key("NCC(=O)O")) == (5, 8)               # 5 heavy atoms, 4 bonds both ways
-    q = N.resolve_queries(query, None, sources=[source], candidate_keys=[key("CCO"), key("c1ccccc1")])[0]
+    assert Q.key_size(key("NCC(=O)O")) == (5, 8)               # 5 heavy atoms, 4 bonds both ways
+    q = Q.resolve_queries(query, None, sources=[source], candidate_keys=[key("CCO"), key("c1ccccc1")])[0]
     assert q.subject is not None and q.forms == []             # no candidate of glycine's size: no forms
-    q = N.resolve_queries(query, None, sources=[source], candidate_keys=[key("[NH3+]CC(=O)[O-]")])[0]
+    q = Q.resolve_queries(query, None, sources=[source], candidate_keys=[key("[NH3+]CC(=O)[O-]")])[0]
     assert key("[NH3+]CC(=O)[O-]") in q.form_keys
 
 
@@ -255,13 +256,13 @@ CACHED_BATCH = ["L-aspartate(2-) is a dicarboxylic acid dianion. It is a conjuga
 
 
 def test_cached_batch_equals_the_fresh_one_and_a_stale_key_rebuilds(tmp_path, monkeypatch, molret_warnings):
-    from molret import name_cache as NC
+    from molret.names import cache as NC
     chem = S.SmilesDictionary({"l-aspartic acid": ASPARTIC, "glycine": "NCC(=O)O", "acetic acid": "CC(=O)O",
                                "ethanol": "CCO", "l-alanine": "C[C@H](N)C(=O)O"}, "chemicals")
     monkeypatch.setattr(S, "_SHARED", {"chemicals": chem})
     pairs = S.PairsDictionary(["Frobnicol is an alcohol."], _store(tmp_path, {"9": "CCCO"}))
     cands = [key("NC(CC([O-])=O)C([O-])=O"), key("[NH3+]CC(=O)[O-]"), key("CCCO"), key("CC(=O)O")]
-    fresh = N.resolve_queries(CACHED_BATCH, None, sources=[chem, pairs], candidate_keys=cands)
+    fresh = Q.resolve_queries(CACHED_BATCH, None, sources=[chem, pairs], candidate_keys=cands)
     cache_dir = tmp_path / "cache"
     first = NC.resolve_queries_cached(CACHED_BATCH, None, pairs, candidate_keys=cands, cache_dir=cache_dir)
     assert _plain(first) == _plain(fresh)
@@ -291,8 +292,8 @@ def test_cached_batch_equals_the_fresh_one_and_a_stale_key_rebuilds(tmp_path, mo
 
 
 def test_pool_name_features_use_the_pairs_of_the_data_dir(tmp_path, monkeypatch, molret_warnings):
-    from molret import opsin as O
-    from molret.evaluation import pool_name_features
+    from molret.names import opsin as O
+    from molret.evaluation.pool import pool_name_features
     monkeypatch.setattr(O, "_SHARED", {"opsin": None})
     monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
     data = _data_dir(tmp_path / "data", {"1": ("CCCO", "Frobnicol is an alcohol."),
@@ -317,8 +318,8 @@ def test_pool_name_features_use_the_pairs_of_the_data_dir(tmp_path, monkeypatch,
 
 def test_search_names_without_opsin_use_the_dictionaries(tmp_path, monkeypatch):
     from types import SimpleNamespace
-    from molret import opsin as O
-    from molret.search import LibrarySearch
+    from molret.names import opsin as O
+    from molret.search.engine import LibrarySearch
     monkeypatch.setattr(O, "_SHARED", {"opsin": None})
     monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({"ethanol": "CCO"}, "chemicals")})
     data = _data_dir(tmp_path / "data", {"1": ("CCCO", "Frobnicol is an alcohol.")})

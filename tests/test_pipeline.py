@@ -114,8 +114,8 @@ def test_rerank_in_training_reports_both_and_predictions_reproduce(demo_dir, tin
     reported (the re-ranked ones computed from the same embeddings), the
     submission is re-ranked, and predictions.py reproduces it from the
     checkpoint alone; --rerank none there gives the plain cosine matrix."""
-    from molret.metrics import retrieval_metrics
-    from molret.rerank import rerank
+    from molret.evaluation.metrics import retrieval_metrics
+    from molret.ranking.rerank import rerank
     result = run_main(["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "1",
                        "--batch-size", "16", "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16",
                        "--max-length", "64", "--text-pooling", "mean", "--rerank", "sinkhorn",
@@ -158,9 +158,9 @@ def test_time_budget_replans_and_stops(demo_dir, tiny_text_model, tmp_path):
 
 
 def test_train_on_val_trains_on_both_and_keeps_the_last_epoch(demo_dir, tiny_text_model, tmp_path):
-    from molret.cli import config_from_args, training_parser
-    from molret.data import read_pairs_tsv
-    from molret.train import Trainer, setup_logging
+    from molret.cli.common import config_from_args, training_parser
+    from molret.data.challenge import read_pairs_tsv
+    from molret.training.trainer import Trainer, setup_logging
     argv = ["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--epochs", "2", "--batch-size", "16",
             "--hidden-dim", "32", "--heads", "2", "--embed-dim", "16", "--max-length", "64", "--text-pooling",
             "mean", "--freeze-text", "--runs-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache"),

@@ -5,8 +5,8 @@ re-encoded), and ensemble_method.py --pseudo-labels end to end."""
 import numpy as np
 import pytest
 
-from molret.errors import MolretError
-from molret.pseudo_labels import mutual_matches, pairs_tsv, precision, row_probabilities
+from molret.utils.errors import MolretError
+from molret.ranking.pseudo_labels import mutual_matches, pairs_tsv, precision, row_probabilities
 
 
 def test_mutual_best_with_margin_by_hand():
@@ -60,9 +60,10 @@ def _train_argv(demo_dir, tiny_text_model, tmp_path, name, *extra):
 
 def test_extra_pairs_join_training_and_reuse_val_test_features(demo_dir, tiny_text_model, tmp_path, monkeypatch,
                                                                 one_thread_module):
-    from molret import challenge_data, train
-    from molret.cli import config_from_args, training_parser
-    from molret.data import read_pairs_tsv, read_queries
+    from molret.models import split_inputs as challenge_data
+    from molret.training import trainer as train
+    from molret.cli.common import config_from_args, training_parser
+    from molret.data.challenge import read_pairs_tsv, read_queries
     val_cids, val_texts = read_pairs_tsv(demo_dir / "val.tsv")
     test_cids = (demo_dir / "test_cids.txt").read_text().split()
     test_texts = read_queries(demo_dir / "test_text.txt")
@@ -113,7 +114,7 @@ def test_ensemble_writes_pseudo_labels_with_their_val_precision(demo_dir, tiny_t
                                                                 one_thread_module):
     import ensemble_method
     import main as main_script
-    from molret.data import read_pairs_tsv
+    from molret.data.challenge import read_pairs_tsv
     main_script.main(_train_argv(demo_dir, tiny_text_model, tmp_path, "m", "--save-embeddings", "--no-progress"))
     out = tmp_path / "pseudo.tsv"
     res = ensemble_method.main(["--members", str(tmp_path / "m" / "embeddings"), "--rerank", "sinkhorn",
@@ -129,8 +130,8 @@ def test_ensemble_writes_pseudo_labels_with_their_val_precision(demo_dir, tiny_t
     if val_rows:
         assert stats["val_precision"] == pytest.approx(np.mean([val_by_text[t] == c for c, t in val_rows]), abs=1e-4)
     # --unlabelled-by: the val queries the pairs leave out, scored alone (here: the plain member's own rows)
-    from molret.ensemble import member_from_path
-    from molret.evaluation import pool_metrics_of
+    from molret.ranking.ensemble import member_from_path
+    from molret.evaluation.pool import pool_metrics_of
     again = ensemble_method.main(["--members", str(tmp_path / "m" / "embeddings"), "--rerank", "sinkhorn",
                                   "--data-dir", str(demo_dir), "--unlabelled-by", str(out)])
     unlabelled = again["pool"]["unlabelled"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from molret.errors import MolretError
-from molret.recipe import (FAST_KINDS, FAST_MEMBER_MINUTES, FINISH_MINUTES, FIRST_ROUND, MEMBER_OVERHEAD_MINUTES,
-                           MEMBERS, PSEUDO_MINUTES, member_group, plan)
+from molret.utils.errors import MolretError
+from molret.cli.recipe import (FAST_KINDS, FAST_MEMBER_MINUTES, FINISH_MINUTES, FIRST_ROUND, MEMBER_OVERHEAD_MINUTES,
+                               MEMBERS, PSEUDO_MINUTES, member_group, plan)
 
 
 def test_plan_fits_the_budget():
@@ -72,7 +72,7 @@ def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, c
 
 def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     import recipe
-    from molret.submission import read_submission
+    from molret.evaluation.submission import read_submission
     argv = ["--data-dir", str(demo_dir), "--minutes", "14", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
             "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",

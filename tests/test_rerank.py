@@ -1,4 +1,4 @@
-"""Tests for molret.rerank (one-to-one re-ranking of similarity matrices)."""
+"""Tests for molret.ranking.rerank (one-to-one re-ranking of similarity matrices)."""
 from __future__ import annotations
 
 import sys
@@ -11,9 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from molret.errors import MolretError  # noqa: E402
-from molret.metrics import lrap  # noqa: E402
-from molret.rerank import rerank  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.evaluation.metrics import lrap  # noqa: E402
+from molret.ranking.rerank import rerank  # noqa: E402
 
 # Query 1's best raw match is molecule 0, but molecule 0 is a much better
 # match for query 0, and the one-to-one optimum is the identity.

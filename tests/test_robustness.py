@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 import main as main_script
 import predictions as predictions_script
-from molret.cli import run_training
-from molret.errors import GraphFormatError, MolretError
-from molret.graphs import parse_graph_text
-from molret.train import Trainer
+from molret.cli.common import run_training
+from molret.utils.errors import GraphFormatError, MolretError
+from molret.chem.graph_format import parse_graph_text
+from molret.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -243,7 +243,7 @@ def test_unwritable_output(trained_ckpt, tmp_path, capsys):
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):
-    from molret.io_utils import atomic_path
+    from molret.utils.files import atomic_path
     target = tmp_path / "x.csv"
     target.write_text("old complete content")
     with pytest.raises(KeyboardInterrupt):
@@ -286,7 +286,7 @@ def test_fuzz_parser_succeeds_consistently_or_raises_own_error(edges, atoms, hea
 @settings(max_examples=100, deadline=None)
 @given(st.text(max_size=40))
 def test_fuzz_tsv_lines(tmp_path_factory, content):
-    from molret.data import read_pairs_tsv
+    from molret.data.challenge import read_pairs_tsv
     p = tmp_path_factory.mktemp("tsv") / "f.tsv"
     p.write_text(content, encoding="utf-8")
     try:

@@ -29,9 +29,9 @@ import main as main_script  # noqa: E402
 import main_negativemining  # noqa: E402
 import predictions  # noqa: E402
 import search as search_script  # noqa: E402
-from molret import checkpoint as C  # noqa: E402
-from molret.data import Vocab, read_embedding_dict  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
+from molret.models import checkpoint as C  # noqa: E402
+from molret.data.vocab import Vocab, read_embedding_dict  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
 from test_mining import make_tiny_setup  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")

@@ -1,4 +1,4 @@
-"""Tests for the library search (molret.search, .index, .library, .library_cache), search.py and
+"""Tests for the library search (molret.search.engine, .index, .library, .library_cache), search.py and
 predictions.py --library.
 
 A tiny model is trained once per session on the offline DEMO data
@@ -22,11 +22,11 @@ if str(REPO) not in sys.path:
 pytest.importorskip("rdkit")
 pytest.importorskip("torch_geometric")
 
-from molret import index as I  # noqa: E402
-from molret import library as L  # noqa: E402
-from molret import library_cache as LC  # noqa: E402
-from molret import search as S  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
+from molret.search import index as I  # noqa: E402
+from molret.library import reading as L  # noqa: E402
+from molret.library import caches as LC  # noqa: E402
+from molret.search import engine as S  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
 
 # Hand-written library: 8 valid molecules and one invalid row (line 6: unclosed ring).
 SMI = """\
@@ -69,7 +69,7 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def loaded(trained):
-    from molret.checkpoint import load_model
+    from molret.models.checkpoint import load_model
     model, cfg, vocab, tokenizer = load_model(trained[0], "cpu")
     return model, cfg, vocab, tokenizer
 
@@ -171,7 +171,7 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
         return real_embed(*a, **k)
 
     monkeypatch.setattr(LC, "embed_graphs", counting_embed)
-    monkeypatch.setattr("molret.smiles.read_library", lambda *a, **k: pytest.fail("library re-read"))
+    monkeypatch.setattr("molret.chem.molecule_files.read_library", lambda *a, **k: pytest.fail("library re-read"))
     second = _engine(loaded, library)
     assert second.lib.cached and calls == []
     assert second.lib.library.invalid == 1 and second.lib.library.ids == VALID_IDS
@@ -248,8 +248,8 @@ def test_graph_library_folder_zip_and_demo_ranks(loaded, trained, tmp_path):
     np.testing.assert_allclose(a.lib.embeddings, b.lib.embeddings, atol=1e-6)
     drawn = [j for j in range(len(a)) if a.smiles[j]]   # decoded from the graphs: nearly all of them
     assert len(drawn) >= 0.95 * len(a) and all(a.is_decoded(j) == bool(a.smiles[j]) for j in range(len(a)))
-    from molret.graphs import parse_graph_text
-    from molret.smiles import smiles_to_graph
+    from molret.chem.graph_format import parse_graph_text
+    from molret.chem.smiles_graph import smiles_to_graph
     for j in (drawn[0], drawn[len(drawn) // 2], drawn[-1]):   # a decoded SMILES gives its graph back
         text = (lib_dir / "raw" / f"{a.ids[j]}.graph").read_text()
         assert sorted(smiles_to_graph(a.smiles[j])[1]) == sorted(parse_graph_text(text)[1])

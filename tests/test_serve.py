@@ -1,4 +1,4 @@
-"""The web page and JSON API of serve.py (molret.web), with FastAPI's
+"""The web page and JSON API of serve.py (molret.web.app), with FastAPI's
 TestClient on a tiny model (``web_checkpoint``, conftest.py) and tiny
 libraries; serve.py's startup errors."""
 from __future__ import annotations
@@ -23,8 +23,10 @@ pytest.importorskip("torch_geometric")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from molret import search as S  # noqa: E402
-from molret import web  # noqa: E402
+from molret.search import engine as S  # noqa: E402
+from molret.web import app as web  # noqa: E402
+from molret.web import service as web_service  # noqa: E402
+from molret.library.caches import library_embeddings  # noqa: E402
 
 # A small SMILES library: numeric ids (PubChem CIDs), names, one id with markup, one invalid row.
 SMI = """\
@@ -49,16 +51,16 @@ def no_traceback(text: str) -> bool:
 
 @pytest.fixture(scope="module")
 def loaded(web_checkpoint, one_thread_module):
-    from molret.checkpoint import load_model
+    from molret.models.checkpoint import load_model
     return load_model(web_checkpoint, "cpu")
 
 
 def make_service(loaded, library, tmp_path, smiles_map=None, **kw):
     import torch
     model, cfg, vocab, tokenizer = loaded
-    lib = S.library_embeddings(library, model, cfg, vocab, device=torch.device("cpu"), cache_dir=tmp_path / "cache")
+    lib = library_embeddings(library, model, cfg, vocab, device=torch.device("cpu"), cache_dir=tmp_path / "cache")
     engine = S.LibrarySearch(model, cfg, tokenizer, torch.device("cpu"), lib, "numpy", smiles_map)
-    return web.SearchService(engine, kw.pop("model_path"), library, **kw)
+    return web_service.SearchService(engine, kw.pop("model_path"), library, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +230,8 @@ def test_graph_library_with_decoded_smiles(loaded, web_checkpoint, demo_dir, tmp
 def test_concurrent_requests(service, max_batch):
     queries = [f"{QUERY} variant {i}" if i % 2 else f"A molecule with {i} carbon atoms." for i in range(12)]
     expected = {q: [h.id for h in service.engine.search([q], 3)[0]] for q in queries}
-    batcher = web.QueryBatcher(service.engine, max_batch)
-    svc = web.SearchService(service.engine, service.model_path, service.library_path, facts={}, examples=[],
+    batcher = web_service.QueryBatcher(service.engine, max_batch)
+    svc = web_service.SearchService(service.engine, service.model_path, service.library_path, facts={}, examples=[],
                             batcher=batcher)
 
     def one(i):
@@ -270,19 +272,19 @@ class FlakyEngine:
 
 def test_failing_query_gets_an_error_and_the_server_keeps_serving(service, caplog):
     flaky = FlakyEngine(service.engine)
-    svc = web.SearchService(flaky, service.model_path, service.library_path, facts={}, examples=[])
+    svc = web_service.SearchService(flaky, service.model_path, service.library_path, facts={}, examples=[])
     try:
         with TestClient(web.create_app(svc), raise_server_exceptions=False) as c:
-            logger = logging.getLogger("molret.web")   # "molret" may not propagate (train.setup_logging)
+            logger = logging.getLogger("molret.web.app")   # "molret" may not propagate (train.setup_logging)
             logger.addHandler(caplog.handler)
             try:
-                with caplog.at_level(logging.ERROR, logger="molret.web"):
+                with caplog.at_level(logging.ERROR, logger="molret.web.app"):
                     r = c.get("/api/search", params={"q": "BOOM " + QUERY})
             finally:
                 logger.removeHandler(caplog.handler)
             assert r.status_code == 500 and "search failed (RuntimeError)" in r.json()["error"]
             assert no_traceback(r.text) and "exploded" not in r.text
-            rec = [x for x in caplog.records if x.name == "molret.web"]
+            rec = [x for x in caplog.records if x.name == "molret.web.app"]
             assert rec and rec[-1].exc_info and "engine exploded" in caplog.text   # logged with its traceback
             page = c.get("/", params={"q": "BOOM"})
             assert page.status_code == 500 and "search failed" in page.text and no_traceback(page.text)
@@ -295,7 +297,7 @@ def test_failing_query_gets_an_error_and_the_server_keeps_serving(service, caplo
 def test_batch_with_one_failing_query_fails_only_that_query(service):
     """Queries batched together: the failing one gets its error, the others their results."""
     flaky = FlakyEngine(service.engine)
-    b = web.QueryBatcher(flaky)
+    b = web_service.QueryBatcher(flaky)
     try:
         items = [("first " + QUERY, 2, Future()), ("BOOM", 3, Future()), ("third", 4, Future())]
         for _, _, f in items:

@@ -14,7 +14,7 @@ import pytest
 # are imported from the repository root (pytest.ini: pythonpath = .)
 from test_shards import QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (fixtures)
 from conftest import run_script  # noqa: E402
-from molret import shards as SH  # noqa: E402
+from molret.library import shards as SH  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def _error_line(code, captured) -> str:
 
 
 def test_folder_errors(lib_and_folder, tiny_ckpt, tmp_path, capsys):  # noqa: F811
-    from molret.checkpoint import read_checkpoint, save_checkpoint
+    from molret.models.checkpoint import read_checkpoint, save_checkpoint
     _, folder, qfile = lib_and_folder
     ck = read_checkpoint(tiny_ckpt)
     ck["model_state"] = {k: (v + 0.5 if k.startswith("graph_proj") else v) for k, v in ck["model_state"].items()}

@@ -1,4 +1,4 @@
-"""Tests for sharded library embedding (molret.shards, embed_library.py) and the ANN indexes (molret.ann).
+"""Tests for sharded library embedding (molret.library.shards, embed_library.py) and the ANN indexes (molret.search.ann).
 
 A tiny random model (no training) is saved as a checkpoint once per module;
 its substructure vocabulary covers the hand-written SMILES library, so the
@@ -22,9 +22,10 @@ pytest.importorskip("rdkit")
 pytest.importorskip("torch_geometric")
 pytest.importorskip("faiss")
 
-from molret import shards as SH  # noqa: E402
-from molret.ann import AnnIndex, IndexParams, open_index  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
+from molret.library import shards as SH  # noqa: E402
+from molret.library.shard_folder import open_shard_folder  # noqa: E402
+from molret.search.ann import AnnIndex, IndexParams, open_index  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
 
 # 12 valid molecules, 2 invalid rows (record numbers 4 and 9).
 SMI = """\
@@ -53,12 +54,12 @@ def tiny_ckpt(tmp_path_factory, tiny_text_model, one_thread_module):
     """A checkpoint of a randomly initialised tiny model (GCN, 16-d embeddings)."""
     import torch
     from transformers import AutoModel, AutoTokenizer
-    from molret.checkpoint import make_checkpoint, save_checkpoint
+    from molret.models.checkpoint import make_checkpoint, save_checkpoint
     from molret.config import ModelConfig, RunConfig
-    from molret.vocab import Vocab
-    from molret.model import build_model
-    from molret.smiles import smiles_to_graph
-    from molret.text_models import tokenizer_to_files
+    from molret.data.vocab import Vocab
+    from molret.models.encoders import build_model
+    from molret.chem.smiles_graph import smiles_to_graph
+    from molret.models.text_models import tokenizer_to_files
 
     idents = set()
     for line in SMI.splitlines()[1:]:
@@ -85,7 +86,7 @@ def tiny_ckpt(tmp_path_factory, tiny_text_model, one_thread_module):
 
 @pytest.fixture(scope="module")
 def loaded(tiny_ckpt):
-    from molret.checkpoint import load_model
+    from molret.models.checkpoint import load_model
     return load_model(tiny_ckpt, "cpu")
 
 
@@ -103,7 +104,7 @@ def _embed(lib, out, i, n, loaded, **kw):
 
 def _whole(lib, loaded, tmp_path):
     import torch
-    from molret.library_cache import library_embeddings
+    from molret.library.caches import library_embeddings
     model, cfg, vocab, _ = loaded
     le = library_embeddings(lib, model, cfg, vocab, device=torch.device("cpu"), cache_dir=tmp_path / "wholecache")
     return le
@@ -111,7 +112,7 @@ def _whole(lib, loaded, tmp_path):
 
 def _query_emb(loaded):
     import torch
-    from molret.search import encode_queries
+    from molret.search.engine import encode_queries
     model, cfg, _, tok = loaded
     return encode_queries(model, tok, cfg, QUERIES, torch.device("cpu"))
 
@@ -120,13 +121,13 @@ def _query_emb(loaded):
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_shards_equal_the_whole_library(n, smi, loaded, tmp_path):
-    from molret.index import SearchIndex
+    from molret.search.index import SearchIndex
     out = tmp_path / f"out{n}"
     results = [_embed(smi, out, i, n, loaded, dtype="float32", chunk_size=3) for i in range(n)]
     assert sum(r.count for r in results) == 12 and sum(r.invalid for r in results) == 2
     for i, r in enumerate(results):  # invalid rows counted in the shard that owns them
         assert r.invalid == sum(1 for x in INVALID_ROWS if x % n == i)
-    lib = SH.open_shard_folder(out)
+    lib = open_shard_folder(out)
     whole = _whole(smi, loaded, tmp_path)
     order = np.argsort(lib.rows, kind="stable")  # shard order -> library order
     assert [lib.ids[int(j)] for j in order] == whole.library.ids
@@ -139,7 +140,7 @@ def test_shards_equal_the_whole_library(n, smi, loaded, tmp_path):
     s, i = AnnIndex(lib.embeddings, "exact", order=lib.rows).search(q, 5)
     assert [[lib.ids[int(j)] for j in row] for row in i] == [[whole.library.ids[j] for j in row] for row in ref_i]
     np.testing.assert_allclose(s, ref_s, atol=1e-5)
-    # the memmap scan (no float32 copy) gives the same; ranks as molret.index.SearchIndex.rank
+    # the memmap scan (no float32 copy) gives the same; ranks as molret.search.index.SearchIndex.rank
     big = AnnIndex(lib.embeddings, "exact", order=lib.rows)
     big._flat = None
     np.testing.assert_array_equal(big.search(q, 5)[1], i)
@@ -150,7 +151,7 @@ def test_shards_equal_the_whole_library(n, smi, loaded, tmp_path):
 
 
 def test_float16_storage_and_graph_library(tmp_path, loaded):
-    from molret.smiles import smiles_to_graph, graph_to_text
+    from molret.chem.smiles_graph import smiles_to_graph, graph_to_text
     raw = tmp_path / "raw"
     raw.mkdir()
     for k, line in enumerate(SMI.splitlines()[1:]):
@@ -163,7 +164,7 @@ def test_float16_storage_and_graph_library(tmp_path, loaded):
     out = tmp_path / "g"
     for i in range(2):
         _embed(raw, out, i, 2, loaded)
-    lib = SH.open_shard_folder(out)
+    lib = open_shard_folder(out)
     assert lib.embeddings.dtype == np.float16 and lib.meta["invalid"] == 2 and len(lib) == 12
     assert sorted(lib.ids[j] for j in range(len(lib))) == sorted(
         str(100 + k) for k in range(14) if k not in INVALID_ROWS)
@@ -178,7 +179,7 @@ def test_resume_skips_finished_shards(smi, loaded, tmp_path):
     first = _embed(smi, out, 0, 2, loaded)
     stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     calls = []
-    import molret.inference as T
+    import molret.models.encoding as T
     real = T.embed_graphs
     T.embed_graphs = lambda *a, **k: calls.append(1) or real(*a, **k)
     try:
@@ -192,7 +193,7 @@ def test_resume_skips_finished_shards(smi, loaded, tmp_path):
 
 
 def test_killed_shard_leaves_nothing_half_written(smi, loaded, tmp_path, monkeypatch):
-    import molret.inference as T
+    import molret.models.encoding as T
     out = tmp_path / "k"
     _embed(smi, out, 0, 2, loaded)
     before = sorted(p.name for p in out.iterdir())
@@ -209,10 +210,10 @@ def test_killed_shard_leaves_nothing_half_written(smi, loaded, tmp_path, monkeyp
         _embed(smi, out, 1, 2, loaded, chunk_size=2)
     assert sorted(p.name for p in out.iterdir()) == before  # no shard-00001 file, no temporary left
     with pytest.raises(MolretError, match="1 of 2 shards not finished"):
-        SH.open_shard_folder(out)
+        open_shard_folder(out)
     monkeypatch.setattr(T, "embed_graphs", real)
     assert not _embed(smi, out, 1, 2, loaded).skipped
-    assert len(SH.open_shard_folder(out)) == 12
+    assert len(open_shard_folder(out)) == 12
 
 
 # --------------------------------------------------------------- the indexes
@@ -239,7 +240,7 @@ def test_index_kinds_agree_with_exact(tmp_path):
 
 
 def test_auto_kind_thresholds():
-    from molret.ann import choose_kind
+    from molret.search.ann import choose_kind
     assert choose_kind(99_999) == "exact"
     assert choose_kind(100_000) == "hnsw"
     assert choose_kind(1_000_000) == choose_kind(10_000_000) == "ivfpq"
@@ -291,7 +292,7 @@ def test_cli_embed_index_search_and_mixed_models(smi, tiny_ckpt, loaded, tmp_pat
     _one_error_line(*_cli(capsys, "search", "--out", out, "--model", tiny_ckpt, "-k", "0", "q"))
     _one_error_line(*_cli(capsys, "index", "--out", out, "--index", "ivf", "--nprobe", "0"))
     # another model's shards into the same folder: one error line, exit 2
-    from molret.checkpoint import load_model, read_checkpoint, save_checkpoint
+    from molret.models.checkpoint import load_model, read_checkpoint, save_checkpoint
     ck = read_checkpoint(tiny_ckpt)
     ck["model_state"] = {k: (v + 0.5 if k.startswith("graph_proj") else v) for k, v in ck["model_state"].items()}
     other = tmp_path / "other.pt"

@@ -1,4 +1,4 @@
-"""Tests for molret.smiles (SMILES -> challenge graphs) and smiles_to_graph.py."""
+"""Tests for molret.chem.molecule_files (SMILES -> challenge graphs) and smiles_to_graph.py."""
 from __future__ import annotations
 
 import collections
@@ -16,9 +16,10 @@ if str(REPO) not in sys.path:
 pytest.importorskip("rdkit")
 from rdkit import Chem  # noqa: E402
 
-from molret import smiles as S  # noqa: E402
-from molret.errors import MolretError  # noqa: E402
-from molret.graphs import parse_graph_text  # noqa: E402
+from molret.chem import molecule_files as S  # noqa: E402
+from molret.chem import graph_folder, smiles_graph  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.chem.graph_format import parse_graph_text  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -40,7 +41,7 @@ def bonds_as_pairs(edge_index):
 
 @pytest.mark.parametrize("smiles,n_atoms,n_bonds", MOLECULES)
 def test_graph_shape_and_both_directions(smiles, n_atoms, n_bonds):
-    ei, ids = S.smiles_to_graph(smiles)
+    ei, ids = smiles_graph.smiles_to_graph(smiles)
     assert ei.dtype == np.int64 and ei.shape == (2, 2 * n_bonds)
     assert len(ids) == n_atoms
     assert all(isinstance(i, str) and i.isdigit() for i in ids)
@@ -57,28 +58,28 @@ def test_graph_shape_and_both_directions(smiles, n_atoms, n_bonds):
 
 def test_known_identifiers():
     # Values from the official challenge files / mol2vec vocabulary (radius-1 Morgan).
-    _, ids = S.smiles_to_graph("c1ccccc1")
+    _, ids = smiles_graph.smiles_to_graph("c1ccccc1")
     assert ids == ["98513984"] * 6
-    _, ids = S.smiles_to_graph("CCO")
+    _, ids = smiles_graph.smiles_to_graph("CCO")
     assert ids == ["3542456614", "4018048386", "1535166686"]
     # Diatomic: RDKit drops the duplicate radius-1 environment, that atom falls back to radius 0.
-    _, ids = S.smiles_to_graph("CO")
+    _, ids = smiles_graph.smiles_to_graph("CO")
     assert sorted(ids) == sorted(["2246728737", "1533899907"])
     # Deuterium uses the legacy isotope invariant (official graph of acetone-d6, CID 522220).
-    _, ids = S.smiles_to_graph("[2H]C([2H])([2H])C(=O)C([2H])([2H])[2H]")
+    _, ids = smiles_graph.smiles_to_graph("[2H]C([2H])([2H])C(=O)C([2H])([2H])[2H]")
     assert collections.Counter(ids) == {"3312828737": 6, "583045606": 2, "1446407803": 1, "1510328189": 1}
 
 
 def test_identifiers_do_not_depend_on_atom_order():
-    a = S.smiles_to_graph("OCC(=O)Nc1ccccc1")[1]
-    b = S.smiles_to_graph("c1cccc(NC(=O)CO)c1")[1]
+    a = smiles_graph.smiles_to_graph("OCC(=O)Nc1ccccc1")[1]
+    b = smiles_graph.smiles_to_graph("c1cccc(NC(=O)CO)c1")[1]
     assert sorted(a) == sorted(b)
 
 
 @pytest.mark.parametrize("smiles", ["CCO", "c1ccccc1", "[Na+]", "[Na+].[Cl-]", "CC(C)(C)c1ccc(O)cc1"])
 def test_graph_to_text_round_trip(smiles):
-    ei, ids = S.smiles_to_graph(smiles)
-    text = S.graph_to_text(ei, ids)
+    ei, ids = smiles_graph.smiles_to_graph(smiles)
+    text = smiles_graph.graph_to_text(ei, ids)
     assert text.startswith("edgelist:\n") and "\nidx to identifier:\n" in text and "\r" not in text
     ei2, ids2 = parse_graph_text(text, "t")
     assert np.array_equal(ei, ei2) and ids == ids2
@@ -88,14 +89,14 @@ def test_graph_to_text_round_trip(smiles):
 
 
 def test_single_atom_text_matches_official_layout():
-    text = S.graph_to_text(np.zeros((2, 0), dtype=np.int64), ["81194063"])
+    text = smiles_graph.graph_to_text(np.zeros((2, 0), dtype=np.int64), ["81194063"])
     assert text == "edgelist:\n\nidx to identifier:\n0 81194063\n"
 
 
 @pytest.mark.parametrize("bad", ["C1CC", "CN(C)(C)(C)C", "c1cccc1", "", "[Xx]"])
 def test_invalid_smiles_raises(bad):
     with pytest.raises(S.SmilesError) as exc:
-        S.smiles_to_graph(bad)
+        smiles_graph.smiles_to_graph(bad)
     assert isinstance(exc.value, MolretError)
     assert str(exc.value)
 
@@ -111,7 +112,7 @@ def test_smi_file_counts_invalid_rows(tmp_path):
     assert "lib.smi:line 6" in bad[1].error and "valence" in bad[1].error.lower()
 
     skips = []
-    written, skipped = S.write_graph_dir(records, tmp_path / "out", on_skip=skips.append)
+    written, skipped = graph_folder.write_graph_dir(records, tmp_path / "out", on_skip=skips.append)
     assert (written, skipped) == (3, 2)
     assert len(skips) == 2 and "line 3" in skips[0]
     assert (tmp_path / "out" / "cids.txt").read_text().split() == ["ethanol", "benzene", "line7"]
@@ -141,7 +142,7 @@ def test_csv_header_detection_and_columns(tmp_path):
 def test_write_graph_dir_skips_duplicate_and_unsafe_ids(tmp_path):
     recs = list(S.read_library(_write(tmp_path / "d.csv", "cid,smiles\n1,CCO\n1,CCC\n../x,CC\na b,C\n2,C\n")))
     skips = []
-    written, skipped = S.write_graph_dir(recs, tmp_path / "out", on_skip=skips.append)
+    written, skipped = graph_folder.write_graph_dir(recs, tmp_path / "out", on_skip=skips.append)
     assert (written, skipped) == (2, 3)
     assert any("duplicate id" in s for s in skips) and any("whitespace" in s for s in skips)
     assert sorted(p.name for p in (tmp_path / "out" / "raw").iterdir()) == ["1.graph", "2.graph"]
@@ -172,7 +173,7 @@ def test_sdf_reading(tmp_path):
     assert [r.id for r in recs] == ["ethanol", "benzene", "record3", "bad"]
     assert [r.ok for r in recs] == [True, True, True, False]
     assert "lib.sdf:record 4" in recs[3].error and "valence" in recs[3].error.lower()
-    assert S.mol_to_graph(recs[0].mol)[1] == S.smiles_to_graph("CCO")[1]
+    assert smiles_graph.mol_to_graph(recs[0].mol)[1] == smiles_graph.smiles_to_graph("CCO")[1]
 
     by_cid = list(S.read_library(path, id_property="PUBCHEM_CID"))
     assert [r.id for r in by_cid[:3]] == ["702", "241", "5234"]
@@ -216,7 +217,7 @@ def test_matches_official_challenge_graphs():
     with zipfile.ZipFile(raw_zip) as z:
         for cid, smi in rows:
             off_ei, off_ids = parse_graph_text(z.read(f"raw/{cid}.graph").decode("utf-8"), cid)
-            ei, ids = S.smiles_to_graph(smi)
+            ei, ids = smiles_graph.smiles_to_graph(smi)
             same_ids += sorted(ids) == sorted(off_ids)
             same_bonds += ei.shape == off_ei.shape
     assert len(rows) == 20

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from molret import text_bow as B
+from molret.models import text_bow as B
 from molret.config import ModelConfig
-from molret.data import TextBatch, TextFeatures
-from molret.model import build_model
+from molret.data.challenge import TextBatch, TextFeatures
+from molret.models.encoders import build_model
 
 
 def test_terms_words_and_pairs():
@@ -134,7 +134,7 @@ def test_by_hand_projection_sum():
 
 
 def test_missing_rows_is_a_clear_error():
-    from molret.errors import MolretError
+    from molret.utils.errors import MolretError
     _, bow = _models(12)
     with pytest.raises(MolretError, match="text-bow"):
         bow.encode_text(TextFeatures(np.ones((1, 16), np.float32)).collate([0]))
@@ -153,9 +153,9 @@ def test_train_save_predict_with_text_bow(demo_dir, tiny_text_model, tmp_path):
                       "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     run = tmp_path / "b"
     assert json.loads((run / "config.json").read_text())["model"]["text_bow"] == 4096
-    from molret.checkpoint import load_model
+    from molret.models.checkpoint import load_model
     model, cfg, _, _ = load_model(run / "best.pt", torch.device("cpu"))
-    from molret.data import read_pairs_tsv
+    from molret.data.challenge import read_pairs_tsv
     _, train_texts = read_pairs_tsv(demo_dir / "train.tsv")
     assert np.allclose(model.text_bow.idf.numpy(), B.fit_idf(train_texts, 4096))
     out = tmp_path / "pred.csv"

@@ -4,8 +4,8 @@
 
 reads SMILES from each file (a header naming a SMILES column, as ChEBI-20's
 files have, or ``id<TAB>SMILES`` lines), computes the radius-1 Morgan
-environment of every atom (``molret.graph_decoder.molecule_environments``)
-and writes them, one a line, to ``molret/resources/morgan_env_table.tsv.gz``
+environment of every atom (``molret.chem.graph_decoder.molecule_environments``)
+and writes them, one a line, to ``molret/chem/resources/morgan_env_table.tsv.gz``
 (or ``--out``).  The table holds chemistry only (atom invariants and their
 bonded neighbours), no molecule ids or descriptions.
 """
@@ -17,9 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from molret.errors import MolretError  # noqa: E402
-from molret.morgan_env import TABLE_PATH, EnvironmentTable  # noqa: E402
-from molret.library import read_smiles_map  # noqa: E402
+from molret.utils.errors import MolretError  # noqa: E402
+from molret.chem.morgan_env import TABLE_PATH, EnvironmentTable  # noqa: E402
+from molret.chem.smiles_graph import add_smiles  # noqa: E402
+from molret.library.reading import read_smiles_map  # noqa: E402
 
 HEADER = ("Morgan radius-1 environments (centre invariant<TAB>bond type:neighbour invariant;...),\n"
           "invariant = atomic number,total degree,total H,formal charge,isotope term,in ring.\n"
@@ -35,7 +36,7 @@ def main(argv=None):
     table = EnvironmentTable()
     try:
         for path in args.inputs:
-            read, new = table.add_smiles(read_smiles_map(path).values())
+            read, new = add_smiles(table, read_smiles_map(path).values())
             print(f"{path}: {read:,} molecules, {new:,} new environments")
         table.save(args.out, HEADER)
     except MolretError as e:

@@ -1,0 +1,251 @@
+"""Submissions from a checkpoint through ``MolRetriever``: the challenge's test set (with its val report), or
+queries scored against any molecule library (a full matrix, or each query's best molecules)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from molret.api.retriever import MolRetriever
+from molret.data.challenge import default_cache_dir, read_queries, read_test_inputs, resolve_data_dir, tokenize
+from molret.data.graph_store import GraphSource, load_graphs
+from molret.library.reading import ReaderOptions
+from molret.models import text_models
+from molret.models.encoding import embed_test, save_embeddings, similarity_matrix
+from molret.search.opening import IndexOptions
+from molret.utils.errors import MolretError
+from molret.utils.files import check_writable_dir
+
+log = logging.getLogger("molret")
+
+FULL_MATRIX_MAX = 1_000_000    # shard folder molecules written as a full score matrix (beyond: top_k)
+
+
+@dataclass
+class PredictionOptions:
+    """What predictions.py writes, and how (its flags; None: the checkpoint's setting)."""
+    model: str
+    out: str = "submission.csv"
+    device: object = "auto"                   # "auto", a device name or a torch.device
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    batch_size: int | None = None
+    save_embeddings: str | None = None
+    rerank: str | None = None
+    rerank_temperature: float | None = None
+    names: str | None = None
+    no_pool: bool = False
+    progress: bool = True
+    library: str | None = None                # library mode: score against a molecule library
+    queries: str | None = None
+    top_k: int | None = None
+    smiles: bool = False
+    index: IndexOptions = field(default_factory=IndexOptions)
+    reader: ReaderOptions = field(default_factory=ReaderOptions)
+
+
+def library_ids_path(out) -> Path:
+    """The ids file written beside a --library submission: <out stem>_ids.txt."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_ids.txt")
+
+
+def _folder_library(opts, retriever, progress: bool) -> tuple:
+    """(ids, embeddings, index, invalid count, SMILES, SMILES decoded from graphs) of a shard folder: with
+    --top-k its index (ids in shard order, no embeddings), else the embeddings and ids in library order
+    (the CSV of the library file)."""
+    from molret.search.opening import check_model_key, open_folder_index
+    from molret.library.shard_folder import open_shard_folder
+    key = retriever.model_key
+    if opts.top_k:
+        lib, index = open_folder_index(opts.library, opts.index, progress, key, opts.model)
+        return lib.ids, None, index, lib.meta["invalid"], lib.smiles, bool(lib.meta.get("smiles_decoded"))
+    lib = open_shard_folder(opts.library)
+    check_model_key(lib, key, opts.model)
+    if len(lib) > FULL_MATRIX_MAX:
+        raise MolretError(f"{opts.library}: {len(lib):,} molecules, too many for a full score matrix (at most "
+                          f"{FULL_MATRIX_MAX:,}): write each query's best molecules with --top-k K")
+    order = np.argsort(lib.rows, kind="stable")
+    return ([lib.ids[int(j)] for j in order], np.asarray(lib.embeddings)[order], None, lib.meta["invalid"], None,
+            False)
+
+
+def _file_library(opts, retriever, batch_size: int, progress: bool) -> tuple:
+    """(ids, embeddings, index with --top-k else None, invalid count, SMILES, SMILES decoded from graphs)
+    of a library file (cached embeddings)."""
+    from molret.search.opening import memory_index
+    lib = retriever.embed_library(opts.library, opts.cache_dir, opts.reader, batch_size, progress)
+    library = lib.library
+    if library.invalid:
+        log.warning(f"{opts.library}: {library.invalid} invalid row(s) skipped, e.g. {library.invalid_examples[0]}")
+    index = memory_index(lib.embeddings, opts.index, "auto", progress) if opts.top_k else None
+    return library.ids, lib.embeddings, index, library.invalid, library.smiles, library.smiles_decoded
+
+
+def write_top_k(path, scores: np.ndarray, idx: np.ndarray, ids, smiles=None) -> None:
+    """CSV rows query,rank,id,score: query = row ID (0-based), rank 1 = best (as ``index.search`` returns them);
+    with ``smiles`` (one per molecule, None or "" when unknown) a fifth column, smiles."""
+    import csv
+    from molret.utils.files import atomic_path
+    with atomic_path(path, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["query", "rank", "id", "score"] + (["smiles"] if smiles is not None else []))
+            for q, (row_s, row_i) in enumerate(zip(scores, idx)):
+                hits = [(j, sc) for j, sc in zip(row_i, row_s) if j >= 0]
+                if smiles is None:
+                    out.writerows([q, r, ids[int(j)], f"{sc:.7g}"] for r, (j, sc) in enumerate(hits, 1))
+                else:
+                    out.writerows([q, r, ids[int(j)], f"{sc:.7g}", smiles[int(j)] or ""]
+                                  for r, (j, sc) in enumerate(hits, 1))
+
+
+def check_library_options(opts: PredictionOptions) -> bool:
+    """Flag checks of --library before the model is loaded; True for a shard folder."""
+    from molret.library.reading import library_kind
+    from molret.library.shard_folder import is_shard_folder
+    if opts.rerank not in (None, "none"):
+        raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
+    if opts.top_k is not None and opts.top_k < 1:
+        raise MolretError(f"--top-k must be at least 1, got {opts.top_k}")
+    if opts.smiles and not opts.top_k:
+        raise MolretError("--smiles adds a column to the --top-k output: give --top-k K")
+    if opts.top_k and opts.save_embeddings:
+        raise MolretError("--save-embeddings writes the full similarity matrix; it does not go with --top-k")
+    opts.index.check()
+    folder = is_shard_folder(opts.library)
+    if not folder:
+        library_kind(opts.library)
+    return folder
+
+
+def predict_library(opts: PredictionOptions) -> dict:
+    """Submission of the queries scored against a molecule library (--library): the full matrix, or with
+    --top-k the best molecules of each query."""
+    from molret.utils.files import atomic_write_text
+    from molret.evaluation.submission import write_submission
+    from molret.models.encoding import embed_texts
+
+    folder = check_library_options(opts)
+    progress = opts.progress
+    retriever = MolRetriever.from_checkpoint(opts.model, opts.device)
+    model, cfg, tokenizer, device = retriever.model, retriever.cfg, retriever.tokenizer, retriever.device
+    check_writable_dir(Path(opts.out).resolve().parent)
+    if opts.queries:
+        queries_path = Path(opts.queries)
+    else:
+        queries_path = resolve_data_dir(opts.data_dir or cfg.train.data_dir).need("test_text")
+    queries = read_queries(queries_path)
+    batch_size = opts.batch_size or cfg.train.eval_batch_size
+    ids, emb, index, invalid, smiles, decoded = (_folder_library(opts, retriever, progress) if folder else
+                                                 _file_library(opts, retriever, batch_size, progress))
+    from molret.models.text_bow import attach
+    tokens = attach(tokenize(queries, tokenizer, cfg.model.max_length), queries, model)
+    text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
+    result = {"out": opts.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
+    if opts.top_k:
+        with_smiles = opts.smiles
+        write_top_k(opts.out, *index.search(text_emb, opts.top_k), ids, smiles if with_smiles else None)
+        return {**result, "top_k": min(opts.top_k, len(ids)), "smiles": with_smiles,
+                "smiles_decoded": with_smiles and decoded}
+    for ident in ids:
+        if "\n" in ident or "\r" in ident:
+            raise MolretError(f"library id {ident!r} contains a line break; cannot write the ids file")
+    similarity = similarity_matrix(text_emb, emb)
+    write_submission(similarity, opts.out)
+    ids_path = library_ids_path(opts.out)
+    atomic_write_text(ids_path, "".join(f"{i}\n" for i in ids))
+    if opts.save_embeddings:
+        folder = Path(opts.save_embeddings)
+        save_embeddings(folder, "library", text_emb, list(range(len(queries))), emb, ids)
+        from molret.utils.files import atomic_np_save
+        atomic_np_save(folder / "library_similarity.npy", similarity.astype(np.float32))
+    return {**result, "ids_file": str(ids_path)}
+
+
+def predict(opts: PredictionOptions) -> dict:
+    """The submission of ``opts``: the challenge's test set (pool report on val when there is one), or with
+    ``opts.library`` the queries scored against that library."""
+    if opts.library:
+        return predict_library(opts)
+    if opts.queries:
+        raise MolretError("--queries applies to --library only (the test set uses test_text.txt)")
+    if opts.top_k is not None:
+        raise MolretError("--top-k applies to --library only (the submission scores every test molecule)")
+    if opts.smiles:
+        raise MolretError("--smiles applies to --library with --top-k only")
+    progress = opts.progress
+    retriever = MolRetriever.from_checkpoint(opts.model, opts.device)
+    model, cfg, vocab, tokenizer, device = (retriever.model, retriever.cfg, retriever.vocab, retriever.tokenizer,
+                                            retriever.device)
+    data_dir = opts.data_dir or cfg.train.data_dir
+    paths = resolve_data_dir(data_dir)
+    check_writable_dir(Path(opts.out).resolve().parent)
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else (Path(cfg.train.cache_dir) if cfg.train.cache_dir and
+                                                             not opts.data_dir else default_cache_dir(data_dir))
+    cids, queries = read_test_inputs(paths)
+    graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
+    tokens = query_input("test", queries, model, cfg, tokenizer, cache_dir, device, progress)
+    batch_size = opts.batch_size or cfg.train.eval_batch_size
+    text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=progress)
+    similarity = similarity_matrix(text_emb, graph_emb)
+    method = opts.rerank if opts.rerank is not None else cfg.train.rerank
+    temperature = opts.rerank_temperature if opts.rerank_temperature is not None else cfg.train.rerank_temperature
+    names_mode = opts.names if opts.names is not None else cfg.train.names
+    report, names, weights = {}, None, None
+    if paths.val is not None and not opts.no_pool:
+        report, names, weights = _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size,
+                                             (queries, text_emb, graphs, graph_emb), method, temperature, names_mode)
+    elif names_mode != "none":
+        raise MolretError("--names fits its weights on val.tsv, which this data folder lacks")
+    if method != "none" or weights:
+        from molret.evaluation.pool import test_matrix
+        similarity = test_matrix(similarity, method, temperature, names, weights, report.get("n_val", 0))
+    from molret.evaluation.submission import write_submission
+    write_submission(similarity, opts.out)
+    if opts.save_embeddings:
+        folder = Path(opts.save_embeddings)
+        save_embeddings(folder, "test", text_emb, list(range(len(queries))), graph_emb, cids)
+        from molret.utils.files import atomic_np_save
+        atomic_np_save(folder / "test_similarity.npy", similarity.astype(np.float32))
+    return {"out": opts.out, "queries": len(queries), "molecules": len(cids), **({"pool": report} if report else {})}
+
+
+def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device, progress: bool = True):
+    """What the model embeds for a split's queries, as main.py did: the tokens
+    (cached), or with --freeze-text the frozen encoder's cached features."""
+    key = f"{text_models.identity(cfg.model.text_model)}-len{cfg.model.max_length}"
+    from molret.models.text_bow import attach
+    tokens = tokenize(texts, tokenizer, cfg.model.max_length, cache_dir / f"tokens-{split}-{key}.npz")
+    if not cfg.train.freeze_text:
+        return attach(tokens, texts, model)
+    from molret.data.challenge import TextFeatures
+    from molret.models.split_inputs import text_features_cached
+    return attach(TextFeatures(text_features_cached(
+        model, tokens, cache_dir / f"textfeat-{split}-{key}-{cfg.model.text_pooling}.npz", device,
+        cfg.train.eval_batch_size, progress=progress)), texts, model)
+
+
+def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,
+                names_mode):
+    """Pool metrics of the checkpoint on val.tsv, with name fusion when
+    asked: (report, name features or None, weights or None)."""
+    from molret.data.challenge import read_pairs_tsv
+    from molret.evaluation.pool import final_report, pool_name_features, pool_similarity
+    from molret.models.encoding import embed_graphs, embed_texts
+    queries, text_emb, test_graphs, graph_emb = test
+    val_cids, val_texts = read_pairs_tsv(paths.need("val"))
+    val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)
+    val_text = embed_texts(model, query_input("val", val_texts, model, cfg, tokenizer, cache_dir, device), device,
+                           batch_size, cfg.train.amp)
+    val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
+    names = None
+    if names_mode == "opsin":
+        names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs, data_dir=paths.root,
+                                      cache_dir=cache_dir)
+    report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb), len(val_text), method,
+                                   temperature, names)
+    report["n_val"] = len(val_text)
+    return report, names, weights

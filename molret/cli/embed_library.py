@@ -1,0 +1,173 @@
+"""Command line of embed_library.py: embed one shard of a library, build a shard folder's index, search it.
+
+    python embed_library.py --model CKPT --library FILE --out DIR --shard I/N [--dtype float16]
+    python embed_library.py index --out DIR --index auto|exact|ivf|ivfpq|hnsw [--nlist ...]
+    python embed_library.py search --out DIR --model CKPT [--index auto] -k 10 "query" ...
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from molret.cli.common import add_index_args, index_options
+from molret.search.opening import open_folder_index
+from molret.utils.errors import MolretError
+
+EPILOG = """\
+Shard I of N takes the records whose number r (0-based in library order, invalid rows included)
+has r %% N == I, streaming the file (a 10^7-line SMILES file is never held in memory). Run the N
+shards anywhere that sees DIR, e.g. on one machine:
+
+  for i in 0 1; do nice python embed_library.py --model best.pt --library lib.smi --out lib.shards \\
+      --shard $i/2 --threads 1 & done; wait
+
+or on N GPUs: CUDA_VISIBLE_DEVICES=$i ... --device cuda --shard $i/N. A finished shard is skipped on a
+rerun; a killed one left nothing but .*.tmp files and is redone. Then `embed_library.py index --out DIR`
+builds and stores the approximate index once, and `embed_library.py search` uses it.
+"""
+
+
+def _positive(name: str, value, low: int = 1, high: int | None = None):
+    if value is None:
+        return
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high:,}" if high is not None else f">= {low}"
+        raise MolretError(f"{name} must be {bound}, got {value}")
+
+
+def embed_parser() -> argparse.ArgumentParser:
+    from molret.cli.common import add_library_args
+    from molret.library.shards import CHUNK_SIZE, DTYPES
+    p = argparse.ArgumentParser(
+        prog="embed_library.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Embed one shard of a molecule library into a shard folder (memory-mapped .npy per shard, a "
+                    "manifest per shard). Subcommands: `index` (build the folder's ANN index), `search`.")
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py")
+    p.add_argument("--library", required=True, metavar="FILE",
+                   help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph "
+                        "files, or a folder with raw/ or raw.zip)")
+    p.add_argument("--out", required=True, metavar="DIR", help="shard folder (shared by all shards of one embedding)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="which shard to embed (default 0/1: the whole)")
+    p.add_argument("--dtype", default="float16", choices=DTYPES,
+                   help="stored embedding type (float16: half the disk and page cache, ~1e-3 score error)")
+    p.add_argument("--batch-size", type=int, help="graph batch size (default: the model's eval batch size)")
+    p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="molecules parsed and embedded at a time")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_library_args(p)
+    return p
+
+
+def _add_folder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="shard folder written by embed_library.py")
+    add_index_args(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def index_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embed_library.py index", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Build a shard folder's nearest-neighbour index once and store it there "
+                                            "(reopened by `search` without rebuilding).")
+    _add_folder_args(p)
+    return p
+
+
+def search_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="embed_library.py search", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Search a shard folder with text queries (its stored index, built when "
+                                            "missing).")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
+    p.add_argument("--model", required=True, metavar="CKPT", help="the checkpoint that embedded the folder")
+    p.add_argument("--queries-file", metavar="FILE", help="more queries, one per line")
+    p.add_argument("-k", "--top-k", type=int, default=10, help="molecules per query")
+    p.add_argument("--query-threads", type=int, default=1, help="torch threads for encoding the queries")
+    _add_folder_args(p)
+    return p
+
+
+def run_embed(args) -> dict:
+    import torch
+    from molret.models.checkpoint import load_model
+    from molret.library.reading import library_kind
+    from molret.cli.common import reader_options
+    from molret.library.shards import embed_shard, parse_shard_spec
+    from molret.models.encoding import pick_device
+    index, count = parse_shard_spec(args.shard)
+    _positive("--batch-size", args.batch_size)
+    _positive("--chunk-size", args.chunk_size, 1, 10_000_000)
+    _positive("--threads", args.threads, 0, 1024)
+    library_kind(args.library)  # a missing library fails before the model is loaded
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    model, cfg, vocab, _ = load_model(args.model, device)
+    res = embed_shard(args.library, args.out, index, count, model, cfg, vocab, dtype=args.dtype,
+                      options=reader_options(args), device=device, batch_size=args.batch_size,
+                      chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty())
+    if res.skipped:
+        print(f"shard {index}/{count} already finished in {res.folder}: {res.count:,} molecules "
+              f"({res.invalid} invalid); nothing recomputed", file=sys.stderr)
+    else:
+        print(f"shard {index}/{count}: {res.count:,} molecules embedded in {res.seconds:.1f} s "
+              f"({res.rate:,.0f} molecules/s), {res.invalid} invalid skipped -> {res.folder}", file=sys.stderr)
+        for msg in res.invalid_examples[:5]:
+            print(f"  skipped: {msg}", file=sys.stderr)
+    return {"result": res}
+
+
+def run_index(args) -> dict:
+    t0 = time.perf_counter()
+    lib, ann = open_folder_index(args.out, index_options(args), not args.no_progress and sys.stderr.isatty())
+    how = f"built in {ann.build_seconds:.1f} s" if not getattr(ann, "load_seconds", 0) else "already stored"
+    where = f" -> {ann.stored_path}" if getattr(ann, "stored_path", None) else " (exact: nothing to store)"
+    print(f"{lib.folder}: {len(lib):,} molecules, index {ann.kind} {how}{where}, "
+          f"{ann.memory_bytes / max(len(lib), 1):.0f} bytes/molecule in RAM ({time.perf_counter() - t0:.1f} s)",
+          file=sys.stderr)
+    return {"library": lib, "index": ann}
+
+
+def run_search(args) -> dict:
+    from molret.api.retriever import MolRetriever
+    from molret.search.engine import Hit, torch_threads
+    from molret.cli.search import format_hits, read_query_lines, stereo_footnote
+    queries = list(args.queries) + (read_query_lines(args.queries_file) if args.queries_file else [])
+    queries = [q for q in queries if q.strip()]
+    if not queries:
+        raise MolretError("no query: give query text(s) or --queries-file")
+    _positive("-k", args.top_k, 1, 100_000)
+    _positive("--query-threads", args.query_threads, 0, 1024)
+    if not Path(args.out).is_dir():
+        raise MolretError(f"shard folder {args.out} does not exist")
+    retriever = MolRetriever.from_checkpoint(args.model, "cpu")
+    lib, ann = open_folder_index(args.out, index_options(args), not args.no_progress and sys.stderr.isatty(),
+                                 retriever.model_key, args.model)
+    t0 = time.perf_counter()
+    with torch_threads(args.query_threads):
+        q = retriever.encode_text(queries)
+    scores, idx = ann.search(q, args.top_k)
+    seconds = time.perf_counter() - t0
+    results = []
+    for n, query in enumerate(queries):
+        hits = [Hit(r + 1, int(j), lib.ids[int(j)], lib.smiles[int(j)] or None, float(s),
+                    bool(lib.meta.get("smiles_decoded") and lib.smiles[int(j)]))
+                for r, (j, s) in enumerate(zip(idx[n], scores[n])) if j >= 0]
+        results.append(hits)
+        print(("\n" if n else "") + format_hits(query, hits, n + 1))
+    note = stereo_footnote(results)
+    if note:
+        print(note)
+    print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} over {len(lib):,} molecules ({ann.kind}) in "
+          f"{seconds * 1e3:.0f} ms (text encoding + search)", file=sys.stderr)
+    return {"queries": queries, "results": results, "library": lib, "index": ann}
+
+
+def main(argv=None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "index":
+        return run_index(index_parser().parse_args(argv[1:]))
+    if argv and argv[0] == "search":
+        return run_search(search_parser().parse_args(argv[1:]))
+    return run_embed(embed_parser().parse_args(argv))

@@ -1,0 +1,241 @@
+"""The command line of search.py: flags, opening the engine from a
+checkpoint and a library, and the printed (and HTML) report of the results."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from molret.utils.errors import MolretError
+from molret.search.render import html_report
+from molret.search.index import BACKENDS, FAISS_AUTO_THRESHOLD
+from molret.utils.files import atomic_write_text
+from molret.library.reading import library_kind
+from molret.api.retriever import MolRetriever, SearchOptions
+from molret.search.engine import HUBNESS_TEMPERATURE, QUERY_THREADS, Hit, LibrarySearch
+from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
+                               reader_options)
+from molret.library.shard_folder import is_shard_folder
+
+EPILOG = """\
+--library may also be a shard folder written by embed_library.py (a library of millions): it is searched
+through --index (built once and stored in the folder; auto: exact below 100,000 molecules), with the
+checkpoint that embedded it; --backend, --names and --hubness do not apply there. On a library file,
+--index auto/exact is the exact search of --backend, and ivf/ivfpq/hnsw build that index in memory for
+this run (not stored: embed the library into a shard folder to keep it).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="search.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter, epilog=EPILOG,
+        description="Rank the molecules of a library for text queries with a trained checkpoint. The library's "
+                    "graph embeddings are computed once and cached (next to the library, or in --cache-dir).")
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
+    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt/last.pt)")
+    p.add_argument("--library", required=True, metavar="FILE",
+                   help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]), graph library (raw.zip, folder of .graph "
+                        "files, or a folder with raw/ or raw.zip and optionally cids.txt), or a shard folder "
+                        "written by embed_library.py")
+    p.add_argument("--queries-file", metavar="FILE", help="more queries, one per line (blank lines ignored)")
+    p.add_argument("-k", "--top-k", type=int, default=10, help="molecules to show per query")
+    p.add_argument("--html", metavar="FILE", help="also write an HTML report drawing the top-k structures")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help=f"exact search: numpy, or FAISS IndexFlatIP; auto = FAISS above {FAISS_AUTO_THRESHOLD:,} "
+                        f"molecules")
+    p.add_argument("--smiles-map", metavar="TSV", action="append",
+                   help="id -> SMILES table for graph libraries (e.g. ChEBI-20 validation.txt: CID, SMILES, ...); "
+                        "may be repeated")
+    p.add_argument("--rank-of", metavar="ID", help="also print the rank of this library id for each query")
+    p.add_argument("--cache-dir", help="cache folder; when not given: next to the library, or ~/.cache/molret when "
+                                       "the library's folder is read-only ($MOLRET_CACHE overrides ~/.cache/molret)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    p.add_argument("--query-threads", type=int, default=QUERY_THREADS,
+                   help="torch CPU threads for encoding the queries (0: torch's default)")
+    add_inference_args(p, batch_help="graph embedding batch size; the model's eval batch size when not given")
+    p.add_argument("--names", default="none", choices=["none", "opsin"],
+                   help="opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms table, the training pairs) and fuse exact-graph "
+                        "and substructure evidence with the cosine scores (all molecules scored exactly)")
+    p.add_argument("--names-weights", type=float, nargs="+", metavar="W",
+                   help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "
+                        "challenge's val pool; FORM, the named structure in another charge state or tautomer, "
+                        "keeps its default when only three are given)")
+    p.add_argument("--hubness", default="none", choices=["none", "isoftmax"],
+                   help="isoftmax: inverted-softmax hubness correction against a bank of queries (molecules close "
+                        "to many bank queries lose score)")
+    p.add_argument("--hubness-bank", metavar="FILE",
+                   help="the bank: cid<TAB>text lines (train.tsv) or one query per line (default: train.tsv of "
+                        "the checkpoint's data folder)")
+    p.add_argument("--hubness-temperature", type=float, default=HUBNESS_TEMPERATURE,
+                   help="temperature of --hubness isoftmax")
+    add_index_args(p)
+    add_library_args(p)
+    return p
+
+
+def read_bank(path) -> list[str]:
+    """Texts of a hubness bank: the second column of TAB-separated lines, else whole lines."""
+    lines = read_query_lines(path)
+    return [line.split("\t", 1)[1] if "\t" in line else line for line in lines]
+
+
+def default_bank(cfg) -> Path:
+    from molret.data.challenge import resolve_data_dir
+    try:
+        return resolve_data_dir(cfg.train.data_dir).need("train")
+    except MolretError:
+        raise MolretError("--hubness isoftmax: the checkpoint's data folder has no train.tsv; give "
+                          "--hubness-bank FILE") from None
+
+
+def read_query_lines(path) -> list:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise MolretError(f"cannot read --queries-file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise MolretError(f"--queries-file {path}: not UTF-8 text ({e.reason})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def search_options(args, cfg) -> SearchOptions:
+    """The SearchOptions of search.py's (and serve.py's) flags; ``cfg``: the checkpoint's config (the
+    default hubness bank is its train.tsv)."""
+    bank = None
+    if getattr(args, "hubness", "none") == "isoftmax":
+        bank = read_bank(args.hubness_bank or default_bank(cfg))
+    return SearchOptions(backend=args.backend, index=index_options(args), reader=reader_options(args),
+                         smiles_maps=args.smiles_map or (), cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                         batch_size=args.batch_size, query_threads=args.query_threads,
+                         names=getattr(args, "names", "none") == "opsin",
+                         names_weights=getattr(args, "names_weights", None), hubness_bank=bank,
+                         hubness_temperature=getattr(args, "hubness_temperature", HUBNESS_TEMPERATURE))
+
+
+def open_search(args, progress: bool) -> LibrarySearch:
+    """The engine of search.py's and serve.py's flags, through the API object."""
+    # --threads: for embedding the library (queries: --query-threads)
+    retriever = MolRetriever.from_checkpoint(args.model, device=inference_device(args))
+    return retriever.open_search(args.library, search_options(args, retriever.cfg), progress)
+
+
+def _short(text: str, n: int = 110) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def check_folder_flags(args) -> None:
+    """Refuse the flags that need a library file (parsed graphs, every molecule scored) on a shard folder."""
+    for flag, value in (("--names", getattr(args, "names", "none")), ("--hubness", getattr(args, "hubness", "none"))):
+        if value != "none":
+            raise MolretError(f"{flag} {value} does not apply to the shard folder {args.library} (it keeps no parsed "
+                              f"graphs and is searched through its index): search the library file itself")
+
+
+def report_folder(engine: LibrarySearch, out) -> None:
+    lib, index = engine.lib, engine.index
+    invalid = lib.meta["invalid"]
+    skipped = f", {invalid} invalid rows skipped" if invalid else ""
+    print(f"library {lib.folder}: {len(lib):,} molecules in {lib.meta['num_shards']} shard(s){skipped}", file=out)
+    stored = getattr(index, "stored_path", None)
+    if stored is None:
+        how = f"built in {index.build_seconds * 1e3:.1f} ms, nothing stored"
+    elif getattr(index, "load_seconds", 0):
+        how = f"read from {stored} in {index.load_seconds:.1f} s"
+    else:
+        how = f"built in {index.build_seconds:.1f} s, stored in {stored}"
+    print(f"search index: {index.kind} ({how})", file=out)
+
+
+def report_library(engine: LibrarySearch, out=None) -> None:
+    out = out or sys.stderr
+    if engine.folder:
+        return report_folder(engine, out)
+    le = engine.lib
+    lib = le.library
+    skipped = f", {lib.invalid} invalid {'rows' if lib.kind == 'smiles' else 'graph files'} skipped" if lib.invalid else ""
+    print(f"library {lib.path}: {len(lib):,} molecules{skipped}", file=out)
+    for msg in lib.invalid_examples[:5]:
+        print(f"  skipped: {msg}", file=out)
+    if lib.invalid > 5:
+        print(f"  ... and {lib.invalid - 5} more", file=out)
+    if le.cached:
+        print(f"graph embeddings: from cache {le.cache_path}", file=out)
+    else:
+        rate = len(lib) / le.seconds if le.seconds > 0 else float("inf")
+        where = f", cached in {le.cache_path}" if le.cache_path else " (not cached)"
+        print(f"graph embeddings: computed in {le.seconds:.1f} s ({rate:,.0f} molecules/s; parsing "
+              f"{le.parse_seconds:.1f} s){where}", file=out)
+    print(f"search backend: {engine.index.backend} (index built in {engine.index.build_seconds * 1e3:.1f} ms)", file=out)
+
+
+def format_hits(query: str, hits: Sequence[Hit], number: int) -> str:
+    lines = [f"query {number}: {_short(query)}"]
+    width = max([len("id")] + [len(h.id) for h in hits])
+    lines.append(f"{'rank':>4}  {'id':<{width}}  {'score':>7}  SMILES")
+    for h in hits:
+        lines.append(f"{h.rank:>4}  {h.id:<{width}}  {h.score:>7.4f}  {h.smiles or '-'}")
+    return "\n".join(lines)
+
+
+def stereo_footnote(results) -> str | None:
+    """One line saying which SMILES shown were decoded from the challenge graphs (no stereochemistry), or None."""
+    from molret.chem.graph_decoder import NO_STEREO_NOTE
+    shown = [h for hits in results for h in hits if h.smiles]
+    decoded = sum(1 for h in shown if getattr(h, "decoded", False))
+    if not decoded:
+        return None
+    which = "the SMILES above were" if decoded == len(shown) else f"{decoded} of the {len(shown)} SMILES above were"
+    return f"note: {which} {NO_STEREO_NOTE}"
+
+
+def run(args) -> dict:
+    queries = list(args.queries)
+    if args.queries_file:
+        queries += read_query_lines(args.queries_file)
+    queries = [q for q in queries if q.strip()]
+    if not queries:
+        raise MolretError("no query: give query text(s) or --queries-file")
+    if args.top_k < 1:
+        raise MolretError("-k must be at least 1")
+    if args.names_weights and (min(args.names_weights) < 0 or len(args.names_weights) not in (3, 4)):
+        raise MolretError(f"--names-weights takes 3 or 4 numbers >= 0 (EXACT SUBJECT PARENT [FORM]), "
+                          f"got {' '.join(str(w) for w in args.names_weights)}")
+    index_options(args)  # range-checked before the model is loaded
+    if is_shard_folder(args.library):
+        check_folder_flags(args)
+    else:
+        library_kind(args.library)  # a missing library fails before the model is loaded
+    if args.html:
+        from molret.utils.files import check_writable_dir
+        check_writable_dir(Path(args.html).resolve().parent)
+    progress = not args.no_progress and sys.stderr.isatty()
+    engine = open_search(args, progress)
+    report_library(engine)
+    t0 = time.perf_counter()
+    q_emb = engine.encode(queries)
+    results = engine.search(queries, args.top_k, query_emb=q_emb)
+    seconds = time.perf_counter() - t0
+    ranks = []
+    for n, (q, hits) in enumerate(zip(queries, results), 1):
+        print(("\n" if n > 1 else "") + format_hits(q, hits, n))
+        if args.rank_of:
+            rank, score, ties = engine.rank_of(q_emb[n - 1:n], args.rank_of, q)
+            ranks.append(rank)
+            tied = f"; {ties} other molecule(s) score exactly the same (same graph?)" if ties else ""
+            print(f"rank of {args.rank_of}: {rank} of {len(engine):,} (score {score:.4f}{tied})")
+    note = stereo_footnote(results)
+    if note:
+        print(note)
+    print(f"{len(queries)} quer{'y' if len(queries) == 1 else 'ies'} searched in {seconds * 1e3:.0f} ms "
+          f"(text encoding + search)", file=sys.stderr)
+    if args.html:
+        atomic_write_text(args.html, html_report(queries, results, str(args.library), str(args.model)))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(args.html, 0o666 & ~mask)  # a report to share, not a private temporary file
+        print(f"wrote {args.html}", file=sys.stderr)
+    return {"queries": queries, "results": results, "ranks": ranks, "engine": engine}

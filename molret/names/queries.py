@@ -1,0 +1,59 @@
+"""Every query's chemical names resolved in one batch: the structures from the name sources, and their other forms."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from molret.names.opsin import Opsin
+from molret.names.resolve import (QueryStructures, Structure, charge_hint, extract_names, resolve_names,
+                                  structure_forms_of)
+from molret.names.sources import default_sources
+
+
+def key_size(key: str) -> tuple[int, int]:
+    """(atoms, bond directions) of a graph key (``graph_keys``' last two columns)."""
+    raw = np.frombuffer(bytes.fromhex(key), dtype=np.uint64)
+    return int(raw[-2]), int(raw[-1])
+
+
+def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequence | None = None,
+                    forms: str = "all", candidate_keys: Sequence[str] | None = None) -> list[QueryStructures]:
+    """Names of every query, resolved in one batch. ``sources``: the name
+    sources in order (``molret.names.sources``; default: ``opsin`` when not
+    None, then the chemicals dictionary when installed); ``opsin`` None and no
+    other source: names found but nothing resolved. ``forms``: which other
+    forms of the resolved structures to add ("none", "charge", "tautomer",
+    "all"). ``candidate_keys``: the graph keys of the molecules the forms
+    will be matched against; a structure whose size (atoms, bonds: which its
+    forms share) no candidate has gets no forms (a batch shortcut). An OPSIN
+    failure is one warning line and leaves the rest to the other sources."""
+    if sources is None:
+        sources = default_sources(opsin)
+    found = [extract_names(q) for q in queries]
+    wanted = list(dict.fromkeys(n for names in found for n in names.all()))
+    structures = resolve_names(wanted, sources) if sources else {}
+    sizes = None if candidate_keys is None else {key_size(k) for k in set(candidate_keys)}
+
+    def forms_of(s: Structure) -> list[Structure]:
+        return structure_forms_of(s, forms) if sizes is None or key_size(s.key) in sizes else []
+
+    out = []
+    for query, names in zip(queries, found):
+        q = QueryStructures(names, hint=charge_hint(query, names.subject))
+        q.subject = structures.get(names.subject) if names.subject else None
+        q.enantiomers = [s for s in map(structures.get, names.enantiomers) if s is not None]
+        q.parents = [s for s in map(structures.get, names.parents) if s is not None]
+        if forms != "none":
+            for s in ([q.subject] if q.subject else []) + q.enantiomers:
+                q.forms += forms_of(s)
+            for relation, name in names.relatives:
+                rel = structures.get(name)
+                if rel is None:
+                    continue
+                if relation.startswith("conjugate") and rel.kind == "name":
+                    q.relative_charge = rel.charge
+                # X is the conjugate acid/base or a tautomer of Y: Y's other forms may be X (Y itself is not)
+                q.forms += [f.renamed(f.name, kind="relation") for f in forms_of(rel) if f.key != rel.key]
+        out.append(q)
+    return out
