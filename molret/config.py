@@ -38,6 +38,7 @@ class ModelConfig:
     text_bow: int = 0                   # hashed TF-IDF word buckets of the bag-of-words text view (0: none)
     text_bow_rank: int = 0              # width of its table (0: the projection's hidden width)
     text_bow_dropout: float = 0.0       # training: probability of dropping each word of a row
+    text_bow_chars: int = 0             # character 3..N-grams of the words in the view too (0: none)
     # Shared space.
     embed_dim: int = 256
     proj_hidden: int = 512              # hidden width of the projection heads (0: linear)

@@ -57,7 +57,7 @@ def test_two_round_plan():
                                         ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0"),
                                         ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1"),
                                         ("--text-bow", "-1"), ("--text-bow", str((1 << 24) + 1)),
-                                        ("--text-bow-rank", "-1"), ("--text-bow-dropout", "0.99"),
+                                        ("--text-bow-rank", "-1"), ("--text-bow-dropout", "0.99"), ("--text-bow-chars", "13"),
                                         ("--seed", "-1"), ("--members", "two"),
                                         ("--rerank-temperature", "0")])
 def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, capsys):
@@ -76,7 +76,7 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     argv = ["--data-dir", str(demo_dir), "--minutes", "14", "--members", "2", "--text-model", tiny_text_model,
             "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
             "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",
-            "--text-bow-dropout", "0.5", "--loss", "siglip", "--fast-members", "1", "--rerank-temperature", "0.07"]
+            "--text-bow-dropout", "0.5", "--text-bow-chars", "4", "--loss", "siglip", "--fast-members", "1", "--rerank-temperature", "0.07"]
     res = recipe.main(argv)
     pool = res["pool"]
     runs = tmp_path / "runs" / "recipe"
@@ -97,7 +97,7 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
         cfg = json.loads((runs / n / "config.json").read_text())
         assert cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
         m = cfg["model"]
-        assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"]) == (2048, 16, 0.5)  # the flags reach members
+        assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"], m["text_bow_chars"]) == (2048, 16, 0.5, 4)  # the flags reach members
         assert cfg["train"]["loss"] == "siglip"
         assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
     assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]

@@ -33,6 +33,29 @@ def _no_collisions(n):
     return n
 
 
+def test_character_ngrams_by_hand():
+    assert B.terms("an acid", chars=0) == ["an", "acid", "an acid"]
+    assert B.terms("an acid", chars=2) == B.terms("an acid")          # below 3: words and pairs only
+    # "acid" (4 characters) inside marks: 3-grams "#<ac" "#aci" "#cid" "#id>", 4-grams "#<aci" "#acid" "#cid>";
+    # "an" is too short to have any
+    assert B.terms("an acid", chars=4) == ["an", "acid", "an acid", "#<ac", "#aci", "#cid", "#id>",
+                                           "#<aci", "#acid", "#cid>"]
+    assert len(B.terms("chloro", chars=5)) == 1 + 6 + 5 + 4        # the word; 8-char "<chloro>": 6 + 5 + 4 n-grams
+
+
+def test_character_ngrams_reach_the_idf_and_the_rows():
+    texts = ["a chloro acid", "the chloro base", "an acid"]
+    n = 1 << 20
+    plain, grams = B.fit_idf(texts, n, min_df=2), B.fit_idf(texts, n, min_df=2, chars=3)
+    # "#<ch", "#chl", "#hlo", "#lor", "#oro", "#ro>" (from both chloro) and "#<ac", "#aci", "#cid", "#id>"
+    assert np.count_nonzero(grams) == np.count_nonzero(plain) + 10
+    assert grams[B.bucket("#chl", n)] > 0 and plain[B.bucket("#chl", n)] == 0
+    enc = B.BowEncoder(n, 4, chars=3)
+    enc.set_idf(grams)
+    assert len(enc.rows(["chloro"]).ids) == 1 + 6      # the word and its six 3-grams
+    assert len(B.BowEncoder(n, 4).rows(["chloro"]).ids) == 0   # no IDF yet: nothing kept
+
+
 def test_idf_by_hand():
     n = _no_collisions(4099)
     idf = B.fit_idf(["an acid", "an acid an acid", "a base"], n, min_df=2)

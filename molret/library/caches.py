@@ -38,7 +38,7 @@ GRAPH_FIELDS = ("conv", "num_layers", "hidden_dim", "heads", "residual", "norm",
 NON_GRAPH_FIELDS = ("dropout",                          # identity at inference (model.eval())
                     "train_substructure_emb",            # training only; the table itself is hashed
                     "text_model", "text_pooling", "max_length", "train_text_layers",
-                    "text_bow", "text_bow_rank", "text_bow_dropout",  # the bag-of-words text view
+                    "text_bow", "text_bow_rank", "text_bow_dropout", "text_bow_chars",  # the bag-of-words text view
                     "init_temperature", "learn_temperature")
 # The modules that compute a graph embedding (MolRetModel.encode_graph): their parameters and buffers.
 GRAPH_MODULES = ("graph_encoder", "graph_proj")

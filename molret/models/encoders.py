@@ -242,7 +242,8 @@ class MolRetModel(nn.Module):
         self.text_proj = projection_head(text_encoder.out_dim, cfg.proj_hidden, cfg.embed_dim, cfg.dropout)
         # --text-bow: a learned bag-of-words view added to the text projection's first layer
         self.text_bow = (BowEncoder(cfg.text_bow, cfg.proj_hidden if cfg.proj_hidden > 0 else cfg.embed_dim,
-                                    cfg.text_bow_rank, cfg.text_bow_dropout) if cfg.text_bow else None)
+                                    cfg.text_bow_rank, cfg.text_bow_dropout, cfg.text_bow_chars)
+                         if cfg.text_bow else None)
         # CLIP's parametrisation: logits = exp(logit_scale) * cosine.
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)),
                                         requires_grad=cfg.learn_temperature)

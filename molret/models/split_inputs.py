@@ -153,7 +153,7 @@ def attach_bow(data: ChallengeData, model) -> None:
     if not encoder.fitted:
         if data.train is None:
             raise MolretError("--text-bow: the bag-of-words view has no IDF yet and there are no training texts")
-        encoder.set_idf(text_bow.fit_idf(data.train.texts, len(encoder.idf)))
+        encoder.set_idf(text_bow.fit_idf(data.train.texts, len(encoder.idf), chars=encoder.chars))
     for split in (data.val, data.test_queries, data.train):
         if split is not None and split.text_data is not None:
             bow = encoder.rows(split.texts)  # once: the features and the tokens share the rows

@@ -31,32 +31,39 @@ MIN_DF = 2
 SCALE = 10.0  # the TF-IDF rows are L2-normalised; this puts their sum on the scale of the encoder features
 
 
-def terms(text: str) -> list[str]:
-    """Lower-cased words and adjacent word pairs of ``text``."""
+def terms(text: str, chars: int = 0) -> list[str]:
+    """Lower-cased words and adjacent word pairs of ``text``; with ``chars`` >= 3 also the character
+    3..``chars``-grams of each word of 4+ characters, inside boundary marks and tagged "#" so that they
+    never collide with a word ("chloro" -> "#<ch", "#chl", ..., "#ro>"): the parts of chemical names,
+    which the molecule features describe (docs/experiments.md "Chemistry features member")."""
     words = [w.rstrip(",") for w in WORD.findall(text.lower())]  # "acid," is "acid"
     words = [w for w in words if w]
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    out = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+    if chars >= 3:
+        for word in (f"<{w}>" for w in words if len(w) >= 4):
+            out += [f"#{word[i:i + n]}" for n in range(3, chars + 1) for i in range(len(word) - n + 1)]
+    return out
 
 
 def bucket(term: str, n_buckets: int) -> int:
     return zlib.crc32(term.encode("utf-8")) % n_buckets
 
 
-def counts(text: str, n_buckets: int) -> dict[int, int]:
-    """Bucket -> occurrences of its terms in ``text``."""
+def counts(text: str, n_buckets: int, chars: int = 0) -> dict[int, int]:
+    """Bucket -> occurrences of its terms in ``text`` (``chars``: as ``terms``)."""
     out: dict[int, int] = {}
-    for t in terms(text):
+    for t in terms(text, chars):
         b = bucket(t, n_buckets)
         out[b] = out.get(b, 0) + 1
     return out
 
 
-def fit_idf(texts: Sequence[str], n_buckets: int, min_df: int = MIN_DF) -> np.ndarray:
+def fit_idf(texts: Sequence[str], n_buckets: int, min_df: int = MIN_DF, chars: int = 0) -> np.ndarray:
     """Smoothed inverse document frequency per bucket, ln((1 + n) / (1 + df)) + 1
     (scikit-learn's), and 0 where df < ``min_df``."""
     df = np.zeros(n_buckets, dtype=np.int64)
     for text in texts:
-        for b in counts(text, n_buckets):
+        for b in counts(text, n_buckets, chars):
             df[b] += 1
     idf = np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0
     idf[df < min_df] = 0.0
@@ -84,13 +91,13 @@ class BowRows:
                 torch.from_numpy(self.weights[rows].astype(np.float32)))
 
 
-def tfidf_rows(texts: Sequence[str], idf: np.ndarray) -> BowRows:
+def tfidf_rows(texts: Sequence[str], idf: np.ndarray, chars: int = 0) -> BowRows:
     """Sublinear TF (1 + ln count) x IDF, each row L2-normalised; buckets of
     IDF 0 dropped (a text of unknown words only is an empty row)."""
     n_buckets = len(idf)
     ids, weights, ptr = [], [], [0]
     for text in texts:
-        c = counts(text, n_buckets)
+        c = counts(text, n_buckets, chars)
         b = np.fromiter(c.keys(), dtype=np.int64, count=len(c))
         w = (1.0 + np.log(np.fromiter(c.values(), dtype=np.float64, count=len(c)))) * idf[b]
         keep = w > 0
@@ -112,8 +119,9 @@ class BowEncoder(nn.Module):
     table is ``rank`` wide and a linear map widens it (fewer weights to
     update per step). ``idf`` is a buffer."""
 
-    def __init__(self, n_buckets: int, out_dim: int, rank: int = 0, dropout: float = 0.0):
+    def __init__(self, n_buckets: int, out_dim: int, rank: int = 0, dropout: float = 0.0, chars: int = 0):
         super().__init__()
+        self.chars = chars      # character n-grams of the words up to this length (0: words and pairs only)
         self.dropout = dropout  # training only: each term of a row is dropped with this probability
         self.table = nn.EmbeddingBag(n_buckets, rank or out_dim, mode="sum")
         bound = 1.0 / np.sqrt(n_buckets)  # as nn.Linear over n_buckets inputs would start
@@ -130,7 +138,7 @@ class BowEncoder(nn.Module):
             self.idf.copy_(torch.as_tensor(idf, dtype=torch.float32))
 
     def rows(self, texts: Sequence[str]) -> BowRows:
-        return tfidf_rows(texts, self.idf.detach().cpu().numpy())
+        return tfidf_rows(texts, self.idf.detach().cpu().numpy(), self.chars)
 
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         weights = weights * SCALE
