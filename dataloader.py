@@ -1,4 +1,4 @@
-"""Datasets of the challenge data (re-exported from molret.data.challenge):
+"""Datasets of the challenge data (re-exported from molret.data: challenge, graph_store, vocab):
 GraphTextDataset (train/val pairs), GraphStore (molecules; ``collate``),
 tokenised texts (``tokenize``), plus the graph parser and caches."""
 from molret.data.graph_store import GraphSource, GraphStore, load_graphs

@@ -146,10 +146,9 @@ def predict_library(opts: PredictionOptions) -> dict:
     text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
     result = {"out": opts.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
     if opts.top_k:
-        with_smiles = opts.smiles
-        write_top_k(opts.out, *index.search(text_emb, opts.top_k), ids, smiles if with_smiles else None)
-        return {**result, "top_k": min(opts.top_k, len(ids)), "smiles": with_smiles,
-                "smiles_decoded": with_smiles and decoded}
+        write_top_k(opts.out, *index.search(text_emb, opts.top_k), ids, smiles if opts.smiles else None)
+        return {**result, "top_k": min(opts.top_k, len(ids)), "smiles": opts.smiles,
+                "smiles_decoded": opts.smiles and decoded}
     for ident in ids:
         if "\n" in ident or "\r" in ident:
             raise MolretError(f"library id {ident!r} contains a line break; cannot write the ids file")

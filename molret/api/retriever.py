@@ -132,7 +132,9 @@ class MolRetriever:
     def search(self, queries: Sequence[str], library, k: int = 10, index: str = "auto", names: bool = False) -> list:
         """The ``k`` best molecules of ``library`` for each query: one list of ``Hit`` (rank, id, score,
         smiles) per query. ``library``: a path or what ``embed_library`` returned; ``index``: auto, exact,
-        ivf, ivfpq or hnsw; ``names``: fuse the chemical names of the queries (as search.py --names opsin)."""
+        ivf, ivfpq or hnsw; ``names``: fuse the chemical names of the queries (as search.py --names opsin).
+        Each call opens the library anew (its embeddings from the cache): for many calls, keep the engine of
+        ``open_search`` and call its ``search``."""
         if isinstance(queries, str):
             raise MolretError("search takes a list of queries (got one string)")
         if k < 1:

@@ -1,9 +1,9 @@
 """Molecule library files (CSV/TSV, .smi, SDF; optionally gzipped) read as ``Record``s, one per molecule.
 
 ``read_library`` streams a file and parses each row with RDKit
-(``molret.chem.smiles_graph``, whose names are re-exported here: ``parse_smiles``,
-``smiles_to_graph``, ``mol_to_graph``, ...); writing a folder of ``.graph``
-files is ``molret.chem.graph_folder`` (re-exported too: ``write_graph_dir``).
+(``molret.chem.smiles_graph.parse_smiles``); a molecule's graph is
+``molret.chem.smiles_graph.mol_to_graph``, writing a folder of ``.graph`` files
+``molret.chem.graph_folder.write_graph_dir``.
 """
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 (cached, dynamically padded) and the training pairs and their batches.
 
 The graphs are ``molret.data.graph_store``, the substructure vocabulary
-``molret.data.vocab``; their names are re-exported here for the scripts that
-import them from ``molret.data.challenge``.
+``molret.data.vocab``.
 """
 from __future__ import annotations
 
