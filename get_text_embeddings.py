@@ -23,7 +23,8 @@ from molret.utils.errors import user_errors
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="get_text_embeddings.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt)")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="checkpoint written by main.py (best.pt), or an ensemble's model file (recipe.py's model.pt)")
     p.add_argument("--split", default="train", choices=["train", "val", "test"], help="which split's texts")
     p.add_argument("--data-dir", help="challenge data folder (default: the checkpoint's)")
     p.add_argument("--cache-dir", help="cache folder for parsed graphs and tokens (default: the checkpoint's "

@@ -27,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--emb", metavar="NPY", help="text embeddings [N, D] (.npy, e.g. from get_text_embeddings.py)")
-    src.add_argument("--model", metavar="CKPT", help="embed the split's texts with this checkpoint first")
+    src.add_argument("--model", metavar="CKPT", help="embed the split's texts with this checkpoint (or an ensemble's "
+                                                      "model file, recipe.py's model.pt) first")
     p.add_argument("--ids", metavar="TXT", help="ids of the embeddings' rows, one per line "
                                                 "(default: the _text_ids.txt beside a *_text_emb.npy)")
     p.add_argument("--data-dir", help="with --model: the challenge data folder (default: the checkpoint's)")

@@ -52,13 +52,11 @@ def query_embeddings(model_path: str, work: Path, val: Path) -> np.ndarray:
     if path.is_file():
         return np.load(path)
     import torch
-    from molret.models.checkpoint import load_model
+    from molret.models.embedder import load_embedder
     from molret.data.challenge import read_pairs_tsv
-    from molret.search.engine import encode_queries
     torch.set_num_threads(2)
-    model, cfg, _, tok = load_model(model_path, "cpu")
     _, texts = read_pairs_tsv(val)
-    q = encode_queries(model, tok, cfg, texts, torch.device("cpu"))
+    q = load_embedder(model_path, torch.device("cpu")).encode_texts(texts)
     np.save(path, q)
     return q
 

@@ -46,14 +46,18 @@ def main(argv=None):
     p.add_argument("--bank", default=str(DATA / "train.tsv"), help="hubness bank (cid<TAB>text)")
     p.add_argument("--cache-dir")
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--settings", nargs="+", default=["plain", "hubness", "names", "hubness+names"])
+    p.add_argument("--settings", nargs="+", default=["plain", "hubness", "names", "hubness+names"],
+                   help="plain, hubness, names, hubness+names, or model: what search.py does by default with "
+                        "--model (a model file's names and hubness bank)")
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.05],
                    help="hubness temperatures to try (each one a row)")
     p.add_argument("--json", help="write the table as JSON")
+    p.add_argument("--default-names-weights", action="store_true",
+                   help="names with the fitted defaults even when the model file carries its own weights")
     args = p.parse_args(argv)
 
     import torch
-    from molret.models.checkpoint import load_model
+    from molret.models.embedder import load_embedder
     from molret.data.challenge import read_pairs_tsv
     from molret.search import engine as S
     from molret.library.caches import library_embeddings
@@ -61,10 +65,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    model, cfg, vocab, tokenizer = load_model(args.model, device)
-    lib = library_embeddings(args.library, model, cfg, vocab, device=device,
-                               cache_dir=Path(args.cache_dir) if args.cache_dir else None, progress=True)
-    engine = S.LibrarySearch(model, cfg, tokenizer, device, lib)
+    embedder = load_embedder(args.model, device)   # a checkpoint or an ensemble's model file
+    lib = library_embeddings(args.library, embedder, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+                             progress=True)
+    engine = S.LibrarySearch(embedder, lib)
     cids, queries = read_pairs_tsv(args.val)
     true_rows = np.array([engine.position(c) for c in cids])
     q_emb = engine.encode(queries)
@@ -75,9 +79,16 @@ def main(argv=None):
         for temp in temps:
             engine.names, engine.hub_offsets = None, None
             t0 = time.perf_counter()
+            if setting == "model":
+                fusion = embedder.fusion
+                if fusion.hubness_bank is not None:
+                    engine.enable_hubness_embeddings(fusion.hubness_bank, fusion.hubness_temperature)
+                if fusion.names_weights:
+                    engine.enable_names(fusion.names_weights, cache_dir=args.cache_dir)
             if "hubness" in setting:
                 engine.enable_hubness(bank, temp)
-            if "names" in setting and not engine.enable_names(cache_dir=args.cache_dir):
+            names_weights = embedder.fusion.names_weights if not args.default_names_weights else None
+            if "names" in setting and not engine.enable_names(names_weights, cache_dir=args.cache_dir):
                 print(f"{setting}: no name source (OPSIN, chemicals, training pairs), skipped")
                 continue
             ranks = ranks_in_library(engine, queries, q_emb, true_rows)

@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from molret.models.checkpoint import load_model  # noqa: E402
+from molret.models.embedder import load_embedder  # noqa: E402
 from molret.data.challenge import read_pairs_tsv  # noqa: E402
 from molret.library import reading as L  # noqa: E402
 from molret.library import caches as LC  # noqa: E402
@@ -47,6 +47,9 @@ def main(argv=None):
     p.add_argument("--query-threads", type=int, default=S.QUERY_THREADS, help="torch threads for query encoding")
     p.add_argument("--recompute", action="store_true", help="drop this model's cached embeddings first")
     p.add_argument("--reparse", action="store_true", help="also drop the parsed-library cache")
+    p.add_argument("--names", action="store_true",
+                   help="also time one query with the names fused (every molecule scored exactly; the model file's "
+                        "name weights, else the defaults)")
     p.add_argument("--smiles-map", nargs="*", default=["/work/shared/data/chebi20/validation.txt",
                                                        "/work/shared/data/chebi20/test_smiles.tsv"])
     args = p.parse_args(argv)
@@ -57,17 +60,16 @@ def main(argv=None):
     print(f"torch threads: {torch.get_num_threads()} (queries: {args.query_threads or 'default'}), "
           f"device: {args.device}")
     device = pick_device(args.device)
-    model, cfg, vocab, tokenizer = load_model(args.model, device)
+    embedder = load_embedder(args.model, device)   # a checkpoint or an ensemble's model file
     folder = L.library_cache_dir(args.library, args.cache_dir)
-    mkey = LC.model_key(model, cfg, vocab)
+    mkey = LC.embedder_key(embedder)
     if args.recompute:
         (folder / f"emb-{mkey[:16]}.npz").unlink(missing_ok=True)
     if args.reparse:
         (folder / "library.npz").unlink(missing_ok=True)
 
     t0 = time.perf_counter()
-    lib = LC.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir,
-                               progress=sys.stderr.isatty())
+    lib = LC.library_embeddings(args.library, embedder, cache_dir=args.cache_dir, progress=sys.stderr.isatty())
     first = time.perf_counter() - t0
     n = len(lib.library)
     if lib.cached:
@@ -77,7 +79,7 @@ def main(argv=None):
           f"(parsing the library {lib.parse_seconds:.1f} s; whole first open {first:.1f} s; "
           f"{lib.library.invalid} invalid; {lib.num_unknown} atoms with unknown substructures)")
     t0 = time.perf_counter()
-    lib2 = LC.library_embeddings(args.library, model, cfg, vocab, device=device, cache_dir=args.cache_dir)
+    lib2 = LC.library_embeddings(args.library, embedder, cache_dir=args.cache_dir)
     assert lib2.cached
     print(f"reopening from the cache ({lib2.cache_path}): {time.perf_counter() - t0:.2f} s")
 
@@ -88,8 +90,7 @@ def main(argv=None):
                 smiles_map.setdefault(ident, smi)
     engines = {}
     for backend in ("numpy", "faiss"):
-        engines[backend] = S.LibrarySearch(model, cfg, tokenizer, device, lib2, backend, smiles_map,
-                                           args.query_threads)
+        engines[backend] = S.LibrarySearch(embedder, lib2, backend, smiles_map, args.query_threads)
         print(f"index build ({backend}): {engines[backend].index.build_seconds * 1e3:.1f} ms")
 
     cids, texts = read_pairs_tsv(args.val)
@@ -113,6 +114,21 @@ def main(argv=None):
               f"(text encoding {statistics.median(enc) * 1e3:.1f} ms + search {statistics.median(srch) * 1e3:.1f} ms; "
               f"p90 {np.percentile(total, 90) * 1e3:.1f} ms; CPU time {statistics.median(cpu) * 1e3:.1f} ms) "
               f"over {len(timed)} queries, k={args.k}, N={n:,}")
+    if args.names:
+        eng = engines["faiss"]
+        if eng.enable_names(embedder.fusion.names_weights, cache_dir=args.cache_dir):
+            for q in timed[:3]:  # warm-up (OPSIN's start)
+                eng.search([q], args.k)
+            total = []
+            for q in timed:
+                t0 = time.perf_counter()
+                eng.search([q], args.k)
+                total.append(time.perf_counter() - t0)
+            print(f"one query with names: median {statistics.median(total) * 1e3:.1f} ms wall (p90 "
+                  f"{np.percentile(total, 90) * 1e3:.1f} ms) over {len(timed)} queries, k={args.k}, N={n:,}")
+            eng.names = None
+        else:
+            print("names: no name source here")
     a, b = engines["numpy"], engines["faiss"]
     qe = a.encode(timed)
     same = (a.index.search(qe, args.k)[1] == b.index.search(qe, args.k)[1]).all()

@@ -46,11 +46,13 @@ def test_readme_example_runs_as_written(web_checkpoint, demo_dir, tmp_path):
 
 def test_methods_match_the_engines(retriever, demo_dir, tmp_path):
     from molret.models.encoding import similarity_matrix
-    from molret.search.engine import encode_queries
+    from molret.data.challenge import tokenize
+    from molret.models.encoding import embed_texts
+    from molret.models.text_bow import attach
     texts = ["The molecule is a carboxylic acid.", "An aromatic amine."]
     text_emb = retriever.encode_text(texts)
-    assert np.array_equal(text_emb, encode_queries(retriever.model, retriever.tokenizer, retriever.cfg, texts,
-                                                   retriever.device))
+    tokens = attach(tokenize(texts, retriever.tokenizer, retriever.cfg.model.max_length), texts, retriever.model)
+    assert np.array_equal(text_emb, embed_texts(retriever.model, tokens, retriever.device, 64))
     assert np.allclose(np.linalg.norm(text_emb, axis=1), 1.0, atol=1e-5)
     graph_emb = retriever.encode_graphs(["CCO", "c1ccccc1N", "CC(=O)O"])
     assert graph_emb.shape == (3, text_emb.shape[1])

@@ -92,11 +92,12 @@ def test_shard_folder_of_a_graph_library_has_decoded_smiles(graph_lib, loaded, t
     from molret.library import shards as SH
     from molret.library.shard_folder import open_shard_folder
     from molret.search.engine import FolderSmiles
+    from molret.models.embedder import Embedder
     raw, truth = graph_lib
     model, cfg, vocab, _ = loaded
     out = tmp_path / "g.shards"
     for i in range(2):
-        SH.embed_shard(raw, out, i, 2, model, cfg, vocab, chunk_size=4)
+        SH.embed_shard(raw, out, i, 2, Embedder.single(model, cfg, vocab), chunk_size=4)
     lib = open_shard_folder(out)
     assert lib.meta["smiles_decoded"] and lib.meta["invalid"] == 2
     assert {lib.ids[j]: lib.smiles[j] for j in range(len(lib))} == truth
@@ -108,5 +109,5 @@ def test_shard_folder_of_a_graph_library_has_decoded_smiles(graph_lib, loaded, t
     m = json.loads(manifest.read_text())
     del m["smiles_decoded"]
     manifest.write_text(json.dumps(m))
-    assert not SH.embed_shard(raw, out, 0, 2, model, cfg, vocab, chunk_size=4).skipped
-    assert SH.embed_shard(raw, out, 1, 2, model, cfg, vocab, chunk_size=4).skipped
+    assert not SH.embed_shard(raw, out, 0, 2, Embedder.single(model, cfg, vocab), chunk_size=4).skipped
+    assert SH.embed_shard(raw, out, 1, 2, Embedder.single(model, cfg, vocab), chunk_size=4).skipped

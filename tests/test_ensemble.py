@@ -195,6 +195,53 @@ def test_cli_test_members_give_the_submission_and_nothing_else(tmp_path, capsys)
         assert message in capsys.readouterr().err
 
 
+def _pool_members(tmp_path, n_members=2, n=6, seed=0):
+    """Members with val and test embeddings (a pool): val CIDs v0.., test CIDs t0..; random 4-d unit rows."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for k in range(n_members):
+        def unit(rows):
+            x = rng.normal(size=(rows, 4))
+            return x / np.linalg.norm(x, axis=1, keepdims=True)
+        folder = tmp_path / f"m{k}"
+        _write_member(folder, "val", unit(n), unit(n), [f"v{i}" for i in range(n)], [f"v{i}" for i in range(n)])
+        _write_member(folder, "test", unit(n), unit(n), [str(i) for i in range(n)], [f"t{i}" for i in range(n)])
+        paths.append(str(folder))
+    return paths
+
+
+def test_sinkhorn_iters_reach_every_path(tmp_path):
+    """Issue 33: --sinkhorn-iters reaches the submission whether or not --save-similarity is given (the pool
+    report's test matrix used the default iterations before)."""
+    import ensemble_method
+    members = _pool_members(tmp_path)
+    base = ["--members", *members, "--rerank", "sinkhorn", "--rerank-temperature", "0.05"]
+    ensemble_method.main(base + ["--sinkhorn-iters", "1", "--out", str(tmp_path / "one.csv")])
+    ensemble_method.main(base + ["--sinkhorn-iters", "1", "--out", str(tmp_path / "saved.csv"),
+                                 "--save-similarity", str(tmp_path / "sim")])
+    ensemble_method.main(base + ["--out", str(tmp_path / "default.csv")])
+    one, saved = read_submission(tmp_path / "one.csv"), read_submission(tmp_path / "saved.csv")
+    np.testing.assert_array_equal(one, saved)
+    assert not np.allclose(one, read_submission(tmp_path / "default.csv"), atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "sim" / "test_similarity.npy"), one, rtol=1e-5, atol=1e-5)
+
+
+def test_engine_api_returns_a_result(tmp_path):
+    """The ensemble engine through its typed options: fitted weights, submission, result dataclass."""
+    from molret.ranking.ensemble_engine import EnsembleOptions, run_ensemble
+    members = _pool_members(tmp_path)
+    res = run_ensemble(EnsembleOptions(members=members, fit_weights=True, rerank="sinkhorn",
+                                       out=str(tmp_path / "sub.csv")))
+    assert len(res.member_weights) == 2 and sum(res.member_weights) == pytest.approx(1.0)
+    assert res.submission == str(tmp_path / "sub.csv") and res.names_weights is None and res.model_file is None
+    assert 0 < res.metrics["pool"]["ensemble"]["pool_lrap"] <= 1
+    # a model file needs every member's checkpoint, checked before any work
+    with pytest.raises(MolretError, match="needs each member's checkpoint"):
+        run_ensemble(EnsembleOptions(members=members, save_model=str(tmp_path / "m.pt")))
+    with pytest.raises(MolretError, match="--normalize none"):
+        run_ensemble(EnsembleOptions(members=members, normalize="zscore", save_model=str(tmp_path / "m.pt")))
+
+
 # --------------------------------------- get_text_embeddings.py (trained model)
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from molret.library import caches as LC  # noqa: E402
 from molret.config import ModelConfig, RunConfig  # noqa: E402
 from molret.models.encoders import build_model  # noqa: E402
 from molret.data.vocab import Vocab  # noqa: E402
+from molret.models.embedder import Embedder  # noqa: E402
 from test_cache import cache_warnings  # noqa: E402,F401  (fixture: the warning lines of molret.utils.cache)
 
 
@@ -80,18 +81,18 @@ def test_model_key_follows_graph_settings_not_text_settings():
 def test_damaged_library_caches_are_rebuilt(tiny_graph_dir, tmp_path, cache_warnings):
     model, cfg, vocab = tiny()
     lib_path = tiny_graph_dir / "raw"
-    first = LC.library_embeddings(lib_path, model, cfg, vocab, cache_dir=tmp_path / "c")
+    first = LC.library_embeddings(lib_path, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c")
     assert not first.cached and first.library.ids == ["1", "2", "3", "4"]
-    second = LC.library_embeddings(lib_path, model, cfg, vocab, cache_dir=tmp_path / "c")
+    second = LC.library_embeddings(lib_path, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c")
     assert second.cached and second.library.ids == first.library.ids
     np.testing.assert_array_equal(second.embeddings, first.embeddings)
     folder = first.cache_path.parent
     for name in (first.cache_path.name, "library.npz"):
         (folder / name).write_bytes(b"damaged")
     cache_warnings.clear()
-    third = LC.library_embeddings(lib_path, model, cfg, vocab, cache_dir=tmp_path / "c")
+    third = LC.library_embeddings(lib_path, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c")
     assert not third.cached
     np.testing.assert_allclose(third.embeddings, first.embeddings, atol=1e-6)
     warned = list(cache_warnings.messages)
     assert len(warned) == 2 and all("damaged" in w for w in warned)
-    assert LC.library_embeddings(lib_path, model, cfg, vocab, cache_dir=tmp_path / "c").cached
+    assert LC.library_embeddings(lib_path, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c").cached

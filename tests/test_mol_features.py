@@ -250,8 +250,9 @@ def test_library_search_uses_the_smiles_or_the_decoded_graphs(features_run, tmp_
     folder.mkdir()
     for i, s in enumerate(smiles):
         (folder / f"{i + 1}.graph").write_text(graph_to_text(*smiles_to_graph(s)))
-    a = LC.library_embeddings(smi, model, cfg, vocab, cache_dir=tmp_path / "c")
-    b = LC.library_embeddings(folder, model, cfg, vocab, cache_dir=tmp_path / "c")
+    from molret.models.embedder import Embedder
+    a = LC.library_embeddings(smi, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c")
+    b = LC.library_embeddings(folder, Embedder.single(model, cfg, vocab), cache_dir=tmp_path / "c")
     order = np.argsort([int(c) for c in b.library.ids])
     assert a.embeddings.shape == (5, 16)
     assert np.allclose(a.embeddings, b.embeddings[order], atol=1e-5)

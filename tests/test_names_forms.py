@@ -327,8 +327,8 @@ def test_search_names_without_opsin_use_the_dictionaries(tmp_path, monkeypatch):
     lib = SimpleNamespace(library=SimpleNamespace(ids=["10", "11", "12"], smiles=["CCO", "CC(=O)O", "CCCO"],
                                                   smiles_decoded=False, graphs=store),
                           embeddings=np.eye(3, 4, dtype=np.float32))
-    cfg = SimpleNamespace(train=SimpleNamespace(data_dir=str(data)))   # the checkpoint's data folder
-    engine = LibrarySearch(None, cfg, None, None, lib, "numpy")
+    embedder = SimpleNamespace(data_dir=str(data), device=None)   # the checkpoint's data folder
+    engine = LibrarySearch(embedder, lib, "numpy")
     queries, emb = ["Ethanol is an alcohol.", "Frobnicol is an alcohol."], np.ones((2, 4), np.float32)
     base = engine.fused_scores(queries, emb)
     exact_only = {"exact": 1.0, "subject": 0.0, "parent": 0.0, "form": 0.0}

@@ -4,6 +4,7 @@ data with a tiny text model (members, pool-weighted ensemble, submission,
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from molret.utils.errors import MolretError
@@ -71,6 +72,7 @@ def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, c
 
 
 def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
+    import ensemble_method
     import recipe
     from molret.evaluation.submission import read_submission
     argv = ["--data-dir", str(demo_dir), "--minutes", "14", "--members", "2", "--text-model", tiny_text_model,
@@ -111,7 +113,48 @@ def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
     assert sub.shape == (n_test, n_test)
     assert json.loads((tmp_path / "runs" / "recipe" / "recipe.json").read_text())["pool"] == pool
     assert res["members_kept"] == []
+    # the model file of the members that made the submission writes the same submission through predictions.py
+    model = runs / "model.pt"
+    assert res["model_file"]["path"] == str(model) and res["model_file"]["members"] >= 1
+    _check_model_file_submission(model, demo_dir, tmp_path / "sub.csv", tmp_path / "again.csv")
+    # get_text_embeddings.py and labels.py take the model file too: its joined, unit-norm embeddings
+    import get_text_embeddings
+    import labels
+    paths = get_text_embeddings.main(["--model", str(model), "--split", "val", "--graphs", "--out",
+                                      str(tmp_path / "exp" / "val"), "--device", "cpu", "--no-progress"])
+    from molret.models.embedder import load_embedder
+    width = load_embedder(model).dim
+    # the training texts' embeddings for library search's hubness correction, at the recipe's temperature
+    from molret.data.challenge import read_pairs_tsv
+    n_train = len(read_pairs_tsv(demo_dir / "train.tsv")[0])
+    assert load_embedder(model).fusion.hubness_bank.shape == (n_train, width)
+    text_emb = np.load(paths["text_emb"])
+    assert text_emb.shape[1] == width and np.load(paths["graph_emb"]).shape[1] == width
+    np.testing.assert_allclose(np.linalg.norm(text_emb, axis=1), 1.0, atol=1e-5)
+    assert len(labels.main(["--model", str(model), "--split", "val", "--n-clusters", "2",
+                            "--out", str(tmp_path / "labels.tsv")])) == len(text_emb)
+    # with names: ensemble_method.py --save-model over two of the members, names fused and Sinkhorn
+    two = tmp_path / "two.pt"
+    ensemble_method.main(["--members", *[str(runs / n / "embeddings") for n, _ in MEMBERS[:2]], "--fit-weights",
+                          "--names", "opsin", "--rerank", "sinkhorn", "--rerank-temperature", "0.05",
+                          "--data-dir", str(demo_dir), "--out", str(tmp_path / "two.csv"), "--save-model", str(two)])
+    assert load_embedder(two).fusion.names_weights is not None
+    _check_model_file_submission(two, demo_dir, tmp_path / "two.csv", tmp_path / "two-again.csv")
+    # --reduce-dim: the same members' model file with a PCA projection, its pool LRAP measured beside the exact
+    res_small = ensemble_method.main(["--members", *[str(runs / n / "embeddings") for n, _ in MEMBERS[:2]],
+                                      "--data-dir", str(demo_dir), "--save-model", str(tmp_path / "small.pt"),
+                                      "--reduce-dim", "8"])
+    assert load_embedder(tmp_path / "small.pt").dim == 8 and 0 < res_small["pool"]["ensemble"]["pool_lrap"] <= 1
     again = recipe.main(argv + ["--resume"])        # finished members are kept, not retrained
     assert again["members_kept"] == ([f"{n}-r1" for n, _ in MEMBERS[:2]] + [fast, f"{fast}-final"] +
                                      [n for n, _ in MEMBERS[:2]])
     assert again["pool"]["ensemble"] == pool["ensemble"]
+
+
+def _check_model_file_submission(model, demo_dir, submission, out):
+    """predictions.py --model MODEL.pt writes ``submission`` again (1e-5): members, weights, names, Sinkhorn."""
+    import predictions
+    from molret.evaluation.submission import read_submission
+    predictions.main(["--model", str(model), "--data-dir", str(demo_dir), "--out", str(out), "--no-progress"])
+    # the CSV keeps 7 significant digits: 1e-5 absolute, or relative for Sinkhorn's log-domain scores
+    np.testing.assert_allclose(read_submission(out), read_submission(submission), rtol=1e-5, atol=1e-5)

@@ -26,6 +26,7 @@ from molret.search import index as I  # noqa: E402
 from molret.library import reading as L  # noqa: E402
 from molret.library import caches as LC  # noqa: E402
 from molret.search import engine as S  # noqa: E402
+from molret.models.embedder import Embedder  # noqa: E402
 from molret.utils.errors import MolretError  # noqa: E402
 
 # Hand-written library: 8 valid molecules and one invalid row (line 6: unclosed ring).
@@ -85,8 +86,9 @@ def library(tmp_path):
 def _engine(loaded, path, **kw):
     import torch
     model, cfg, vocab, tokenizer = loaded
-    lib = LC.library_embeddings(path, model, cfg, vocab, device=torch.device("cpu"), **kw)
-    return S.LibrarySearch(model, cfg, tokenizer, torch.device("cpu"), lib, "numpy")
+    embedder = Embedder.single(model, cfg, vocab, tokenizer, torch.device("cpu"))
+    lib = LC.library_embeddings(path, embedder, **kw)
+    return S.LibrarySearch(embedder, lib, "numpy")
 
 
 # ----------------------------------------------------------------- backends
@@ -164,13 +166,13 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp") or ".tmp" in p.name]  # atomic writes
 
     calls = []
-    real_embed = LC.embed_graphs
+    real_embed = Embedder.encode_store
 
     def counting_embed(*a, **k):
         calls.append(1)
         return real_embed(*a, **k)
 
-    monkeypatch.setattr(LC, "embed_graphs", counting_embed)
+    monkeypatch.setattr(Embedder, "encode_store", counting_embed)
     monkeypatch.setattr("molret.chem.molecule_files.read_library", lambda *a, **k: pytest.fail("library re-read"))
     second = _engine(loaded, library)
     assert second.lib.cached and calls == []
@@ -182,7 +184,7 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
 
     # a changed library is recomputed (content fingerprint)
     monkeypatch.undo()
-    monkeypatch.setattr(LC, "embed_graphs", counting_embed)
+    monkeypatch.setattr(Embedder, "encode_store", counting_embed)
     library.write_text(SMI + "CCCCCC hexane\n")
     third = _engine(loaded, library)
     assert not third.lib.cached and calls == [1] and third.lib.library.ids[-1] == "hexane"
@@ -199,7 +201,7 @@ def test_cache_is_reused_and_invalidated(loaded, library, monkeypatch):
     other = copy.deepcopy(model)
     bump(other.graph_proj)
     assert LC.model_key(other, cfg, vocab) != LC.model_key(model, cfg, vocab)
-    lib = LC.library_embeddings(library, other, cfg, vocab)
+    lib = LC.library_embeddings(library, Embedder.single(other, cfg, vocab))
     assert not lib.cached and calls == [1, 1]
     # text-side changes do not change the graph-embedding key
     other_text = copy.deepcopy(model)

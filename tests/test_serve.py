@@ -58,8 +58,10 @@ def loaded(web_checkpoint, one_thread_module):
 def make_service(loaded, library, tmp_path, smiles_map=None, **kw):
     import torch
     model, cfg, vocab, tokenizer = loaded
-    lib = library_embeddings(library, model, cfg, vocab, device=torch.device("cpu"), cache_dir=tmp_path / "cache")
-    engine = S.LibrarySearch(model, cfg, tokenizer, torch.device("cpu"), lib, "numpy", smiles_map)
+    from molret.models.embedder import Embedder
+    embedder = Embedder.single(model, cfg, vocab, tokenizer, torch.device("cpu"))
+    lib = library_embeddings(library, embedder, cache_dir=tmp_path / "cache")
+    engine = S.LibrarySearch(embedder, lib, "numpy", smiles_map)
     return web_service.SearchService(engine, kw.pop("model_path"), library, **kw)
 
 

@@ -15,6 +15,7 @@ import pytest
 from test_shards import QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (fixtures)
 from conftest import run_script  # noqa: E402
 from molret.library import shards as SH  # noqa: E402
+from molret.models.embedder import Embedder  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def lib_and_folder(tmp_path_factory, loaded):  # noqa: F811
     smi.write_text(SMI)
     model, cfg, vocab, _ = loaded
     for i in range(2):
-        SH.embed_shard(smi, root / "mols.shards", i, 2, model, cfg, vocab, dtype="float32", chunk_size=3)
+        SH.embed_shard(smi, root / "mols.shards", i, 2, Embedder.single(model, cfg, vocab), dtype="float32",
+                       chunk_size=3)
     qfile = root / "queries.txt"
     qfile.write_text("".join(q + "\n" for q in QUERIES))
     return smi, root / "mols.shards", qfile

@@ -98,23 +98,21 @@ def smi(tmp_path):
 
 
 def _embed(lib, out, i, n, loaded, **kw):
-    model, cfg, vocab, _ = loaded
-    return SH.embed_shard(lib, out, i, n, model, cfg, vocab, **kw)
+    from molret.models.embedder import Embedder
+    return SH.embed_shard(lib, out, i, n, Embedder.single(*loaded), **kw)
 
 
 def _whole(lib, loaded, tmp_path):
     import torch
     from molret.library.caches import library_embeddings
-    model, cfg, vocab, _ = loaded
-    le = library_embeddings(lib, model, cfg, vocab, device=torch.device("cpu"), cache_dir=tmp_path / "wholecache")
+    from molret.models.embedder import Embedder
+    le = library_embeddings(lib, Embedder.single(*loaded, torch.device("cpu")), cache_dir=tmp_path / "wholecache")
     return le
 
 
 def _query_emb(loaded):
-    import torch
-    from molret.search.engine import encode_queries
-    model, cfg, _, tok = loaded
-    return encode_queries(model, tok, cfg, QUERIES, torch.device("cpu"))
+    from molret.models.embedder import Embedder
+    return Embedder.single(*loaded).encode_texts(QUERIES)
 
 
 # ------------------------------------------------------------ shards = whole
@@ -305,8 +303,8 @@ def test_cli_embed_index_search_and_mixed_models(smi, tiny_ckpt, loaded, tmp_pat
     # a folder that already mixes two models (e.g. shards copied together by hand)
     mixed = tmp_path / "mixed"
     _embed(smi, mixed, 0, 2, loaded)
-    model2, cfg2, vocab2, _ = load_model(other, "cpu")
-    SH.embed_shard(smi, tmp_path / "mixed2", 1, 2, model2, cfg2, vocab2)
+    from molret.models.embedder import Embedder
+    SH.embed_shard(smi, tmp_path / "mixed2", 1, 2, Embedder.single(*load_model(other, "cpu")))
     for p in (tmp_path / "mixed2").glob("shard-*"):
         p.rename(mixed / p.name)
     assert "mixes shards" in _one_error_line(*_cli(capsys, "index", "--out", mixed))

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from molret.api.retriever import MolRetriever
-from molret.data.challenge import default_cache_dir, read_queries, read_test_inputs, resolve_data_dir, tokenize
+from molret.data.challenge import (default_cache_dir, read_pairs_tsv, read_queries, read_test_inputs,
+                                   resolve_data_dir, tokenize)
 from molret.data.graph_store import GraphSource, load_graphs
 from molret.library.reading import ReaderOptions
 from molret.models import text_models
@@ -126,24 +127,23 @@ def predict_library(opts: PredictionOptions) -> dict:
     --top-k the best molecules of each query."""
     from molret.utils.files import atomic_write_text
     from molret.evaluation.submission import write_submission
-    from molret.models.encoding import embed_texts
 
     folder = check_library_options(opts)
     progress = opts.progress
     retriever = MolRetriever.from_checkpoint(opts.model, opts.device)
-    model, cfg, tokenizer, device = retriever.model, retriever.cfg, retriever.tokenizer, retriever.device
+    embedder = retriever.embedder
     check_writable_dir(Path(opts.out).resolve().parent)
     if opts.queries:
         queries_path = Path(opts.queries)
     else:
-        queries_path = resolve_data_dir(opts.data_dir or cfg.train.data_dir).need("test_text")
+        queries_path = resolve_data_dir(opts.data_dir or embedder.data_dir).need("test_text")
     queries = read_queries(queries_path)
-    batch_size = opts.batch_size or cfg.train.eval_batch_size
+    batch_size = opts.batch_size or embedder.eval_batch_size
     ids, emb, index, invalid, smiles, decoded = (_folder_library(opts, retriever, progress) if folder else
                                                  _file_library(opts, retriever, batch_size, progress))
-    from molret.models.text_bow import attach
-    tokens = attach(tokenize(queries, tokenizer, cfg.model.max_length), queries, model)
-    text_emb = embed_texts(model, tokens, device, batch_size, cfg.train.amp, progress=progress)
+    # a checkpoint's queries with its own --amp, as main.py embedded them; an ensemble's in float32
+    amp = "none" if embedder.ensemble else embedder.members[0].cfg.train.amp
+    text_emb = embedder.encode_texts(queries, batch_size, amp, progress=progress)
     result = {"out": opts.out, "queries": len(queries), "molecules": len(ids), "invalid": invalid}
     if opts.top_k:
         write_top_k(opts.out, *index.search(text_emb, opts.top_k), ids, smiles if opts.smiles else None)
@@ -177,26 +177,38 @@ def predict(opts: PredictionOptions) -> dict:
         raise MolretError("--smiles applies to --library with --top-k only")
     progress = opts.progress
     retriever = MolRetriever.from_checkpoint(opts.model, opts.device)
-    model, cfg, vocab, tokenizer, device = (retriever.model, retriever.cfg, retriever.vocab, retriever.tokenizer,
-                                            retriever.device)
-    data_dir = opts.data_dir or cfg.train.data_dir
+    embedder = retriever.embedder
+    first = embedder.members[0].cfg
+    data_dir = opts.data_dir or first.train.data_dir
     paths = resolve_data_dir(data_dir)
     check_writable_dir(Path(opts.out).resolve().parent)
-    cache_dir = Path(opts.cache_dir) if opts.cache_dir else (Path(cfg.train.cache_dir) if cfg.train.cache_dir and
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else (Path(first.train.cache_dir) if first.train.cache_dir and
                                                              not opts.data_dir else default_cache_dir(data_dir))
     cids, queries = read_test_inputs(paths)
-    graphs = load_graphs("test", cids, GraphSource(paths.need("raw")), cache_dir, vocab)
-    tokens = query_input("test", queries, model, cfg, tokenizer, cache_dir, device, progress)
-    batch_size = opts.batch_size or cfg.train.eval_batch_size
-    text_emb, graph_emb = embed_test(model, tokens, graphs, device, batch_size, cfg.train.amp, progress=progress)
-    similarity = similarity_matrix(text_emb, graph_emb)
-    method = opts.rerank if opts.rerank is not None else cfg.train.rerank
-    temperature = opts.rerank_temperature if opts.rerank_temperature is not None else cfg.train.rerank_temperature
-    names_mode = opts.names if opts.names is not None else cfg.train.names
+    source = GraphSource(paths.need("raw"))
+    val = read_pairs_tsv(paths.need("val")) if paths.val is not None and not opts.no_pool else None
+    test_parts, val_parts = _embed_challenge(embedder, (cids, queries), val, source, cache_dir, opts.batch_size,
+                                             progress)
+    text_emb, graph_emb = (embedder.join([p[i] for p in test_parts]) for i in (0, 1))
+    similarity = embedder.similarity(test_parts)
+    fusion = embedder.fusion
+    # a checkpoint: its run's settings, name weights fitted on val; a model file: what its submission used
+    default_rerank = (fusion.rerank, fusion.rerank_temperature) if embedder.ensemble else (
+        first.train.rerank, first.train.rerank_temperature)
+    method = opts.rerank if opts.rerank is not None else default_rerank[0]
+    temperature = opts.rerank_temperature if opts.rerank_temperature is not None else default_rerank[1]
+    default_names = ("opsin" if fusion.names_weights else "none") if embedder.ensemble else first.train.names
+    names_mode = opts.names if opts.names is not None else default_names
+    stored_weights = fusion.names_weights if embedder.ensemble else None
     report, names, weights = {}, None, None
-    if paths.val is not None and not opts.no_pool:
-        report, names, weights = _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size,
-                                             (queries, text_emb, graphs, graph_emb), method, temperature, names_mode)
+    if val is not None:
+        report, names, weights = _val_report(embedder, paths, cache_dir, val, source, queries, test_parts, val_parts,
+                                             method, temperature, names_mode, stored_weights)
+    elif names_mode != "none" and stored_weights:
+        from molret.evaluation.pool import pool_name_features
+        names, _ = pool_name_features([], queries, None, load_graphs("test", cids, source, cache_dir),
+                                      data_dir=paths.root, cache_dir=cache_dir)
+        weights = stored_weights
     elif names_mode != "none":
         raise MolretError("--names fits its weights on val.tsv, which this data folder lacks")
     if method != "none" or weights:
@@ -227,24 +239,49 @@ def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device, pro
         cfg.train.eval_batch_size, progress=progress)), texts, model)
 
 
-def _val_report(model, cfg, tokenizer, vocab, paths, cache_dir, device, batch_size, test, method, temperature,
-                names_mode):
-    """Pool metrics of the checkpoint on val.tsv, with name fusion when
-    asked: (report, name features or None, weights or None)."""
-    from molret.data.challenge import read_pairs_tsv
-    from molret.evaluation.pool import final_report, pool_name_features, pool_similarity
+def _embed_challenge(embedder, test, val, source, cache_dir, batch_size, progress) -> tuple:
+    """(test parts, val parts or None): each member's (text, graph) embeddings, as main.py computed them (its
+    vocabulary, its cached text inputs, its --amp)."""
+    cids, queries = test
+    test_parts, val_parts = [], []
+    for m in embedder.members:
+        size = batch_size or m.cfg.train.eval_batch_size
+        graphs = load_graphs("test", cids, source, cache_dir, m.vocab)
+        tokens = query_input("test", queries, m.model, m.cfg, m.tokenizer, cache_dir, embedder.device, progress)
+        test_parts.append(embed_test(m.model, tokens, graphs, embedder.device, size, m.cfg.train.amp,
+                                     progress=progress))
+        if val is not None:
+            val_parts.append(_val_embeddings(m, val, source, cache_dir, embedder.device, size))
+    return test_parts, (val_parts if val is not None else None)
+
+
+def _val_embeddings(member, val, source, cache_dir, device, batch_size) -> tuple:
+    """(text, graph) embeddings of val.tsv by one member, as main.py computed them."""
     from molret.models.encoding import embed_graphs, embed_texts
-    queries, text_emb, test_graphs, graph_emb = test
-    val_cids, val_texts = read_pairs_tsv(paths.need("val"))
-    val_graphs = load_graphs("val", val_cids, GraphSource(paths.need("raw")), cache_dir, vocab)
-    val_text = embed_texts(model, query_input("val", val_texts, model, cfg, tokenizer, cache_dir, device), device,
-                           batch_size, cfg.train.amp)
-    val_graph = embed_graphs(model, val_graphs, device, batch_size, cfg.train.amp)
+    val_cids, val_texts = val
+    m = member
+    val_graphs = load_graphs("val", val_cids, source, cache_dir, m.vocab)
+    return (embed_texts(m.model, query_input("val", val_texts, m.model, m.cfg, m.tokenizer, cache_dir, device),
+                        device, batch_size, m.cfg.train.amp),
+            embed_graphs(m.model, val_graphs, device, batch_size, m.cfg.train.amp))
+
+
+def _val_report(embedder, paths, cache_dir, val, source, queries, test_parts, val_parts, method, temperature,
+                names_mode, weights=None):
+    """Pool metrics on val.tsv, with name fusion when asked (its weights fitted on val, or ``weights``):
+    (report, name features or None, weights or None)."""
+    from molret.evaluation.pool import final_report, pool_name_features
+    val_cids, val_texts = val
     names = None
     if names_mode == "opsin":
+        val_graphs = load_graphs("val", val_cids, source, cache_dir)
+        test_graphs = load_graphs("test", read_test_inputs(paths)[0], source, cache_dir)
         names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs, data_dir=paths.root,
                                       cache_dir=cache_dir)
-    report, weights = final_report(pool_similarity(val_text, val_graph, text_emb, graph_emb), len(val_text), method,
-                                   temperature, names)
-    report["n_val"] = len(val_text)
+    # the square pool: val + test queries x val + test molecules, each member's (as embedder.similarity)
+    square = embedder.similarity([(np.concatenate([v[0], t[0]]), np.concatenate([v[1], t[1]]))
+                                  for v, t in zip(val_parts, test_parts)])
+    report, weights = final_report(square, len(val_texts), method, temperature, names,
+                                   weights=weights if names is not None else None)
+    report["n_val"] = len(val_texts)
     return report, names, weights

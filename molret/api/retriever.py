@@ -1,7 +1,7 @@
 """MolRetriever, the one object of the Python API: a checkpoint loaded once, then encode, compare and search.
 
     from molret import MolRetriever
-    retriever = MolRetriever.from_checkpoint("runs/demo/best.pt")
+    retriever = MolRetriever.from_checkpoint("runs/demo/best.pt")   # or a recipe's runs/recipe/model.pt
     hits = retriever.search(["an aromatic nitro compound"], "data/demo", k=5)[0]
 
 predictions.py, search.py and serve.py go through it too.
@@ -31,47 +31,74 @@ class SearchOptions:
     use_cache: bool = True
     batch_size: int | None = None                 # graph embedding batch (None: the model's eval batch size)
     query_threads: int = QUERY_THREADS
-    names: bool = False                           # fuse the chemical names of the queries (OPSIN, dictionaries)
+    names: bool | None = None                     # fuse the chemical names of the queries (OPSIN, dictionaries);
+                                                  # None: when the model file carries name weights
     names_weights: Sequence[float] | None = None  # EXACT SUBJECT PARENT [FORM]; None: the fitted defaults
-    hubness_bank: Sequence[str] | None = None     # texts of an inverted-softmax hubness bank; None: off
+    hubness_bank: Sequence[str] | None = None     # texts of an inverted-softmax hubness bank
+    hubness: bool | None = None                   # the correction on (the bank's texts, else the model file's
+                                                  # bank); None: on when hubness_bank is given or the model
+                                                  # file carries a bank (a library file only)
     hubness_temperature: float = HUBNESS_TEMPERATURE
 
 
 class MolRetriever:
-    """A trained checkpoint ready to embed queries and molecules and to search libraries."""
+    """A trained checkpoint, or an ensemble's model file, ready to embed queries and molecules and to search
+    libraries. An ensemble embeds into the concatenation of its members' sqrt(weight)-scaled embeddings, so
+    every method below works the same on both (``molret.models.embedder``)."""
 
-    def __init__(self, model, cfg, vocab, tokenizer, device, path: str | None = None):
-        self.model, self.cfg, self.vocab, self.tokenizer, self.device = model, cfg, vocab, tokenizer, device
-        self.path = str(path) if path is not None else None
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.device = embedder.device
+        self.path = embedder.path
 
     @classmethod
     def from_checkpoint(cls, path, device="auto") -> "MolRetriever":
-        """Load ``path`` (best.pt / last.pt of main.py) on ``device`` ("auto": CUDA when there is one,
-        a name such as "cpu" or "cuda:1", or a torch.device)."""
-        from molret.models.checkpoint import load_model
+        """Load ``path`` (best.pt / last.pt of main.py, or the model.pt of recipe.py / ensemble_method.py
+        --save-model) on ``device`` ("auto": CUDA when there is one, a name such as "cpu" or "cuda:1", or a
+        torch.device)."""
+        from molret.models.embedder import load_embedder
         from molret.models.encoding import pick_device
         if isinstance(device, str):
             device = pick_device(device)
-        model, cfg, vocab, tokenizer = load_model(path, device)
-        return cls(model, cfg, vocab, tokenizer, device, path)
+        return cls(load_embedder(path, device))
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.embedder.ensemble
+
+    def _single(self):
+        if self.embedder.ensemble:
+            raise MolretError(f"{self.path} is an ensemble of {len(self.embedder.members)} models: its members "
+                              f"are retriever.embedder.members")
+        return self.embedder.members[0]
+
+    # the one model of a checkpoint (an ensemble's members: self.embedder.members)
+    model = property(lambda self: self._single().model)
+    cfg = property(lambda self: self._single().cfg)
+    vocab = property(lambda self: self._single().vocab)
+    tokenizer = property(lambda self: self._single().tokenizer)
 
     @property
     def model_key(self) -> str:
-        """The graph encoder's key (which cached library embeddings and shard folders it may use)."""
-        from molret.library.caches import model_key
-        return model_key(self.model, self.cfg, self.vocab)
+        """The molecule side's key (which cached library embeddings and shard folders it may use)."""
+        from molret.library.caches import embedder_key
+        return embedder_key(self.embedder)
+
+    @property
+    def default_names(self) -> bool:
+        """True when the model file carries name-fusion weights: its searches fuse names unless told not to."""
+        return bool(self.embedder.fusion.names_weights)
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised embeddings of ``texts``, one row each."""
-        from molret.search.engine import encode_queries
-        return encode_queries(self.model, self.tokenizer, self.cfg, list(texts), self.device, batch_size)
+        """L2-normalised embeddings of ``texts``, one row each (an ensemble's: unit norm too)."""
+        from molret.models.encoding import SEARCH_AMP
+        return self.embedder.encode_texts(list(texts), batch_size, SEARCH_AMP)
 
     def encode_graphs(self, molecules, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """L2-normalised embeddings of ``molecules``: a list of SMILES (an invalid one is an error), the path
         of a library (SMILES file, graph library; its valid molecules in library order), or a GraphStore."""
         from molret.data.graph_store import GraphStore
-        from molret.models.encoding import SEARCH_AMP, embed_graphs
-        from molret.chem.mol_features import ensure_model_features
+        from molret.models.encoding import SEARCH_AMP
         smiles = None
         if isinstance(molecules, GraphStore):
             store = molecules
@@ -82,14 +109,11 @@ class MolRetriever:
         else:
             smiles = list(molecules)
             store = smiles_store(smiles)
-        store.attach_vocab(self.vocab)
-        ensure_model_features(self.cfg.model, store, smiles=smiles, progress=progress)
-        return embed_graphs(self.model, store, self.device, batch_size or self.cfg.train.eval_batch_size,
-                            SEARCH_AMP, progress)
+        return self.embedder.encode_store(store, batch_size, SEARCH_AMP, smiles=smiles, progress=progress)
 
     @staticmethod
     def similarity(text_emb: np.ndarray, graph_emb: np.ndarray) -> np.ndarray:
-        """Cosine similarities, queries x molecules."""
+        """Cosine similarities, queries x molecules (an ensemble's: the weighted mean of its members')."""
         from molret.models.encoding import similarity_matrix
         return similarity_matrix(np.atleast_2d(text_emb), np.atleast_2d(graph_emb))
 
@@ -98,12 +122,13 @@ class MolRetriever:
         """The graph embeddings of every valid molecule of a library file, computed once and cached (beside
         the library, or in ``cache_dir``): a ``LibraryEmbeddings`` that ``search`` takes."""
         from molret.library.caches import library_embeddings
-        return library_embeddings(path, self.model, self.cfg, self.vocab, device=self.device, options=options,
-                                  cache_dir=cache_dir, batch_size=batch_size, progress=progress, use_cache=use_cache)
+        return library_embeddings(path, self.embedder, options=options, cache_dir=cache_dir, batch_size=batch_size,
+                                  progress=progress, use_cache=use_cache)
 
     def open_search(self, library, options: SearchOptions | None = None, progress: bool = False):
         """A ``LibrarySearch`` over ``library``: a shard folder (through its stored index), a library path
-        (embedded and cached), or what ``embed_library`` returned."""
+        (embedded and cached), or what ``embed_library`` returned. Names are fused when ``options.names``
+        says so (None: when the model file carries name weights, with those weights)."""
         from molret.library.shard_folder import is_shard_folder
         from molret.search.engine import LibrarySearch
         from molret.search.opening import memory_index, open_folder_index
@@ -113,28 +138,37 @@ class MolRetriever:
         for path in opts.smiles_maps or ():
             for ident, smi in read_smiles_map(path).items():
                 smiles_map.setdefault(ident, smi)
-        if isinstance(library, (str, Path)) and is_shard_folder(library):
+        folder = isinstance(library, (str, Path)) and is_shard_folder(library)
+        if folder:
             lib, index = open_folder_index(library, opts.index, progress, self.model_key, self.path or "")
         else:
             lib = library if hasattr(library, "library") else self.embed_library(
                 library, opts.cache_dir, opts.reader, opts.batch_size, progress, opts.use_cache)
             index = memory_index(lib.embeddings, opts.index, opts.backend, progress)
-        engine = LibrarySearch(self.model, self.cfg, self.tokenizer, self.device, lib, opts.backend, smiles_map,
-                               opts.query_threads, index)
-        if opts.names:
+        engine = LibrarySearch(self.embedder, lib, opts.backend, smiles_map, opts.query_threads, index)
+        # a model file's names are its default on a library file; a shard folder keeps no graphs to match them
+        names = opts.names if opts.names is not None else (self.default_names and not folder)
+        if names:
             from molret.ranking.name_fusion import DEFAULT_WEIGHTS, FEATURES
-            weights = dict(DEFAULT_WEIGHTS, **dict(zip(FEATURES, opts.names_weights))) if opts.names_weights else None
+            base = dict(DEFAULT_WEIGHTS, **(self.embedder.fusion.names_weights or {}))
+            weights = dict(base, **dict(zip(FEATURES, opts.names_weights))) if opts.names_weights else base
             engine.enable_names(weights, opts.reader, opts.cache_dir)
-        if opts.hubness_bank is not None:
+        fusion = self.embedder.fusion
+        if opts.hubness_bank is not None and opts.hubness is not False:
             engine.enable_hubness(list(opts.hubness_bank), opts.hubness_temperature)
+        elif fusion.hubness_bank is not None and (opts.hubness or (opts.hubness is None and not folder)):
+            engine.enable_hubness_embeddings(fusion.hubness_bank, fusion.hubness_temperature)
+        elif opts.hubness:
+            raise MolretError("hubness correction: give the bank's texts (--hubness-bank), this model carries none")
         return engine
 
-    def search(self, queries: Sequence[str], library, k: int = 10, index: str = "auto", names: bool = False) -> list:
+    def search(self, queries: Sequence[str], library, k: int = 10, index: str = "auto",
+               names: bool | None = None) -> list:
         """The ``k`` best molecules of ``library`` for each query: one list of ``Hit`` (rank, id, score,
         smiles) per query. ``library``: a path or what ``embed_library`` returned; ``index``: auto, exact,
-        ivf, ivfpq or hnsw; ``names``: fuse the chemical names of the queries (as search.py --names opsin).
-        Each call opens the library anew (its embeddings from the cache): for many calls, keep the engine of
-        ``open_search`` and call its ``search``."""
+        ivf, ivfpq or hnsw; ``names``: fuse the chemical names of the queries (as search.py --names opsin;
+        None: when the model file carries name weights). Each call opens the library anew (its embeddings
+        from the cache): for many calls, keep the engine of ``open_search`` and call its ``search``."""
         if isinstance(queries, str):
             raise MolretError("search takes a list of queries (got one string)")
         if k < 1:

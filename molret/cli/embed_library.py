@@ -44,7 +44,8 @@ def embed_parser() -> argparse.ArgumentParser:
         prog="embed_library.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Embed one shard of a molecule library into a shard folder (memory-mapped .npy per shard, a "
                     "manifest per shard). Subcommands: `index` (build the folder's ANN index), `search`.")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="checkpoint written by main.py, or an ensemble's model file (recipe.py's model.pt)")
     p.add_argument("--library", required=True, metavar="FILE",
                    help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph "
                         "files, or a folder with raw/ or raw.zip)")
@@ -80,7 +81,8 @@ def search_parser() -> argparse.ArgumentParser:
                                 description="Search a shard folder with text queries (its stored index, built when "
                                             "missing).")
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
-    p.add_argument("--model", required=True, metavar="CKPT", help="the checkpoint that embedded the folder")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="the checkpoint (or ensemble model file) that embedded the folder")
     p.add_argument("--queries-file", metavar="FILE", help="more queries, one per line")
     p.add_argument("-k", "--top-k", type=int, default=10, help="molecules per query")
     p.add_argument("--query-threads", type=int, default=1, help="torch threads for encoding the queries")
@@ -90,7 +92,7 @@ def search_parser() -> argparse.ArgumentParser:
 
 def run_embed(args) -> dict:
     import torch
-    from molret.models.checkpoint import load_model
+    from molret.models.embedder import load_embedder
     from molret.library.reading import library_kind
     from molret.cli.common import reader_options
     from molret.library.shards import embed_shard, parse_shard_spec
@@ -103,9 +105,9 @@ def run_embed(args) -> dict:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    model, cfg, vocab, _ = load_model(args.model, device)
-    res = embed_shard(args.library, args.out, index, count, model, cfg, vocab, dtype=args.dtype,
-                      options=reader_options(args), device=device, batch_size=args.batch_size,
+    embedder = load_embedder(args.model, device)
+    res = embed_shard(args.library, args.out, index, count, embedder, dtype=args.dtype,
+                      options=reader_options(args), batch_size=args.batch_size,
                       chunk_size=args.chunk_size, progress=not args.no_progress and sys.stderr.isatty())
     if res.skipped:
         print(f"shard {index}/{count} already finished in {res.folder}: {res.count:,} molecules "

@@ -14,19 +14,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predictions.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Write the Kaggle submission of a trained checkpoint: row i = query i of "
                                             "test_text.txt scored against the molecules of test_cids.txt.")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt/last.pt)")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="checkpoint written by main.py (best.pt/last.pt), or an ensemble's model file (the model.pt "
+                        "of recipe.py, ensemble_method.py --save-model: its members, weights, names and re-ranking "
+                        "write the recipe's submission)")
     p.add_argument("--data-dir", help="challenge data folder (default: the one the model was trained on)")
     p.add_argument("--out", default="submission.csv", help="submission CSV to write")
     p.add_argument("--save-embeddings", metavar="DIR",
                    help="also save test text/graph embeddings (.npy + ids) and the similarity matrix in DIR")
     p.add_argument("--rerank", choices=list(RERANK_METHODS),
                    help="rescale the similarity using the one-query-one-molecule structure of the test set "
-                        "(default: the checkpoint's training setting, so the run's submission.csv is reproduced)")
+                        "(default: the checkpoint's training setting or the model file's, so the run's "
+                        "submission.csv is reproduced)")
     p.add_argument("--rerank-temperature", type=float,
-                   help="temperature of --rerank (default: the checkpoint's, else 0.05)")
+                   help="temperature of --rerank (default: the checkpoint's or the model file's, else 0.05)")
     p.add_argument("--names", choices=["none", "opsin"],
                    help="opsin: fuse the structures named in the queries (OPSIN when Java is there, the chemicals synonyms table, the training pairs) with the learned "
-                        "scores, weights fitted on val.tsv (default: the checkpoint's training setting)")
+                        "scores, weights fitted on val.tsv (a model file: its own weights; default: the checkpoint's "
+                        "training setting, opsin for a model file that carries name weights)")
     p.add_argument("--no-pool", action="store_true",
                    help="skip the val report (pool metrics: val queries among val + test molecules)")
     add_inference_args(p, batch_help="embedding batch size (default: the training eval batch size)")

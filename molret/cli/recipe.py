@@ -6,8 +6,10 @@ queries fused in, Sinkhorn re-ranking, and the test submission.
 Members are ``main.py`` runs (subprocesses, ``--threads 1``, as many at once
 as there are cores, at most 2 here) in ``<runs-dir>/<name>/``; each one's
 run folder is kept, so ``--resume`` skips finished members and continues an
-interrupted one from its ``last.pt``. The ensemble is ``ensemble_method.py``
-over their saved embeddings.
+interrupted one from its ``last.pt``. The ensemble is the ensemble engine
+(``molret.ranking.ensemble_engine``) over their saved embeddings; it writes the
+submission and ``<runs-dir>/<run-name>/model.pt``, the one model file of the
+members that made it, which every search tool loads.
 """
 from __future__ import annotations
 
@@ -67,6 +69,8 @@ TEXT_BOW_CHARS = 5
 # Sinkhorn's temperature over the recipe's ensemble (docs/experiments.md "Chemistry features member": learned-only
 # re-ranked pool LRAP 0.6014 / 0.6025 at 0.02 against 0.576 / 0.583 at 0.05, seeds 0 / 1; with names 0.798 / 0.803)
 RERANK_TEMPERATURE = 0.02
+# model.pt's library search: hubness corrected against the training texts (docs/experiments.md "One model")
+LIBRARY_HUBNESS_TEMPERATURE = 0.05
 LOSS = "hard-infonce"           # docs/experiments.md "Loss of the members with the view": above clip for the MLP member with the view, seeds 1 and 2
 
 
@@ -284,28 +288,27 @@ def member_group(folder: Path) -> str:
 
 
 def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = None,
-             trained_on: Path | None = None, test_folders: list | None = None) -> dict:
-    """ensemble_method.py over the members' saved embeddings: weights fitted
-    on the pool (one per graph-network member, one per fast-member kind),
-    names, re-ranking; the submission, or the pseudo-labels. ``trained_on``:
-    the pseudo-labels the members trained on (the pool report then also
-    scores the val queries without one). ``test_folders``: the final fit's
-    members, one per folder, giving the submission's test matrices."""
-    import ensemble_method  # noqa: E402 - the top-level script is the ensemble's one entry point
-    argv = ["--members", *[str(f / "embeddings") for f in folders], "--fit-weights",
-            "--groups", *[member_group(f) for f in folders], "--rerank", args.rerank,
-            "--rerank-temperature", str(args.rerank_temperature),
-            "--names", names_mode(args.names), "--data-dir", args.data_dir, "--json", str(json_path),
-            *(["--cache-dir", args.cache_dir] if args.cache_dir else [])]
+             trained_on: Path | None = None, test_folders: list | None = None,
+             model_file: Path | None = None) -> dict:
+    """The ensemble engine over the members' embeddings: weights fitted on the pool (one per graph-network
+    member, one per fast-member kind), names, re-ranking; the submission and ``model_file`` (the members
+    that made it), or the pseudo-labels. ``trained_on``: the pseudo-labels the members trained on (the
+    report then also scores the val queries without one). ``test_folders``: the final fit's members (the
+    submission's test matrices, the model file's members). Returns the metrics (ensemble_method --json)."""
+    from molret.ranking.ensemble_engine import EnsembleOptions, run_ensemble
+    opts = EnsembleOptions(
+        members=[str(f / "embeddings") for f in folders], fit_weights=True, groups=[member_group(f) for f in folders],
+        rerank=args.rerank, rerank_temperature=args.rerank_temperature, names=names_mode(args.names),
+        data_dir=args.data_dir, json=str(json_path), cache_dir=args.cache_dir or None)
     if pseudo_labels is not None:
-        argv += ["--pseudo-labels", str(pseudo_labels), "--pseudo-margin", str(args.pseudo_margin)]
+        opts.pseudo_labels, opts.pseudo_margin = str(pseudo_labels), args.pseudo_margin
     else:
-        argv += ["--out", args.out]
-    if trained_on is not None:
-        argv += ["--unlabelled-by", str(trained_on)]
-    if test_folders is not None:
-        argv += ["--test-members", *[str(f / "embeddings") for f in test_folders]]
-    return ensemble_method.main(argv)
+        opts.out, opts.save_model = args.out, (str(model_file) if model_file is not None else None)
+        opts.hubness_temperature = LIBRARY_HUBNESS_TEMPERATURE if model_file is not None else 0.0
+    opts.unlabelled_by = str(trained_on) if trained_on is not None else None
+    opts.test_members = [str(f / "embeddings") for f in test_folders] if test_folders is not None else None
+    result = run_ensemble(opts)
+    return dict(result.metrics, **({"model_file": result.model_file} if result.model_file else {}))
 
 
 def names_mode(choice: str) -> str:
@@ -382,7 +385,8 @@ def run(argv=None) -> dict:
     folders, kept3 = train_members(args, p, runs_dir, second, p.member_minutes, args.seed)
     folders, kept2 = fast_folders + folders, kept2 + kept3
     results = ensemble(args, folders, runs_dir / "ensemble.json", trained_on=pseudo if n_pseudo else None,
-                       test_folders=(final_folders + folders[len(final_folders):]) if final_folders else None)
+                       test_folders=(final_folders + folders[len(final_folders):]) if final_folders else None,
+                       model_file=runs_dir / "model.pt")
     kept += kept2
     if p.first_round:
         results["round1"] = first
@@ -390,5 +394,6 @@ def run(argv=None) -> dict:
     results["members_kept"] = kept
     from molret.utils.files import atomic_write_text
     atomic_write_text(runs_dir / "recipe.json", json.dumps(results, indent=2) + "\n")
-    print(f"recipe: {results['wall_seconds']:.0f} s wall; submission {args.out}; details {runs_dir / 'recipe.json'}")
+    print(f"recipe: {results['wall_seconds']:.0f} s wall; submission {args.out}; model {runs_dir / 'model.pt'} (search.py, "
+          f"serve.py, predictions.py --model); details {runs_dir / 'recipe.json'}")
     return results

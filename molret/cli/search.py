@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rank the molecules of a library for text queries with a trained checkpoint. The library's "
                     "graph embeddings are computed once and cached (next to the library, or in --cache-dir).")
     p.add_argument("queries", nargs="*", metavar="QUERY", help="query text(s)")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt/last.pt)")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="checkpoint written by main.py (best.pt/last.pt), or an ensemble's model file (the model.pt "
+                        "of recipe.py, ensemble_method.py --save-model)")
     p.add_argument("--library", required=True, metavar="FILE",
                    help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]), graph library (raw.zip, folder of .graph "
                         "files, or a folder with raw/ or raw.zip and optionally cids.txt), or a shard folder "
@@ -56,21 +58,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query-threads", type=int, default=QUERY_THREADS,
                    help="torch CPU threads for encoding the queries (0: torch's default)")
     add_inference_args(p, batch_help="graph embedding batch size; the model's eval batch size when not given")
-    p.add_argument("--names", default="none", choices=["none", "opsin"],
-                   help="opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms table, the training pairs) and fuse exact-graph "
-                        "and substructure evidence with the cosine scores (all molecules scored exactly)")
+    p.add_argument("--names", default=None, choices=["none", "opsin"],
+                   help="opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals "
+                        "synonyms table, the training pairs) and fuse exact-graph and substructure evidence with the "
+                        "cosine scores (all molecules scored exactly); default: opsin with the weights of a model "
+                        "file that carries them (a recipe's model.pt), none for a checkpoint or a shard folder")
     p.add_argument("--names-weights", type=float, nargs="+", metavar="W",
                    help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "
                         "challenge's val pool; FORM, the named structure in another charge state or tautomer, "
                         "keeps its default when only three are given)")
-    p.add_argument("--hubness", default="none", choices=["none", "isoftmax"],
+    p.add_argument("--hubness", default=None, choices=["none", "isoftmax"],
                    help="isoftmax: inverted-softmax hubness correction against a bank of queries (molecules close "
-                        "to many bank queries lose score)")
+                        "to many bank queries lose score); default: isoftmax with the bank and temperature of a "
+                        "model file that carries them (a recipe's model.pt), none otherwise")
     p.add_argument("--hubness-bank", metavar="FILE",
-                   help="the bank: cid<TAB>text lines (train.tsv) or one query per line (default: train.tsv of "
-                        "the checkpoint's data folder)")
+                   help="the bank: cid<TAB>text lines (train.tsv) or one query per line (default: the model file's "
+                        "bank, else train.tsv of the checkpoint's data folder)")
     p.add_argument("--hubness-temperature", type=float, default=HUBNESS_TEMPERATURE,
-                   help="temperature of --hubness isoftmax")
+                   help="temperature of --hubness isoftmax with --hubness-bank or a checkpoint (a model file's "
+                        "bank keeps its own)")
     add_index_args(p)
     add_library_args(p)
     return p
@@ -82,10 +88,10 @@ def read_bank(path) -> list[str]:
     return [line.split("\t", 1)[1] if "\t" in line else line for line in lines]
 
 
-def default_bank(cfg) -> Path:
+def default_bank(data_dir) -> Path:
     from molret.data.challenge import resolve_data_dir
     try:
-        return resolve_data_dir(cfg.train.data_dir).need("train")
+        return resolve_data_dir(data_dir).need("train")
     except MolretError:
         raise MolretError("--hubness isoftmax: the checkpoint's data folder has no train.tsv; give "
                           "--hubness-bank FILE") from None
@@ -101,17 +107,17 @@ def read_query_lines(path) -> list:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def search_options(args, cfg) -> SearchOptions:
-    """The SearchOptions of search.py's (and serve.py's) flags; ``cfg``: the checkpoint's config (the
-    default hubness bank is its train.tsv)."""
-    bank = None
-    if getattr(args, "hubness", "none") == "isoftmax":
-        bank = read_bank(args.hubness_bank or default_bank(cfg))
+def search_options(args, data_dir, model_bank: bool = False) -> SearchOptions:
+    """The SearchOptions of search.py's (and serve.py's) flags; ``data_dir``: the model's data folder (the
+    default hubness bank is its train.tsv, unless ``model_bank``: the model file carries its own)."""
+    bank, hubness = None, {"isoftmax": True, "none": False}.get(getattr(args, "hubness", None))
+    if hubness and (getattr(args, "hubness_bank", None) or not model_bank):
+        bank = read_bank(args.hubness_bank or default_bank(data_dir))
     return SearchOptions(backend=args.backend, index=index_options(args), reader=reader_options(args),
                          smiles_maps=args.smiles_map or (), cache_dir=args.cache_dir, use_cache=not args.no_cache,
                          batch_size=args.batch_size, query_threads=args.query_threads,
-                         names=getattr(args, "names", "none") == "opsin",
-                         names_weights=getattr(args, "names_weights", None), hubness_bank=bank,
+                         names={"opsin": True, "none": False}.get(getattr(args, "names", None)),
+                         names_weights=getattr(args, "names_weights", None), hubness_bank=bank, hubness=hubness,
                          hubness_temperature=getattr(args, "hubness_temperature", HUBNESS_TEMPERATURE))
 
 
@@ -119,7 +125,8 @@ def open_search(args, progress: bool) -> LibrarySearch:
     """The engine of search.py's and serve.py's flags, through the API object."""
     # --threads: for embedding the library (queries: --query-threads)
     retriever = MolRetriever.from_checkpoint(args.model, device=inference_device(args))
-    return retriever.open_search(args.library, search_options(args, retriever.cfg), progress)
+    options = search_options(args, retriever.embedder.data_dir, retriever.embedder.fusion.hubness_bank is not None)
+    return retriever.open_search(args.library, options, progress)
 
 
 def _short(text: str, n: int = 110) -> str:
@@ -129,8 +136,8 @@ def _short(text: str, n: int = 110) -> str:
 
 def check_folder_flags(args) -> None:
     """Refuse the flags that need a library file (parsed graphs, every molecule scored) on a shard folder."""
-    for flag, value in (("--names", getattr(args, "names", "none")), ("--hubness", getattr(args, "hubness", "none"))):
-        if value != "none":
+    for flag, value in (("--names", getattr(args, "names", None)), ("--hubness", getattr(args, "hubness", None))):
+        if value not in (None, "none"):
             raise MolretError(f"{flag} {value} does not apply to the shard folder {args.library} (it keeps no parsed "
                               f"graphs and is searched through its index): search the library file itself")
 

@@ -22,7 +22,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="serve.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="A local web page (and JSON API) to search a molecule library by description with a trained "
                     "checkpoint. The library's graph embeddings are computed once and cached, as for search.py.")
-    p.add_argument("--model", required=True, metavar="CKPT", help="checkpoint written by main.py (best.pt/last.pt)")
+    p.add_argument("--model", required=True, metavar="CKPT",
+                   help="checkpoint written by main.py (best.pt/last.pt), or an ensemble's model file (the model.pt "
+                        "of recipe.py, ensemble_method.py --save-model)")
+    p.add_argument("--names", default=None, choices=["none", "opsin"],
+                   help="fuse the chemical names of the queries (as search.py --names); default: opsin with the "
+                        "weights of a model file that carries them (a recipe's model.pt), none for a checkpoint")
     p.add_argument("--library", required=True, metavar="FILE",
                    help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph files, "
                         "or a folder with raw/ or raw.zip and optionally cids.txt)")

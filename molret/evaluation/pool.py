@@ -16,7 +16,6 @@ import numpy as np
 
 from molret.evaluation.metrics import retrieval_metrics
 
-POOL_KEYS = ("lrap", "mrr", "hits@1", "hits@10")
 # metric name in metrics.json/result.json -> key of retrieval_metrics on the pool
 POOL_NAMES = {"pool_lrap": "lrap", "pool_mrr": "mrr", "pool_hits1": "hits@1", "pool_hits10": "hits@10"}
 
@@ -41,12 +40,12 @@ def pool_metrics_of(similarity: np.ndarray, n_val: int, rows: np.ndarray | None 
 
 
 def reranked_pool_lrap(square: np.ndarray, n_val: int, method: str, temperature: float,
-                       rows: np.ndarray | None = None) -> float:
+                       rows: np.ndarray | None = None, n_iter: int | None = None) -> float:
     """LRAP of the val rows (or of the val row indices ``rows``) after
     re-ranking the whole square pool problem."""
-    from molret.ranking.rerank import rerank
+    from molret.ranking.rerank import SINKHORN_ITERS, rerank
     rows = np.arange(n_val) if rows is None else np.asarray(rows)
-    reranked = rerank(square, method, temperature)
+    reranked = rerank(square, method, temperature, n_iter=n_iter or SINKHORN_ITERS)
     return retrieval_metrics(reranked[rows], rows)["lrap"]
 
 
@@ -106,7 +105,7 @@ def pool_name_features(val_texts, test_texts, val_graphs, test_graphs, pairs=Non
     if pairs is None and data_dir is not None:
         from molret.names.sources import pairs_dictionary_from_dir
         pairs = pairs_dictionary_from_dir(data_dir, cache_dir)
-    candidates = Candidates.from_stores([val_graphs, test_graphs])
+    candidates = Candidates.from_stores([g for g in (val_graphs, test_graphs) if g is not None])
     structures = resolve_queries_cached(list(val_texts) + list(test_texts), shared_opsin(), pairs,
                                         candidate_keys=candidates.keys, cache_dir=cache_dir)
     if structures is None:
@@ -116,7 +115,8 @@ def pool_name_features(val_texts, test_texts, val_graphs, test_graphs, pairs=Non
 
 
 def final_report(square: np.ndarray, n_val: int, rerank: str = "none", temperature: float = 0.05,
-                 names=None, rows: np.ndarray | None = None, weights: dict | None = None) -> tuple[dict, dict | None]:
+                 names=None, rows: np.ndarray | None = None, weights: dict | None = None,
+                 n_iter: int | None = None) -> tuple[dict, dict | None]:
     """Pool metrics of a square pool matrix (val + test queries x val + test
     molecules), re-ranked when asked, and with name fusion when ``names``
     (NameFeatures of the same square) is given: its weights are fitted on the
@@ -125,29 +125,30 @@ def final_report(square: np.ndarray, n_val: int, rerank: str = "none", temperatu
     from molret.ranking.name_fusion import block, fit_weights, fuse
     report = pool_metrics_of(square, n_val, rows)
     if rerank != "none":
-        report["pool_lrap_reranked"] = reranked_pool_lrap(square, n_val, rerank, temperature, rows)
+        report["pool_lrap_reranked"] = reranked_pool_lrap(square, n_val, rerank, temperature, rows, n_iter)
     if names is not None:
         if weights is None:
             weights = fit_weights(square[:n_val], block(names, slice(0, n_val), slice(None)))
         fused = fuse(square, names, weights)
         with_names = pool_metrics_of(fused, n_val, rows)
         if rerank != "none":
-            with_names["pool_lrap_reranked"] = reranked_pool_lrap(fused, n_val, rerank, temperature, rows)
+            with_names["pool_lrap_reranked"] = reranked_pool_lrap(fused, n_val, rerank, temperature, rows, n_iter)
         report["names"] = {"weights": weights, **with_names}
     return report, weights
 
 
 def test_matrix(test_similarity: np.ndarray, rerank: str = "none", temperature: float = 0.05, names=None,
-                weights: dict | None = None, n_val: int = 0) -> np.ndarray:
+                weights: dict | None = None, n_val: int = 0, n_iter: int | None = None) -> np.ndarray:
     """The submission's test queries x test molecules matrix: fused with the
     names' test block (``names`` of the square pool, test rows/columns after
     ``n_val``) when given, then re-ranked."""
     from molret.ranking.name_fusion import block, fuse
+    from molret.ranking.rerank import SINKHORN_ITERS
     from molret.ranking.rerank import rerank as do_rerank
     s = test_similarity
     if names is not None and weights:
         s = fuse(s, block(names, slice(n_val, None), slice(n_val, None)), weights)
-    return do_rerank(s, rerank, temperature) if rerank != "none" else s
+    return do_rerank(s, rerank, temperature, n_iter=n_iter or SINKHORN_ITERS) if rerank != "none" else s
 
 
 def format_report(report: dict) -> list[str]:

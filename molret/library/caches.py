@@ -25,7 +25,7 @@ from molret.utils.errors import MolretError
 from molret.utils.files import is_writable_dir
 from molret.library.reading import (DECODING_CACHE, Library, ReaderOptions, library_cache_dir, library_fingerprint,
                                     read_library)
-from molret.models.encoding import SEARCH_AMP, embed_graphs
+from molret.models.encoding import SEARCH_AMP
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,20 @@ def model_key(model, cfg, vocab) -> str:
     if cfg.model.mol_features or cfg.model.conv == "features":  # the features' code and RDKit
         from molret.chem.mol_features import FEATURES_VERSION, rdkit_version
         h.update(f"mol-features-v{FEATURES_VERSION}:rdkit-{rdkit_version()}".encode())
+    return h.hexdigest()
+
+
+def embedder_key(embedder) -> str:
+    """The key of an ``molret.models.embedder.Embedder``'s molecule embeddings: a checkpoint's ``model_key``
+    (unchanged, so its caches and shard folders stay valid); an ensemble's hashes its members' keys and weights."""
+    if not embedder.ensemble:
+        m = embedder.members[0]
+        return model_key(m.model, m.cfg, m.vocab)
+    h = hashlib.sha1(f"molret-ensemble-graph-embeddings-v{CACHE_VERSION}".encode())
+    for m in embedder.members:
+        h.update(f"{model_key(m.model, m.cfg, m.vocab)}:{m.weight!r};".encode())
+    if embedder.projection is not None:
+        h.update(b"projection:" + embedder.projection.tobytes())
     return h.hexdigest()
 
 
@@ -155,23 +169,21 @@ def _save_embeddings(out: LibraryEmbeddings, mkey: str) -> None:
         out.cache_path = None
 
 
-def library_embeddings(path, model, cfg, vocab, *, device=None, options: ReaderOptions | None = None,
-                       cache_dir=None, batch_size: int | None = None, progress: bool = False,
+def library_embeddings(path, embedder, *, options: ReaderOptions | None = None, cache_dir=None,
+                       batch_size: int | None = None, progress: bool = False,
                        use_cache: bool = True) -> LibraryEmbeddings:
-    """Graph embeddings of every valid molecule of the library at ``path``,
-    from the cache when it matches (model key + library fingerprint), else
-    computed (fp32) and cached atomically."""
-    import torch
+    """Graph embeddings of every valid molecule of the library at ``path`` by ``embedder`` (a checkpoint or
+    an ensemble, ``molret.models.embedder``), from the cache when it matches (model key + library
+    fingerprint), else computed (fp32) and cached atomically."""
     p = Path(path)
     options = options or ReaderOptions()
-    device = device or torch.device("cpu")
     folder = library_cache_dir(p, cache_dir) if use_cache else None
     if folder is not None and not is_writable_dir(folder):
         log.warning(f"cache folder {folder} is not writable: library embeddings will not be cached "
                     f"(give --cache-dir)")
         folder = None
     fingerprint = library_fingerprint(p, options, folder)
-    mkey = model_key(model, cfg, vocab)
+    mkey = embedder_key(embedder)
     cache_path = folder / f"emb-{mkey[:16]}.npz" if folder is not None else None
     hit = _load_embeddings(cache_path, p, fingerprint, mkey) if cache_path is not None else None
     if hit is not None:
@@ -179,13 +191,10 @@ def library_embeddings(path, model, cfg, vocab, *, device=None, options: ReaderO
     t0 = time.perf_counter()
     lib = read_library_graphs(p, options, folder, fingerprint, progress)
     parse_seconds = time.perf_counter() - t0
-    lib.graphs.attach_vocab(vocab)
     # --mol-features models: from the library's SMILES, or its graphs decoded when it has none (cached in folder)
-    from molret.chem.mol_features import ensure_model_features
-    ensure_model_features(cfg.model, lib.graphs, smiles=lib.smiles if any(lib.smiles) else None,
-                          cache_dir=folder, progress=progress)
     t0, c0 = time.perf_counter(), time.process_time()
-    emb = embed_graphs(model, lib.graphs, device, batch_size or cfg.train.eval_batch_size, SEARCH_AMP, progress)
+    emb = embedder.encode_store(lib.graphs, batch_size, SEARCH_AMP, smiles=lib.smiles if any(lib.smiles) else None,
+                                cache_dir=folder, progress=progress)
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     out = LibraryEmbeddings(lib, np.ascontiguousarray(emb, dtype=np.float32), cache_path, False, seconds,
                             parse_seconds, lib.graphs.num_unknown, cpu_seconds)

@@ -223,25 +223,24 @@ class ShardResult:
         return self.count / self.seconds if self.seconds > 0 else float("inf")
 
 
-def embed_shard(library, out_dir, index: int, count: int, model, cfg, vocab, *, dtype: str = "float16",
-                options=None, device=None, batch_size: int | None = None, chunk_size: int = CHUNK_SIZE,
+def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: str = "float16",
+                options=None, batch_size: int | None = None, chunk_size: int = CHUNK_SIZE,
                 progress: bool = False) -> ShardResult:
-    """Embed shard ``index``/``count`` of ``library`` into ``out_dir`` (skipped when already finished)."""
-    import torch
+    """Embed shard ``index``/``count`` of ``library`` into ``out_dir`` with ``embedder`` (a checkpoint or an
+    ensemble, ``molret.models.embedder``; skipped when already finished)."""
     from tqdm.auto import tqdm
     from molret.models import encoding as inference
     from molret.utils.files import check_writable_dir
     from molret.library.reading import ReaderOptions, SkippedRows, library_fingerprint, library_kind
-    from molret.library.caches import model_key
+    from molret.library.caches import embedder_key
     if dtype not in DTYPES or not 0 <= index < count or chunk_size < 1:
         raise MolretError(f"bad shard arguments: dtype {dtype!r} (one of {', '.join(DTYPES)}), shard {index}/{count}, "
                           f"chunk size {chunk_size}")
     lib_path = Path(library)
     options = options or ReaderOptions()
-    device = device or torch.device("cpu")
     folder = check_writable_dir(out_dir)
-    expect = {"model_key": model_key(model, cfg, vocab), "fingerprint": library_fingerprint(lib_path, options),
-              "num_shards": count, "dtype": dtype, "dim": int(cfg.model.embed_dim),
+    expect = {"model_key": embedder_key(embedder), "fingerprint": library_fingerprint(lib_path, options),
+              "num_shards": count, "dtype": dtype, "dim": int(embedder.dim),
               "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
     check_folder(folder, expect)
     name = shard_name(index, count)
@@ -252,7 +251,6 @@ def embed_shard(library, out_dir, index: int, count: int, model, cfg, vocab, *, 
     if not (folder / FOLDER_FILE).is_file():
         atomic_write_text(folder / FOLDER_FILE, json.dumps({"format": "molret-shard-folder", **expect,
                                                             "library": str(lib_path.resolve())}, indent=1))
-    batch_size = batch_size or cfg.train.eval_batch_size
     t0 = time.perf_counter()
     skipped, rows = SkippedRows(), []
     with contextlib.ExitStack() as stack:
@@ -266,9 +264,7 @@ def embed_shard(library, out_dir, index: int, count: int, model, cfg, vocab, *, 
                                        unit="mol", disable=not progress, mininterval=1.0))
         for seen, chunk_rows, smiles, store in shard_chunks(lib_path, index, count, options, chunk_size, skipped):
             if len(store):
-                store.attach_vocab(vocab)
-                emb = inference.embed_graphs(model, store, device, batch_size, inference.SEARCH_AMP, False)
-                emb = emb.astype(np.float32)
+                emb = embedder.encode_store(store, batch_size, inference.SEARCH_AMP).astype(np.float32)
                 out.append(emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12))
                 f_ids.write("".join(_clean_line(x) + "\n" for x in store.cids))
                 f_smi.write("".join(_clean_line(x) + "\n" for x in smiles))

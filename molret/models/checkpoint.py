@@ -116,8 +116,9 @@ def _unsafe_names(path: Path) -> list[str]:
         return []
 
 
-def read_checkpoint(path) -> dict:
-    """A checkpoint's content, read with the safe loader only."""
+def read_checkpoint(path, formats: tuple = (FORMAT,)) -> dict:
+    """A checkpoint's content, read with the safe loader only; its ``format`` must be one of ``formats``
+    (an ensemble's model file, molret.models.embedder, is read through here too)."""
     path = Path(path)
     if not path.is_file():
         raise MolretError(f"checkpoint {path} does not exist")
@@ -139,10 +140,10 @@ def read_checkpoint(path) -> dict:
                           f"NEW.pt") from None
     except Exception as e:  # torch raises many types for a non-checkpoint file
         raise MolretError(f"{path} is not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats:
         raise MolretError(f"{path} is not a molret checkpoint (was it written by main.py?)")
     version = ckpt.get("version", 0)
-    if not isinstance(version, int) or version > VERSION:
+    if ckpt["format"] == FORMAT and (not isinstance(version, int) or version > VERSION):
         raise MolretError(f"{path} was written by a newer molret (format {version})")
     return ckpt
 
@@ -195,13 +196,19 @@ def _check_tokenizer_files(path, files) -> dict:
 
 def load_model(path, device="cpu"):
     """(model, RunConfig, Vocab, tokenizer) from a checkpoint file."""
+    return model_from_checkpoint(read_checkpoint(path), path, device)
+
+
+def model_from_checkpoint(ckpt: dict, path, device="cpu", hf_model=None):
+    """(model, RunConfig, Vocab, tokenizer) of a checkpoint's content (``read_checkpoint``; ``path`` names it
+    in errors). ``hf_model``: a text encoder module to use (and load the weights into) instead of a new one,
+    so that ensemble members with the same text encoder share one in memory."""
     from molret.models.encoders import build_model
     from molret.models.text_models import encoder_from_config, tokenizer_from_files
 
-    ckpt = read_checkpoint(path)
     try:
         cfg = RunConfig.from_dict(ckpt["config"])
-        hf_model = encoder_from_config(ckpt["text_model_config"])
+        hf_model = hf_model if hf_model is not None else encoder_from_config(ckpt["text_model_config"])
     except (KeyError, TypeError, ValueError) as e:
         raise MolretError(f"{path}: unusable configuration in this checkpoint ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None

@@ -32,22 +32,33 @@ class SplitEmbeddings:
 
 def checkpoint_embeddings(model_path, splits=("val", "test"), data_dir=None, cache_dir=None, device="cpu",
                           batch_size: int = 256, progress: bool = False) -> dict[str, SplitEmbeddings]:
-    """The final (L2-normalised) text and graph embeddings of a checkpoint
-    for each of ``splits`` (train/val: rows and columns are the pairs' CIDs;
-    test: rows are query line numbers, columns test CIDs). ``data_dir``
-    defaults to the checkpoint's own. Full splits (--max-train/--max-val of
-    the run are ignored)."""
+    """The final (L2-normalised) text and graph embeddings of a checkpoint, or of an ensemble's model file
+    (its members' joined, molret.models.embedder), for each of ``splits`` (train/val: rows and columns are
+    the pairs' CIDs; test: rows are query line numbers, columns test CIDs). ``data_dir`` defaults to the
+    (first member's) own. Full splits (--max-train/--max-val of the run are ignored)."""
     import torch
-    from molret.models.checkpoint import load_model
-    from molret.models.split_inputs import load_challenge_data, prepare_texts
-    from molret.models.encoding import embed_graphs, embed_texts, pick_device
+    from molret.models.embedder import load_embedder
+    from molret.models.encoding import pick_device
 
     splits = tuple(splits)
     bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
         raise MolretError(f"unknown split {bad[0] if bad else '(none)'} (train, val or test)")
     dev = pick_device(device) if isinstance(device, str) else torch.device(device)
-    model, cfg, vocab, tokenizer = load_model(model_path, dev)
+    embedder = load_embedder(model_path, dev)
+    parts = [_member_embeddings(m, splits, data_dir, cache_dir, dev, batch_size, progress) for m in embedder.members]
+    out = {}
+    for name in splits:
+        first = parts[0][name]
+        out[name] = SplitEmbeddings(embedder.join([p[name].text_emb for p in parts]), first.text_ids,
+                                    embedder.join([p[name].graph_emb for p in parts]), first.graph_ids)
+    return out
+
+
+def _member_embeddings(member, splits, data_dir, cache_dir, dev, batch_size, progress) -> dict:
+    from molret.models.split_inputs import load_challenge_data, prepare_texts
+    from molret.models.encoding import embed_graphs, embed_texts
+    model, cfg, vocab, tokenizer = member.model, member.cfg, member.vocab, member.tokenizer
     t = cfg.train
     if data_dir is not None and str(data_dir) != t.data_dir:
         t.data_dir, t.cache_dir = str(data_dir), ""

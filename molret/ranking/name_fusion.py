@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -56,6 +56,18 @@ class Candidates:
     sets: object              # scipy.sparse.csr_matrix [M, V] of 0/1
     columns: dict             # identifier (int) -> column of ``sets``
     sizes: np.ndarray         # identifiers per candidate
+    # computed once, on first use (a library's candidates answer one query after another)
+    _by_key: dict | None = field(default=None, repr=False, compare=False)
+    _columns_major: object = field(default=None, repr=False, compare=False)
+
+    def positions(self) -> dict:
+        """graph key -> the candidates with that graph."""
+        if self._by_key is None:
+            by_key: dict = {}
+            for j, key in enumerate(self.keys):
+                by_key.setdefault(key, []).append(j)
+            self._by_key = by_key
+        return self._by_key
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -95,7 +107,10 @@ class Candidates:
                 c = self.columns.get(int(i))
                 if c is not None:
                     dense[pos[c], j] = 1.0
-        inter = np.asarray(self.sets[:, used] @ dense[:len(used)]) if used else np.zeros((len(self), n), np.float32)
+        if self._columns_major is None:
+            self._columns_major = self.sets.tocsc()   # column slices of CSC are cheap, of CSR a full scan
+        inter = (np.asarray(self._columns_major[:, used] @ dense[:len(used)]) if used
+                 else np.zeros((len(self), n), np.float32))
         query_sizes = np.array([len(s) for s in identifier_sets], np.float32)
         union = query_sizes[None, :] + self.sizes[:, None] - inter
         return (inter / np.maximum(union, 1.0)).T.astype(np.float32)
@@ -114,9 +129,7 @@ def name_features(structures: Sequence, candidates: Candidates) -> NameFeatures:
     """The features of every query (``molret.names.resolve.QueryStructures``) against every candidate."""
     rows = [q for q, s in enumerate(structures) if s.subject or s.enantiomers or s.parents or getattr(s, "forms", None)]
     values = np.zeros((len(FEATURES), len(rows), len(candidates)), np.float32)
-    by_key: dict = {}
-    for j, key in enumerate(candidates.keys):
-        by_key.setdefault(key, []).append(j)
+    by_key = candidates.positions()
     subject_sets, subject_rows, parent_sets, parent_rows = [], [], [], []
     for k, q in enumerate(rows):
         s = structures[q]

@@ -14,14 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from molret.data.challenge import tokenize
 from molret.utils.errors import MolretError
 from molret.search.index import SearchIndex, rank_in, top_k
 from molret.utils.files import is_writable_dir
 from molret.library.reading import ReaderOptions
 from molret.library.reading import library_cache_dir
 from molret.library.caches import LibraryEmbeddings, read_library_graphs
-from molret.models.encoding import SEARCH_AMP, embed_texts
+from molret.models.encoding import SEARCH_AMP
 
 QUERY_THREADS = 1                 # torch threads to encode a few queries on the CPU (see LibrarySearch.encode)
 HUBNESS_TEMPERATURE = 0.05       # inverted softmax over the query bank (see LibrarySearch.enable_hubness)
@@ -49,12 +48,6 @@ def torch_threads(n: int):
     finally:
         if torch.get_num_threads() != old:
             torch.set_num_threads(old)
-
-
-def encode_queries(model, tokenizer, cfg, queries: Sequence[str], device, batch_size: int = 64) -> np.ndarray:
-    from molret.models.text_bow import attach
-    tokens = attach(tokenize(list(queries), tokenizer, cfg.model.max_length), list(queries), model)
-    return embed_texts(model, tokens, device, batch_size, SEARCH_AMP)
 
 
 def merge_smiles_map(smiles: str | None, ident: str, smiles_map: dict, decoded: bool) -> tuple:
@@ -93,7 +86,8 @@ class FolderSmiles:
 
 
 class LibrarySearch:
-    """A loaded model plus one library's embeddings and index.
+    """A loaded model (an ``molret.models.embedder.Embedder``: a checkpoint or an ensemble) plus one library's
+    embeddings and index.
 
     ``lib`` is a ``LibraryEmbeddings`` (a library file, embeddings in memory) or a
     ``molret.library.shard_folder.ShardLibrary`` (a shard folder: ids and SMILES read on
@@ -102,9 +96,9 @@ class LibrarySearch:
     ``molret.search.ann.AnnIndex``); by default a ``SearchIndex`` of ``backend``.
     """
 
-    def __init__(self, model, cfg, tokenizer, device, lib: LibraryEmbeddings, backend: str = "auto",
-                 smiles_map: dict | None = None, query_threads: int = QUERY_THREADS, index=None):
-        self.model, self.cfg, self.tokenizer, self.device = model, cfg, tokenizer, device
+    def __init__(self, embedder, lib: LibraryEmbeddings, backend: str = "auto", smiles_map: dict | None = None,
+                 query_threads: int = QUERY_THREADS, index=None):
+        self.embedder, self.device = embedder, embedder.device
         self.query_threads = query_threads
         self.lib = lib
         self.folder = not hasattr(lib, "library")
@@ -132,10 +126,15 @@ class LibrarySearch:
         molecule that is close to many queries of a bank (e.g. the training
         descriptions) is a hub; its scores drop by ``T * logsumexp_b(sim(b, m) / T)``,
         i.e. each score becomes ``T * log`` of a softmax over the bank's queries."""
+        self._need_graphs("--hubness")
+        self.enable_hubness_embeddings(self.encode(list(bank)), temperature, chunk)
+
+    def enable_hubness_embeddings(self, bank_emb: np.ndarray, temperature: float = HUBNESS_TEMPERATURE,
+                                  chunk: int = 256) -> None:
+        """``enable_hubness`` with the bank already embedded (a model file carries its training texts' embeddings)."""
         if not temperature > 0:
             raise MolretError(f"--hubness-temperature must be > 0, got {temperature}")
         self._need_graphs("--hubness")
-        bank_emb = self.encode(list(bank))
         offsets = np.full(self.index.n, -np.inf)
         for i in range(0, len(bank_emb), chunk):
             s = self._all_scores(bank_emb[i:i + chunk]) / temperature
@@ -186,15 +185,17 @@ class LibrarySearch:
     def _training_pairs(self, cache_dir):
         """The pairs dictionary of the checkpoint's data folder (None, one warning line, when it has none)."""
         from molret.names.sources import pairs_dictionary_from_dir
-        data_dir = getattr(getattr(self.cfg, "train", None), "data_dir", None)
+        data_dir = self.embedder.data_dir
         if not data_dir:
             return None
         return pairs_dictionary_from_dir(data_dir, cache_dir)
 
     def fused_scores(self, queries: Sequence[str], query_emb: np.ndarray) -> np.ndarray:
-        """[Q, N] float64 scores: the cosine (as ``exact_scores``), minus the
+        """[Q, N] float64 scores: the cosine (a float32 product, as ``_all_scores``), minus the
         hubness offsets, plus name evidence, as enabled."""
-        base = np.stack([self.index.exact_scores(q) for q in np.atleast_2d(query_emb)])
+        # every molecule is scored: one float32 matrix product (an ensemble's rows are wide, and a float64
+        # copy of the library per query cost more than the rest of the search), then float64
+        base = self._all_scores(query_emb)
         if self.hub_offsets is not None:
             base -= self.hub_offsets[None, :]
         if self.names is None:
@@ -227,7 +228,7 @@ class LibrarySearch:
         (measured: 1 thread ~30 ms, 2 threads 60-900 ms per query on 2 shared cores)."""
         few = len(queries) <= 16 and getattr(self.device, "type", "cpu") == "cpu"
         with torch_threads(self.query_threads if few else 0):
-            return encode_queries(self.model, self.tokenizer, self.cfg, queries, self.device)
+            return self.embedder.encode_texts(queries, amp=SEARCH_AMP)
 
     def search(self, queries: Sequence[str], k: int = 10, query_emb: np.ndarray | None = None) -> list:
         q = self.encode(queries) if query_emb is None else query_emb

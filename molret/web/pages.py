@@ -43,6 +43,9 @@ def _facts_line(svc: SearchService) -> str:
     facts = svc.facts or {}
     metrics = facts.get("metrics") or {}
     shown = [f"{metric_label(k)} {v:.3f}" for k, v in metrics.items() if k in ("lrap", "mrr", "hits@1", "hits@10")]
+    # a model file: the pool report its weights were fitted on (learned, and with names re-ranked)
+    shown += [f"{metric_label(k)} {metrics[k]:.3f}" for k in ("pool_lrap", "names_pool_lrap_reranked")
+              if k in metrics and "lrap" not in metrics]
     val = ""
     if shown:
         epoch = f"epoch {facts['epoch']}, " if facts.get("epoch") is not None else ""

@@ -167,8 +167,8 @@ def example_queries(library, n: int = 3) -> list:
 
 
 def metric_label(name: str) -> str:
-    return {"lrap": "LRAP", "mrr": "MRR", "hits@1": "Hits@1", "hits@10": "Hits@10",
-            "mean_rank": "mean rank"}.get(name, name)
+    return {"lrap": "LRAP", "mrr": "MRR", "hits@1": "Hits@1", "hits@10": "Hits@10", "mean_rank": "mean rank",
+            "pool_lrap": "pool LRAP", "names_pool_lrap_reranked": "pool LRAP with names, re-ranked"}.get(name, name)
 
 
 class SearchService:
@@ -184,11 +184,7 @@ class SearchService:
         self.device = str(device)
         self.size = len(engine)
         self.with_smiles = sum(1 for s in engine.smiles if s)
-        cfg = engine.cfg.model
-        text_model = str(cfg.text_model)
-        if Path(text_model).exists():  # a local folder: its name only
-            text_model = Path(text_model).name
-        self.model_desc = f"{text_model} + {cfg.conv}, {cfg.embed_dim}-d"
+        self.model_desc = engine.embedder.describe()
 
     def close(self) -> None:
         self.batcher.close()
