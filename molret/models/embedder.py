@@ -8,8 +8,10 @@ case and keeps its embeddings bit for bit.
 
 The model file (``save_ensemble``) holds the members' checkpoints (weights, config, vocabulary, tokenizer) with
 every tensor that members share (the frozen text encoder, a vocabulary) stored once, their weights, and what
-the submission fused and re-ranked with: the name-fusion weights and the re-ranking method and temperature.
-It is read like a checkpoint, with the safe loader (tensors and plain data only).
+the submission fused and re-ranked with: the name-fusion weights and the re-ranking method and temperature;
+optionally the training texts' embeddings (library search's hubness bank) and a PCA projection (an opt-in,
+measured reduction of the joined width). It is read like a checkpoint, with the safe loader (tensors and
+plain data only).
 """
 from __future__ import annotations
 
