@@ -190,7 +190,7 @@ def predict(opts: PredictionOptions) -> dict:
     test_parts, val_parts = _embed_challenge(embedder, (cids, queries), val, source, cache_dir, opts.batch_size,
                                              progress)
     text_emb, graph_emb = (embedder.join([p[i] for p in test_parts]) for i in (0, 1))
-    similarity = embedder.similarity(test_parts)
+    similarity = _similarity(embedder, test_parts)
     fusion = embedder.fusion
     # a checkpoint: its run's settings, name weights fitted on val; a model file: what its submission used
     default_rerank = (fusion.rerank, fusion.rerank_temperature) if embedder.ensemble else (
@@ -202,8 +202,8 @@ def predict(opts: PredictionOptions) -> dict:
     stored_weights = fusion.names_weights if embedder.ensemble else None
     report, names, weights = {}, None, None
     if val is not None:
-        report, names, weights = _val_report(embedder, paths, cache_dir, val, source, queries, test_parts, val_parts,
-                                             method, temperature, names_mode, stored_weights)
+        report, names, weights = _val_report(embedder, paths, cache_dir, val, source, (cids, queries), test_parts,
+                                             val_parts, method, temperature, names_mode, stored_weights)
     elif names_mode != "none" and stored_weights:
         from molret.evaluation.pool import pool_name_features
         names, _ = pool_name_features([], queries, None, load_graphs("test", cids, source, cache_dir),
@@ -239,6 +239,19 @@ def query_input(split: str, texts, model, cfg, tokenizer, cache_dir, device, pro
         cfg.train.eval_batch_size, progress=progress)), texts, model)
 
 
+def _similarity(embedder, parts: list) -> np.ndarray:
+    """Queries x molecules of the members' (text, graph) embeddings: a checkpoint's cosines; an ensemble's
+    weighted mean of its members' cosine matrices as ``combine`` sums saved members (the joined embeddings'
+    dot product is the same to float32 rounding, which Sinkhorn at a low temperature would amplify); a reduced
+    model file's, its reduced embeddings' cosines."""
+    if not embedder.ensemble:
+        return parts[0][0] @ parts[0][1].T
+    if embedder.projection is not None:
+        return embedder.join([p[0] for p in parts]) @ embedder.join([p[1] for p in parts]).T
+    from molret.ranking.ensemble import combine
+    return combine([text_emb @ graph_emb.T for text_emb, graph_emb in parts], [m.weight for m in embedder.members])
+
+
 def _embed_challenge(embedder, test, val, source, cache_dir, batch_size, progress) -> tuple:
     """(test parts, val parts or None): each member's (text, graph) embeddings, as main.py computed them (its
     vocabulary, its cached text inputs, its --amp)."""
@@ -266,21 +279,21 @@ def _val_embeddings(member, val, source, cache_dir, device, batch_size) -> tuple
             embed_graphs(m.model, val_graphs, device, batch_size, m.cfg.train.amp))
 
 
-def _val_report(embedder, paths, cache_dir, val, source, queries, test_parts, val_parts, method, temperature,
+def _val_report(embedder, paths, cache_dir, val, source, test, test_parts, val_parts, method, temperature,
                 names_mode, weights=None):
-    """Pool metrics on val.tsv, with name fusion when asked (its weights fitted on val, or ``weights``):
-    (report, name features or None, weights or None)."""
+    """Pool metrics on val.tsv (``val``: its CIDs and texts; ``test``: the test CIDs and queries), with name
+    fusion when asked (its weights fitted on val, or ``weights``): (report, name features or None, weights or None)."""
     from molret.evaluation.pool import final_report, pool_name_features
     val_cids, val_texts = val
     names = None
     if names_mode == "opsin":
         val_graphs = load_graphs("val", val_cids, source, cache_dir)
-        test_graphs = load_graphs("test", read_test_inputs(paths)[0], source, cache_dir)
-        names, _ = pool_name_features(val_texts, queries, val_graphs, test_graphs, data_dir=paths.root,
+        test_graphs = load_graphs("test", test[0], source, cache_dir)
+        names, _ = pool_name_features(val_texts, test[1], val_graphs, test_graphs, data_dir=paths.root,
                                       cache_dir=cache_dir)
-    # the square pool: val + test queries x val + test molecules, each member's (as embedder.similarity)
-    square = embedder.similarity([(np.concatenate([v[0], t[0]]), np.concatenate([v[1], t[1]]))
-                                  for v, t in zip(val_parts, test_parts)])
+    # the square pool: val + test queries x val + test molecules
+    square = _similarity(embedder, [(np.concatenate([v[0], t[0]]), np.concatenate([v[1], t[1]]))
+                                    for v, t in zip(val_parts, test_parts)])
     report, weights = final_report(square, len(val_texts), method, temperature, names,
                                    weights=weights if names is not None else None)
     report["n_val"] = len(val_texts)

@@ -128,22 +128,6 @@ class Embedder:
         reduced = joined @ self.projection
         return reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
 
-    def similarity(self, parts: list) -> np.ndarray:
-        """Queries x molecules of the members' (text, graph) embeddings, one pair per member: a checkpoint's
-        cosines (float32); an ensemble's weighted mean of its members' cosines, each member's matrix computed
-        on its own and summed in float64, as ``molret.ranking.ensemble.combine`` sums saved members (the dot
-        product of the joined embeddings is the same to float32 rounding, which Sinkhorn at a low
-        temperature would amplify)."""
-        if not self.ensemble:
-            return parts[0][0] @ parts[0][1].T
-        if self.projection is not None:   # a reduced model's scores are those of its reduced embeddings
-            return self.join([p[0] for p in parts]) @ self.join([p[1] for p in parts]).T
-        w = np.array([m.weight for m in self.members], dtype=np.float64)
-        out = np.zeros((len(parts[0][0]), len(parts[0][1])), dtype=np.float64)
-        for wi, (text_emb, graph_emb) in zip(w / w.sum(), parts):
-            out += wi * np.asarray(text_emb.astype(np.float32) @ graph_emb.astype(np.float32).T, dtype=np.float64)
-        return out
-
     # ------------------------------------------------------------ embedding
     def encode_texts(self, texts: Sequence[str], batch_size: int = 64, amp: str = "none",
                      progress: bool = False) -> np.ndarray:
