@@ -313,12 +313,35 @@ def test_name_variants_of_charges_species_peptides_and_anions():
     assert N.name_variants("Gly-Gly-Asp") == ["glycyl-glycyl-L-aspartic acid"]
     assert N.name_variants("Leu-NH2") == []                   # not all codes
     assert N.name_variants("TMP(2-)") == ["TMP"]
-    assert N.name_variants("N-acetyl-L-2-aminoadipate(2-)") == ["N-acetyl-L-2-aminoadipate",
-                                                                 "N-acetyl-L-2-aminoadipic acid"]
-    assert N.name_variants("D-4-hydroxyphenylglycine zwitterion") == ["D-4-hydroxyphenylglycine"]
+    assert N.name_variants("N-acetyl-L-2-aminoadipate(2-)") == [
+        "N-acetyl-L-2-aminoadipate", "N-acetyl-L-2-aminoadipic acid",
+        "N-acetyl-2-aminoadipate(2-)", "N-acetyl-2-aminoadipate", "N-acetyl-2-aminoadipic acid"]
+    assert N.name_variants("D-4-hydroxyphenylglycine zwitterion") == ["D-4-hydroxyphenylglycine",
+                                                                      "4-hydroxyphenylglycine zwitterion",
+                                                                      "4-hydroxyphenylglycine"]
     assert N.name_variants("Diltiazem hydrochloride") == ["Diltiazem"]
-    assert N.name_variants("4-phospho-L-aspartate") == ["4-phospho-L-aspartic acid"]
+    assert N.name_variants("4-phospho-L-aspartate") == ["4-phospho-L-aspartic acid", "4-phospho-aspartate",
+                                                        "4-phospho-aspartic acid"]
     assert N.name_variants("ethanol") == []
+
+
+def test_name_variants_of_charged_peptides_cations_and_stereo():
+    assert N.name_variants("Gly-Glu(1-)")[0] == "glycyl-L-glutamic acid"      # the peptide under its charge
+    assert "spermine" in N.name_variants("sperminium(4+)")                    # an -ium cation's base
+    assert "N-methylputrescine" in N.name_variants("N-methylputrescinium(2+)")
+    assert N.name_variants("(R,R)-tramadol(1+)")[-1] == "tramadol"            # stereo descriptors dropped
+    assert N.name_variants("(+)-artemisinin") == ["artemisinin"]
+    assert N.name_variants("D-xylo-phytosphingosine") == ["phytosphingosine"]
+    # E/Z with locants stay: without them the name would lose where its double bonds are
+    assert N.name_variants("(9Z,12Z)-octadecadienoic acid") == []
+
+
+def test_atom_names_give_their_element_and_isotope():
+    from molret.names.variants import atom_smiles
+    assert atom_smiles("Boron atom") == "[B]"
+    assert atom_smiles("Potassium-39 atom") == "[39K]"
+    assert atom_smiles("sulfur atom") == "[S]"
+    assert atom_smiles("Frobnium atom") is None and atom_smiles("boron") is None
 
 
 @needs_opsin

@@ -31,15 +31,14 @@ log = logging.getLogger("molret")
 # Bump when what resolve_queries returns changes in a way the module hashes below would not see
 # (a dependency's behaviour, say); edits to the name modules themselves invalidate the cache anyway.
 CODE_VERSION = 1
-NAME_MODULES = ("resolve.py", "queries.py", "variants.py", "sources.py", "cache.py")
 _STRUCTURE_FIELDS = ("name", "smiles", "key", "source", "kind", "charge", "zwitterion")
 
 
 def code_hash() -> str:
-    """sha1 of the name modules' source: a cached batch from other rules is stale."""
+    """sha1 of the source of every module of ``molret.names``: a cached batch from other rules is stale."""
     h = hashlib.sha1()
-    for name in NAME_MODULES:
-        h.update((Path(__file__).parent / name).read_bytes())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 

@@ -13,7 +13,9 @@ in the same order:
    file): the subject name of every pair maps to that pair's graph, exactly
    as the challenge draws it. Last because it has no SMILES (so no charge or
    tautomer forms): put first, it took names OPSIN resolves through another
-   spelling, whose forms then found the true molecule (docs/experiments.md "Names 2.0").
+   spelling, whose forms then found the true molecule (docs/experiments.md "Names 2.0");
+4. ``mixtures``: salts, hydrates and single atoms (``molret.names.mixtures``): the base
+   resolved by the sources above, the named parts joined to it as the challenge draws them.
 
 A missing source (no Java, the package not installed) is one warning line;
 the others still resolve.
@@ -29,7 +31,7 @@ from typing import Sequence
 
 log = logging.getLogger("molret")
 
-SOURCE_ORDER = ("opsin", "chemicals", "pairs")
+SOURCE_ORDER = ("opsin", "chemicals", "pairs", "mixtures")
 CHEMICALS_FILE = "chemical identifiers pubchem large.tsv"
 
 
@@ -224,12 +226,15 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
                 out.append(["chemicals", file_fingerprint(path)])
     if pairs is not None:
         out.append([pairs.name, pairs.fingerprint()])
+    if out:
+        from molret.names.mixtures import MixtureSource
+        out.append([MixtureSource.name, MixtureSource([]).fingerprint()])
     return out
 
 
 def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
     """The sources in SOURCE_ORDER: OPSIN (when not None), the chemicals dictionary (when installed
-    and ``chemicals``), ``pairs`` (when given)."""
+    and ``chemicals``), ``pairs`` (when given), then the mixtures of what those resolve."""
     out = []
     if opsin is not None:
         out.append(OpsinSource(opsin))
@@ -239,4 +244,7 @@ def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool
             out.append(c)
     if pairs is not None:
         out.append(pairs)
+    if out:
+        from molret.names.mixtures import MixtureSource
+        out.append(MixtureSource(out))
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from molret.names.lipids import lipid_spellings
+
 _ANION = re.compile(r"^(?P<stem>.+?)ate(?:\(\d?[+-]\))?$")
 _CHARGE = re.compile(r"\s*\(\d*[+-]\)$")                     # "TMP(2-)", "strychnine(1+)"
 _SPECIES = re.compile(r"\s+(?:zwitterion|(?:mono|di|tri|tetra)?(?:anion|cation)|hydrochloride|hydrobromide|"
@@ -36,24 +38,82 @@ def _peptide_name(name: str) -> str | None:
     return "".join(_AMINO_ACYL[c] + "-" for c in codes[:-1]) + _AMINO_ACID[codes[-1]]
 
 
+_CATION = re.compile(r"(?<=[a-z])(in|an|amin|az)ium\b")          # "sperminium", "tropinium", "cysteaminium"
+_CATION_STEM = {"in": "ine", "an": "ane", "amin": "amine", "az": "azane"}
+# stereo descriptors a chemical name may carry where OPSIN rejects them: "(2S)-", "(R,R)-", "(+)-", "(9Z,12Z)-",
+# "rac-", "ent-", "cis-", "D-"; the challenge's graphs carry no stereo, so a name without them names the same graph
+_STEREO = re.compile(r"(?:(?<=^)|(?<=[-\s\[(]))(?:\((?:(?:[0-9]*'*[RSrs]|[EZ]|[+-]|\+/-|\xb1)(?:,\s*)?)+\)-|"
+                     r"(?:[DL]-)?(?:erythro|threo|xylo|ribo|arabino|lyxo)-(?=[A-Za-z(0-9])|"
+                     r"(?:rac|ent|cis|trans|meso|D|L|DL)-(?=[A-Za-z(0-9]))")
+# (E/Z with locants stay: "(9Z,12Z)-octadecadienoyl" would lose where its double bonds are)
+_ATOM = re.compile(r"^(?P<element>[A-Za-z]+)(?:-(?P<mass>\d+))?\s+atom$", re.I)
+
+
+def cation_name(name: str) -> str | None:
+    """The neutral base of an "-ium" cation name ("sperminium" -> "spermine"), None otherwise."""
+    base = _CATION.sub(lambda m: _CATION_STEM[m.group(1)], name)
+    return base if base != name else None
+
+
+def without_stereo(name: str) -> str | None:
+    """``name`` without its stereo descriptors (None when it has none)."""
+    bare = _STEREO.sub("", name)
+    return bare if bare != name and bare.strip("-") else None
+
+
+def atom_smiles(name: str) -> str | None:
+    """The SMILES of an "X atom" or "X-39 atom" name (an element, an isotope), None for anything else."""
+    m = _ATOM.match(name.strip())
+    if not m:
+        return None
+    from rdkit import Chem
+    try:
+        symbol = Chem.GetPeriodicTable().GetElementSymbol(_element_number(m.group("element")))
+    except (KeyError, RuntimeError):
+        return None
+    return f"[{m.group('mass') or ''}{symbol}]"
+
+
+_ELEMENTS: dict = {}
+
+
+def _element_number(word: str) -> int:
+    if not _ELEMENTS:
+        from rdkit import Chem
+        table = Chem.GetPeriodicTable()
+        for z in range(1, 119):
+            try:
+                _ELEMENTS[table.GetElementName(z).lower()] = z
+            except RuntimeError:
+                continue
+        _ELEMENTS.update({"aluminium": 13, "caesium": 55, "sulphur": 16})
+    return _ELEMENTS[word.lower()]
+
+
 def name_variants(name: str) -> list[str]:
     """Names to try, in order, when OPSIN rejects ``name``: a peptide's
     systematic name; the name without its charge ("(2-)") or species word
     ("zwitterion", "hydrochloride", ...), since ChEBI names charged species
     and salts that OPSIN does not parse (the neutral parent's graph differs a
-    little but shares most substructures); and the acid of an anion ("...ate"
-    -> "...ic acid")."""
+    little but shares most substructures), and that name as a peptide; the
+    acid of an anion ("...ate" -> "...ic acid"); the base of an "-ium"
+    cation; and each of these without stereo descriptors, or respelt as a
+    lipid name OPSIN parses (``molret.names.lipids``)."""
     out = []
-    peptide = _peptide_name(name)
+    neutral = _SPECIES.sub("", _CHARGE.sub("", name)).strip()
+    peptide = next((p for p in (_peptide_name(n) for n in (name, neutral) if n) if p), None)
     if peptide:
         out.append(peptide)
-    neutral = _SPECIES.sub("", _CHARGE.sub("", name)).strip()
     if neutral and neutral != name:
         out.append(neutral)
     for n in (name, neutral):
-        acid = acid_name(n) if n else None
-        if acid and acid not in out:
-            out.append(acid)
+        for other in (acid_name(n), cation_name(n)) if n else ():
+            if other and other not in out:
+                out.append(other)
+    for n in list(dict.fromkeys([name, neutral] + [o for o in out if o != peptide])):
+        for other in ([without_stereo(n)] if n else []) + lipid_spellings(n or ""):
+            if other and other not in out and other != name:
+                out.append(other)
     return out
 
 
