@@ -331,7 +331,8 @@ def test_name_variants_of_charged_peptides_cations_and_stereo():
     assert "N-methylputrescine" in N.name_variants("N-methylputrescinium(2+)")
     assert N.name_variants("(R,R)-tramadol(1+)")[-1] == "tramadol"            # stereo descriptors dropped
     assert N.name_variants("(+)-artemisinin") == ["artemisinin"]
-    assert N.name_variants("D-xylo-phytosphingosine") == ["phytosphingosine"]
+    assert N.name_variants("D-xylo-phytosphingosine")[0] == "phytosphingosine"
+    assert N.name_variants("Threo-3-methyl-L-aspartic acid") == ["3-methyl-aspartic acid"]   # capital at the start
     # E/Z with locants stay: without them the name would lose where its double bonds are
     assert N.name_variants("(9Z,12Z)-octadecadienoic acid") == []
 

@@ -57,8 +57,10 @@ def cation_name(name: str) -> str | None:
 
 def without_stereo(name: str) -> str | None:
     """``name`` without its stereo descriptors (None when it has none)."""
-    bare = _STEREO.sub("", name)
-    return bare if bare != name and bare.strip("-") else None
+    # a sentence-initial capital ("Threo-3-methyl-L-aspartic acid", "Ent-kaurene") hides the descriptor
+    lowered = name[0].lower() + name[1:] if len(name) > 1 and name[0].isupper() and name[1].islower() else name
+    bare = _STEREO.sub("", lowered)
+    return bare if bare != lowered and bare.strip("-") else None
 
 
 def atom_smiles(name: str) -> str | None:
