@@ -82,3 +82,23 @@ def test_counter_cations_take_the_bases_anion():
 def test_atoms_and_isotopes():
     boron, k39, none = _source({}).lookup(["Boron atom", "Potassium-39 atom", "Frobnium atom"])
     assert boron.key == key_of("[B]") and k39.key == key_of("[39K]") and none is None
+
+
+@pytest.mark.parametrize("name, spelt", [
+    ("XTP", "xanthosine 5'-triphosphate"),
+    ("dTDP", "thymidine 5'-diphosphate"),
+    ("DTDP", "thymidine 5'-diphosphate"),                               # a sentence-initial capital
+    ("UDP-N-acetyl-alpha-D-glucosamine", "uridine 5'-(N-acetyl-alpha-D-glucosaminyl dihydrogen diphosphate)"),
+    ("DTDP-beta-L-rhamnose", "thymidine 5'-(beta-L-rhamnosyl dihydrogen diphosphate)"),
+    ("CMP-beta-D-ribose", "cytidine 5'-(beta-D-ribosyl hydrogen phosphate)"),
+])
+def test_nucleotide_spellings(name, spelt):
+    from molret.names.nucleotides import nucleotide_spellings
+    assert nucleotide_spellings(name) == [spelt]
+
+
+def test_nucleotide_spellings_leave_other_names_alone():
+    from molret.names.nucleotides import nucleotide_spellings
+    # a partner that is not a sugar has no glycosyl form; "ATPase" and "DTT" are not nucleotide codes
+    assert nucleotide_spellings("CDP-glycerol") == [] and nucleotide_spellings("ATPase") == []
+    assert nucleotide_spellings("DTT") == [] and nucleotide_spellings("ethanol") == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from molret.names.lipids import lipid_spellings
+from molret.names.nucleotides import nucleotide_spellings
 
 _ANION = re.compile(r"^(?P<stem>.+?)ate(?:\(\d?[+-]\))?$")
 _CHARGE = re.compile(r"\s*\(\d*[+-]\)$")                     # "TMP(2-)", "strychnine(1+)"
@@ -100,7 +101,8 @@ def name_variants(name: str) -> list[str]:
     little but shares most substructures), and that name as a peptide; the
     acid of an anion ("...ate" -> "...ic acid"); the base of an "-ium"
     cation; and each of these without stereo descriptors, or respelt as a
-    lipid name OPSIN parses (``molret.names.lipids``)."""
+    lipid or nucleotide name OPSIN parses (``molret.names.lipids``,
+    ``molret.names.nucleotides``)."""
     out = []
     neutral = _SPECIES.sub("", _CHARGE.sub("", name)).strip()
     peptide = next((p for p in (_peptide_name(n) for n in (name, neutral) if n) if p), None)
@@ -113,7 +115,7 @@ def name_variants(name: str) -> list[str]:
             if other and other not in out:
                 out.append(other)
     for n in list(dict.fromkeys([name, neutral] + [o for o in out if o != peptide])):
-        for other in ([without_stereo(n)] if n else []) + lipid_spellings(n or ""):
+        for other in ([without_stereo(n)] if n else []) + lipid_spellings(n or "") + nucleotide_spellings(n or ""):
             if other and other not in out and other != name:
                 out.append(other)
     return out
