@@ -102,3 +102,25 @@ def test_nucleotide_spellings_leave_other_names_alone():
     # a partner that is not a sugar has no glycosyl form; "ATPase" and "DTT" are not nucleotide codes
     assert nucleotide_spellings("CDP-glycerol") == [] and nucleotide_spellings("ATPase") == []
     assert nucleotide_spellings("DTT") == [] and nucleotide_spellings("ethanol") == []
+
+
+def test_a_batch_whose_mixture_lookup_lost_opsin_is_not_cached(tmp_path, monkeypatch, molret_warnings):
+    from molret.names import cache as NC
+    from molret.names import sources as S
+    from molret.names.opsin import OpsinUnavailable
+
+    class StoppingOpsin:              # answers the first call (the names), stops on the next (a salt's base)
+        calls = 0
+        jar = None
+
+        def resolve(self, names):
+            StoppingOpsin.calls += 1
+            if StoppingOpsin.calls > 1:
+                raise OpsinUnavailable("stopped")
+            return [None for _ in names]
+
+    monkeypatch.setattr(S, "_SHARED", {"chemicals": SmilesDictionary({"methylamine": "CN"}, "chemicals")})
+    batch = ["Methylamine hydrochloride is a hydrochloride."]
+    got = NC.resolve_queries_cached(batch, StoppingOpsin(), None, cache_dir=tmp_path)
+    assert StoppingOpsin.calls >= 2 and got[0].subject is not None and got[0].subject.key == key_of("CN.Cl")
+    assert not list(tmp_path.glob("names-*.npz"))     # resolved without OPSIN: not saved

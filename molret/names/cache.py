@@ -144,6 +144,9 @@ def resolve_queries_cached(queries: Sequence[str], opsin, pairs=None, forms: str
         if hit is not None and len(hit) == len(queries):
             return hit
     sources = [_Watched(s) for s in default_sources(opsin, pairs, chemicals)]
+    for watched in sources:
+        if hasattr(watched.source, "sources"):   # a source built on the others (mixtures): watch its inner calls too
+            watched.source.sources = [w for w in sources if w is not watched]
     structures = resolve_queries(queries, opsin, sources=sources, forms=forms, candidate_keys=candidate_keys)
     if path is not None and not any(s.failed for s in sources):
         try:
