@@ -312,7 +312,7 @@ def test_name_variants_of_charges_species_peptides_and_anions():
     assert N.name_variants("Leu-Cys") == ["L-leucyl-L-cysteine"]
     assert N.name_variants("Gly-Gly-Asp") == ["glycyl-glycyl-L-aspartic acid"]
     assert N.name_variants("Leu-NH2") == []                   # not all codes
-    assert N.name_variants("TMP(2-)") == ["TMP"]
+    assert N.name_variants("TMP(2-)") == ["TMP", "thymidine 5'-monophosphate"]
     assert N.name_variants("N-acetyl-L-2-aminoadipate(2-)") == [
         "N-acetyl-L-2-aminoadipate", "N-acetyl-L-2-aminoadipic acid",
         "N-acetyl-2-aminoadipate(2-)", "N-acetyl-2-aminoadipate", "N-acetyl-2-aminoadipic acid"]

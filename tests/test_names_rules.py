@@ -124,3 +124,12 @@ def test_a_batch_whose_mixture_lookup_lost_opsin_is_not_cached(tmp_path, monkeyp
     got = NC.resolve_queries_cached(batch, StoppingOpsin(), None, cache_dir=tmp_path)
     assert StoppingOpsin.calls >= 2 and got[0].subject is not None and got[0].subject.key == key_of("CN.Cl")
     assert not list(tmp_path.glob("names-*.npz"))     # resolved without OPSIN: not saved
+
+
+def test_spellings_name_their_rules():
+    from molret.names.variants import spellings
+    assert spellings("Gly-Glu(1-)")[:2] == [("peptide", "glycyl-L-glutamic acid"), ("neutral", "Gly-Glu")]
+    assert ("cation", "spermine") in spellings("sperminium")
+    assert ("lipid", "2-aminotetradecane-1,3-diol") in spellings("Tetradecasphinganine(1+)")
+    assert ("nucleotide", "xanthosine 5'-triphosphate") in spellings("XTP(3-)")
+    assert spellings("(+)-artemisinin") == [("stereo", "artemisinin")]

@@ -94,30 +94,40 @@ def _element_number(word: str) -> int:
 
 
 def name_variants(name: str) -> list[str]:
-    """Names to try, in order, when OPSIN rejects ``name``: a peptide's
-    systematic name; the name without its charge ("(2-)") or species word
-    ("zwitterion", "hydrochloride", ...), since ChEBI names charged species
-    and salts that OPSIN does not parse (the neutral parent's graph differs a
-    little but shares most substructures), and that name as a peptide; the
-    acid of an anion ("...ate" -> "...ic acid"); the base of an "-ium"
-    cation; and each of these without stereo descriptors, or respelt as a
-    lipid or nucleotide name OPSIN parses (``molret.names.lipids``,
-    ``molret.names.nucleotides``)."""
-    out = []
+    """Names to try, in order, when OPSIN rejects ``name`` (``spellings``, without their rules)."""
+    return [variant for _, variant in spellings(name)]
+
+
+def spellings(name: str) -> list[tuple[str, str]]:
+    """(rule, name) of the other spellings of ``name``, in the order they are tried: a peptide's
+    systematic name ("peptide"); the name without its charge ("(2-)") or species word
+    ("zwitterion", "hydrochloride", ...: "neutral"), since ChEBI names charged species and salts
+    that OPSIN does not parse (the neutral parent's graph differs a little but shares most
+    substructures), and that name as a peptide; the acid of an anion ("...ate" -> "...ic acid":
+    "acid") and the base of an "-ium" cation ("cation"); and each of these without stereo
+    descriptors ("stereo"), or respelt as a lipid ("lipid") or nucleotide ("nucleotide") name
+    OPSIN parses (``molret.names.lipids``, ``molret.names.nucleotides``)."""
+    out: list = []
+
+    def add(rule: str, variant: str | None) -> None:
+        if variant and variant != name and variant not in (v for _, v in out):
+            out.append((rule, variant))
+
     neutral = _SPECIES.sub("", _CHARGE.sub("", name)).strip()
     peptide = next((p for p in (_peptide_name(n) for n in (name, neutral) if n) if p), None)
-    if peptide:
-        out.append(peptide)
-    if neutral and neutral != name:
-        out.append(neutral)
+    add("peptide", peptide)
+    add("neutral", neutral)
     for n in (name, neutral):
-        for other in (acid_name(n), cation_name(n)) if n else ():
-            if other and other not in out:
-                out.append(other)
-    for n in list(dict.fromkeys([name, neutral] + [o for o in out if o != peptide])):
-        for other in ([without_stereo(n)] if n else []) + lipid_spellings(n or "") + nucleotide_spellings(n or ""):
-            if other and other not in out and other != name:
-                out.append(other)
+        if n:
+            add("acid", acid_name(n))
+            add("cation", cation_name(n))
+    for n in list(dict.fromkeys([name, neutral] + [v for _, v in out if v != peptide])):
+        if n:
+            add("stereo", without_stereo(n))
+            for variant in lipid_spellings(n):
+                add("lipid", variant)
+            for variant in nucleotide_spellings(n):
+                add("nucleotide", variant)
     return out
 
 
