@@ -1,0 +1,127 @@
+"""Names built from a query's description (molret.names.derived) and their use in resolve_queries."""
+from __future__ import annotations
+
+from molret.chem.smiles_graph import mol_to_graph, parse_smiles
+from molret.names import queries as Q
+from molret.names import sources as S
+from molret.names.derived import RULES, derived_names, substituent_prefixes
+from molret.names.resolve import graph_key
+
+
+def key(smiles: str) -> str:
+    edge_index, identifiers = mol_to_graph(parse_smiles(smiles))
+    return graph_key(identifiers, edge_index)
+
+
+def names_of(query: str, subject: str, rule: str) -> list[str]:
+    return [n for r, n in derived_names(query, subject) if r == rule]
+
+
+# ------------------------------------------------------------------ substituent lists
+
+def test_substituent_list_to_prefixes():
+    assert substituent_prefixes("hydroxy groups at positions 3, 16 and 25") == ["3,16,25-trihydroxy"]
+    assert substituent_prefixes("hydroxy groups at positions 1, 3, 6 and 7, a prenyl group at position 2 and a "
+                                "geranyl group at position 5") == ["1,3,6,7-tetrahydroxy", "2-prenyl", "5-geranyl"]
+    # primed locants, "by" repeated, a trailing "respectively", a compound group in parentheses
+    assert substituent_prefixes("hydroxy groups at positions 5, 7 and 2' and by a methoxy group at position 4' "
+                                "respectively") == ["5,7,2'-trihydroxy", "4'-methoxy"]
+    assert substituent_prefixes("pyridin-3-ylmethylene groups at positions 2 and 6") == \
+        ["2,6-bis(pyridin-3-ylmethylene)"]
+    assert substituent_prefixes("a 2-carboxyethyl group at position 4") == ["4-(2-carboxyethyl)"]
+    # gem-dimethyl written twice, and "geminal"
+    assert substituent_prefixes("methyl groups at positions 4, 4, and 8") == ["4,4,8-trimethyl"]
+    assert substituent_prefixes("geminal methyl groups at position 2") == ["2,2-dimethyl"]
+    # groups and positions paired in order
+    assert substituent_prefixes("an ethyl, a benzoyl, and a hydroxy group at positions 1, 4 and 5, respectively") \
+        == ["1-ethyl", "4-benzoyl", "5-hydroxy"]
+    # ChEBI's "isoprenyl" is prenyl (3-methylbut-2-en-1-yl), stereo words on a group dropped
+    assert substituent_prefixes("an isoprenyl group at position 2 and a beta-hydroxy group at position 6") == \
+        ["2-prenyl", "6-hydroxy"]
+
+
+def test_substituent_list_that_does_not_parse_gives_nothing():
+    assert substituent_prefixes("a hydroxy group at positions 2 and 4") is None      # one group, two positions
+    assert substituent_prefixes("a hydroxy group") is None                          # no position
+    assert substituent_prefixes("a 2,2-dimethyl pyran group across positions 7 and 8") is None
+    assert substituent_prefixes("hydroxy groups at positions 3 and 5 and a methyl group") is None
+
+
+# ------------------------------------------------------------------ the rules
+
+def test_substituted_by():
+    q = ("Gentisein is a member of the class of xanthones that is 9H-xanthen-9-one substituted by hydroxy groups at "
+         "positions 1, 3 and 7. It has a role as a plant metabolite.")
+    assert derived_names(q, "Gentisein") == [("substituted", "1,3,7-trihydroxy-9H-xanthen-9-one")]
+    q = "Foo is a steroid that is cholestane substituted by hydroxy groups at positions 3, 16 and 25 (the 3beta isomer)."
+    assert names_of(q, "Foo", "substituted") == ["3,16,25-trihydroxycholestane", "3,16,25-trihydroxy-cholestane"]
+    # "which is substituted", a leading stereo descriptor of the parent dropped
+    q = "Bar is a diol that is (3R,5S)-heptane-3,5-diol which is substituted by a methyl group at position 2."
+    assert names_of(q, "Bar", "substituted")[0] == "2-methylheptane-3,5-diol"
+
+
+def test_substituted_by_needs_a_parent_name_and_a_complete_list():
+    assert derived_names("Foo is a steroid substituted by hydroxy groups.", "Foo") == []
+    # the clause before "substituted" is a description, not a name
+    assert derived_names("Foo is an N-sulfonylurea in which the nitrogen is substituted by a methyl group at "
+                         "position 2.", "Foo") == []
+
+
+def test_hydrogens_replaced_by():
+    q = ("Tioxazafen is a 1,2,4-oxadiazole in which the hydrogens at positions 3 and 5 have been replaced by phenyl and "
+         "thiophen-2-yl groups, respectively.")
+    assert names_of(q, "Tioxazafen", "replaced") == ["3-phenyl-5-(thiophen-2-yl)-1,2,4-oxadiazole"]
+    q = "Baz is pyridine in which the hydrogens at positions 2 and 6 have been replaced by methyl groups."
+    assert names_of(q, "Baz", "replaced") == ["2,6-dimethylpyridine", "2,6-dimethyl-pyridine"]
+    q = "Baz is pyridine in which the hydrogens at positions 2 and 6 have been replaced by a methyl group."
+    assert names_of(q, "Baz", "replaced") == []     # one group, two positions
+
+
+def test_derivative_of():
+    q = "Qux is a sterigmatocystin that is the 11-hydroxy-8-O-methyl derivative of the parent sterigmatocystin."
+    assert derived_names(q, "Qux") == [("derivative", "11-hydroxy-8-O-methylsterigmatocystin"),
+                                       ("derivative", "11-hydroxy-8-O-methyl-sterigmatocystin")]
+    q = "Quux is an acetamide that is the N-acetyl derivative of serotonin."
+    assert names_of(q, "Quux", "derivative")[0] == "N-acetylserotonin"
+    # no locant: which position is not said
+    assert derived_names("Quux is the dihydro derivative of bruceanol D.", "Quux") == []
+
+
+def test_methyl_ester():
+    q = ("Triflusulfuron-methyl is a methyl ester resulting from the formal condensation of the carboxy group of "
+         "triflusulfuron with methanol.")
+    assert derived_names(q, "Triflusulfuron-methyl") == [("ester", "triflusulfuron methyl ester")]
+    q = "Mec is the ethyl ester of 2-methylbenzoic acid."
+    assert names_of(q, "Mec", "ester") == ["2-methylbenzoic acid ethyl ester", "ethyl 2-methylbenzoate"]
+    # the alcohol contradicts the ester's name: nothing
+    assert derived_names("Foo is a methyl ester obtained by formal condensation of the carboxy group of benzoic "
+                         "acid with ethanol.", "Foo") == []
+
+
+def test_rules_are_ordered_and_names_unique():
+    q = ("Foo is 9H-xanthen-9-one substituted by a hydroxy group at position 1. It is the methyl ester of "
+         "2-methylbenzoic acid.")
+    got = derived_names(q, "Foo")
+    assert [r for r, _ in got] == ["substituted", "ester", "ester"]
+    assert len({n for _, n in got}) == len(got)
+    assert derived_names(q, "Foo", rules=("ester",)) == got[1:]
+    assert set(RULES) >= {"substituted", "replaced", "derivative", "ester"}
+
+
+# ------------------------------------------------------------------ resolve_queries
+
+def test_resolve_queries_resolves_the_subject_from_its_description():
+    source = S.SmilesDictionary({"2,6-dimethylpyridine": "Cc1cccc(C)n1", "pyridine": "c1ccncc1"}, "test")
+    batch = ["Lutidinol is a pyridine that is pyridine substituted by methyl groups at positions 2 and 6.",
+             "Pyridine is an azaarene. It derives from a lutidinol."]
+    q = Q.resolve_queries(batch, None, sources=[source])
+    assert q[0].subject is not None and q[0].subject.kind == "derived" and q[0].subject.rule == "substituted"
+    assert q[0].subject.name == "Lutidinol" and q[0].identity_keys == {key("Cc1cccc(C)n1")}
+    assert q[1].subject.kind == "name" and q[1].subject.rule == ""      # a resolved subject is left alone
+    # no rules: the subject stays unresolved
+    q = Q.resolve_queries(batch, None, sources=[source], derived_rules=())
+    assert q[0].subject is None
+    # a name that does not resolve gives nothing
+    q = Q.resolve_queries(["Lutidinol is pyridine substituted by chloro groups at positions 2 and 6."], None,
+                          sources=[source])
+    assert q[0].subject is None
