@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-RULES = ("substituted", "replaced", "derivative", "ester")
+RULES = ("substituted", "replaced", "o_substituted", "derivative", "ester")
 DEFAULT_RULES = RULES     # each exact on val often enough: docs/experiments.md "Names 3.0"
 
 _COUNT_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
@@ -28,23 +28,31 @@ _MULTIPLIER_COMPOUND = {1: "", 2: "bis", 3: "tris", 4: "tetrakis", 5: "pentakis"
                         8: "octakis"}
 # ChEBI's substituent words -> the names OPSIN reads the same way
 _GROUP_SYNONYMS = {"isoprenyl": "prenyl", "hydroxyl": "hydroxy", "carboxyl": "carboxy"}
+# substituents written without parentheses ("3,5-dihydroxy"); any other is parenthesised ("3,4-bis(hydroxymethyl)":
+# "3,4-dihydroxymethyl" would read as dihydroxy-methyl)
+_SIMPLE_GROUPS = frozenset(
+    "hydroxy oxo methyl ethyl propyl butyl pentyl hexyl heptyl octyl methoxy ethoxy propoxy chloro bromo fluoro iodo "
+    "amino nitro cyano formyl carboxy sulfo phenyl benzyl benzoyl acetyl prenyl geranyl farnesyl geranylgeranyl "
+    "methylidene methylene ethylidene vinyl ethenyl allyl isopropyl isobutyl mercapto sulfanyl imino hydroxyimino "
+    "phospho phosphono phosphonooxy sulfooxy acetoxy acetyloxy benzyloxy phenoxy glucosyl glucopyranosyl "
+    "isopentenyl propanoyl butanoyl hydroperoxy epoxy azido methylsulfanyl methylthio trifluoromethyl".split())
 
-_LOC = r"(?:[NOS]?\d+[a-z]?'*|[NOS]'*)"
+_LOC = r"(?:[NOS]-?\d+'*|\d+[a-z]?'*(?:alpha|beta)?|[NOS]'*)"
 _LOCS = rf"{_LOC}(?:\s*,\s*{_LOC})*(?:,?\s+and\s+{_LOC})?"
 _NOUN = r"(?:groups?|moiety|moieties|substituents?|atoms?|residues?)"
 # one item of a substituent list: "[count] [additional] <group> [groups] at position(s) <locants>"
 _ITEM = re.compile(
     rf"^(?:(?P<count>a|an|one|two|three|four|five|six|seven|eight)\s+)?(?:(?:additional|further|geminal)\s+)*"
-    rf"(?P<group>\S+?)\s+(?:{_NOUN}\s+)?at\s+(?:(?:the\s+)?positions?\s+)?(?P<locs>{_LOCS})(?:[\s-]+positions?)?$",
+    rf"(?P<group>\S+?)\s+(?:{_NOUN}\s+)?at\s+(?:(?:the\s+)?positions?\s+|the\s+)?(?P<locs>{_LOCS})(?:[\s-]+positions?)?$",
     re.I)
 _GEMINAL = re.compile(r"\bgeminal\b", re.I)
 # items end at a comma or "and" not followed by another locant ("positions 1, 3 and 7" is one item)
-_ITEM_SPLIT = re.compile(rf"(?:,\s+|,?\s+and\s+)(?:and\s+)?(?:by\s+)?(?!(?:and\s+)?{_LOC}(?:[\s,]|$))", re.I)
+_ITEM_SPLIT = re.compile(rf"(?:,\s+|,?\s+and\s+|\s+as\s+well\s+as\s+)(?:and\s+)?(?:by\s+)?(?!(?:and\s+)?{_LOC}(?:[\s,]|$))", re.I)
 _STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ])-", re.I)
 # a leading stereo descriptor of a parent name ("(3R,5S)-"): the graphs carry no stereo, and OPSIN
 # rejects prefixes written before it
 _STEREO_PREFIX = re.compile(r"^\((?:\d+[a-z]?'*[RSEZ]|[RSEZ]|\d+[a-z]?'*(?:alpha|beta)|[,\s])+\)-")
-_CLAUSE_END = r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;|,\s+(?:and\s+)?(?:in which|which|that|and which)\b|$)"
+_CLAUSE_END = r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;|\s+It\s|,\s+(?:and\s+)?(?:in which|which|that|and which)\b|$)"
 _PARENT_WORDS = re.compile(r"\b(?:group|groups|derivative|position|positions|which|that|where|whose|with|of|in)\b",
                            re.I)
 
@@ -59,10 +67,7 @@ def _parent_before(text: str) -> str | None:
     m = re.search(r".*\b(?:is|are)\s+(?:(?:a|an|the)\s+)?(?P<name>.+)$", text, re.S)
     if not m:
         return None
-    name = " ".join(m.group("name").split()).strip(" ,")
-    if not name or len(name.split()) > 4 or _PARENT_WORDS.search(name):
-        return None
-    return _STEREO_PREFIX.sub("", name)
+    return _clean_parent(m.group("name"))
 
 
 def _group_name(group: str) -> str:
@@ -73,7 +78,7 @@ def _group_name(group: str) -> str:
 def _prefix(group: str, locants: list[str]) -> str:
     """"3,5-dihydroxy", "4-(2-carboxyethyl)", "2,6-bis(pyridin-3-ylmethylene)"."""
     group, n = _group_name(group), len(locants)
-    compound = bool(re.search(r"[\d\s,()\[\]-]", group))
+    compound = group.lower() not in _SIMPLE_GROUPS
     if compound:
         body = f"{_MULTIPLIER_COMPOUND[n]}({group})" if n > 1 else f"({group})"
     else:
@@ -82,7 +87,9 @@ def _prefix(group: str, locants: list[str]) -> str:
 
 
 def _locants(text: str) -> list[str]:
-    return [x for x in re.split(r",?\s+and\s+|\s*,\s*", text.strip()) if x]
+    """"1, 3 and 2'" -> ["1", "3", "2'"]; "N-2" -> "N2"; "6alpha" -> "6" (the graphs carry no stereo)."""
+    locs = [x for x in re.split(r",?\s+and\s+|\s*,\s*", text.strip()) if x]
+    return [re.sub(r"(?:alpha|beta)$", "", x.replace("-", "")) for x in locs]
 
 
 def substituent_prefixes(listing: str) -> list[str] | None:
@@ -108,8 +115,10 @@ def substituent_prefixes(listing: str) -> list[str] | None:
         locs = _locants(im.group("locs"))
         if _GEMINAL.search(item) and len(locs) == 1:
             locs = locs * 2
-        count = im.group("count")
-        if count and _COUNT_WORDS[count.lower()] != len(locs):
+        count = im.group("count") and _COUNT_WORDS[im.group("count").lower()]
+        if count and count > 1 and len(locs) == 1:
+            locs = locs * count         # "two methyl groups at position 8": 8,8-dimethyl
+        if count and count != len(locs):
             return None
         if len(locs) > 8:
             return None
@@ -139,7 +148,11 @@ _ESTER = re.compile(r"\b(?:is|are)\s+(?:an?|the)\s+(?P<alkyl>methyl|ethyl)\s+est
 
 
 def _clean_parent(name: str) -> str | None:
-    name = " ".join(name.split()).strip(" ,")
+    """A parent's name as the sources want it, None when it is not one name."""
+    name = re.sub(r"\s+\([^()]*\)$", "", " ".join(name.split()).strip(" ,"))   # "hentriacontanoic acid (a C31 acid)"
+    cls = re.match(r"^(?:a\s+)?member\s+of\s+the\s+class\s+of\s+(?P<plural>[\w,\[\]()'-]+)s$", name)
+    if cls:
+        name = cls.group("plural")     # "a member of the class of azulenes carrying ... substituents at ..."
     if not name or len(name.split()) > 4 or _PARENT_WORDS.search(name):
         return None
     return _STEREO_PREFIX.sub("", name)
@@ -179,6 +192,57 @@ def _rule_replaced(query: str) -> list[str]:
     return out
 
 
+_O_REPLACED = re.compile(
+    rf"\s+in which\s+(?:the\s+|both\s+)?(?:(?:phenolic|alcoholic)\s+(?:hydroxy\s+|hydroxyl\s+)?|(?:hydroxy|hydroxyl|OH)\s+)"
+    r"(?:hydrogens?|groups?)\s+"
+    rf"at\s+(?:the\s+)?positions?\s+(?P<locs>{_LOCS})(?:\s+positions?)?\s+(?:(?:has|have)\s+(?:each\s+)?been|is|are)\s+"
+    r"(?P<verb>replaced|substituted|converted)\s+(?:by|into|to)\s+(?P<list>.+?)" + _CLAUSE_END, re.I | re.S)
+# what a hydroxy group "has been converted into": the O-substituent it then carries
+_O_PRODUCTS = {"acetate ester": "acetyl", "acetate": "acetyl", "methyl ether": "methyl", "ethyl ether": "ethyl",
+               "sulfate": "sulfo", "sulfate ester": "sulfo", "phosphate": "phosphono", "benzoate ester": "benzoyl",
+               "benzoate": "benzoyl"}
+_O_GROUPS = {"methoxy": "methyl", "ethoxy": "ethyl", "acetoxy": "acetyl", "acetyloxy": "acetyl", "sulfooxy": "sulfo",
+             "benzoyloxy": "benzoyl", "phosphonooxy": "phosphono"}
+
+
+def _o_prefix(group: str, locants: list[str]) -> str:
+    """"3',7-di-O-methyl", "5-O-(beta-D-glucosyl)"."""
+    group, n = _group_name(group), len(locants)
+    body = group if group.lower() in _SIMPLE_GROUPS else f"({group})"
+    return ",".join(locants) + "-" + (f"{_MULTIPLIER[n]}-O-" if n > 1 else "O-") + body
+
+
+def _rule_o_substituted(query: str) -> list[str]:
+    """"Y in which the hydroxy hydrogen at position 3 has been replaced by a methyl group", "... the hydroxy
+    group at position 3 is replaced by a methoxy group", "... has been converted into the corresponding
+    acetate ester / beta-D-glucoside" -> "3-O-methyl-Y", "3-O-acetyl-Y", "3-O-(beta-D-glucosyl)-Y"."""
+    out = []
+    for m in _O_REPLACED.finditer(query):
+        parent = _parent_before(_sentence_of(query, m.start()))
+        if not parent:
+            continue
+        locs, verb = _locants(m.group("locs")), m.group("verb").lower()
+        listing = re.sub(r"^(?:the\s+corresponding|its|their)\s+", "", " ".join(m.group("list").split()), flags=re.I)
+        whole = re.match(rf"^(?:(?P<count>a|an|one|two|three|four)\s+)?(?P<group>\S+?)(?:\s+{_NOUN}|\s+derivatives?)?$",
+                         listing, re.I)
+        product = _O_PRODUCTS.get(listing.lower().rstrip("s"))
+        hydrogen = re.search(r"hydrogens?\s+at", m.group(0), re.I) is not None
+        if product:
+            group = product
+        elif whole and whole.group("count") and len(locs) > 1 and _COUNT_WORDS[whole.group("count").lower()] != len(locs):
+            continue
+        elif whole and verb == "converted" and re.search(r"(?:oside|osides)$", whole.group("group")):
+            group = re.sub(r"osides?$", "osyl", whole.group("group"))   # "beta-D-glucoside" -> "beta-D-glucosyl"
+        elif whole and verb != "converted" and hydrogen:
+            group = whole.group("group")
+        elif whole and verb != "converted" and whole.group("group").lower() in _O_GROUPS:
+            group = _O_GROUPS[whole.group("group").lower()]   # the hydroxy group replaced by a methoxy group
+        else:
+            continue
+        out += _with_prefixes([_o_prefix(group, locs)], parent)
+    return out
+
+
 def _rule_derivative(query: str) -> list[str]:
     out = []
     for m in _DERIVATIVE.finditer(query):
@@ -205,7 +269,8 @@ def _rule_ester(query: str) -> list[str]:
     return out
 
 
-_RULES = {"substituted": _rule_substituted, "replaced": _rule_replaced, "derivative": _rule_derivative,
+_RULES = {"substituted": _rule_substituted, "replaced": _rule_replaced, "o_substituted": _rule_o_substituted,
+          "derivative": _rule_derivative,
           "ester": _rule_ester}
 
 
