@@ -5,10 +5,10 @@ from typing import Sequence
 
 import numpy as np
 
-from molret.names.derived import DEFAULT_RULES, derived_names
+from molret.names.derived import DEFAULT_RULES, derived_edits, derived_names, derived_structures
 from molret.names.opsin import Opsin
 from molret.names.resolve import (QueryStructures, Structure, charge_hint, extract_names, resolve_names,
-                                  structure_forms_of)
+                                  structure_forms_of, structure_from_smiles)
 from molret.names.sources import default_sources
 
 
@@ -16,6 +16,19 @@ def key_size(key: str) -> tuple[int, int]:
     """(atoms, bond directions) of a graph key (``graph_keys``' last two columns)."""
     raw = np.frombuffer(bytes.fromhex(key), dtype=np.uint64)
     return int(raw[-2]), int(raw[-1])
+
+
+def derived_structure(query: str, subject: str, edits: list, structures: dict, rules) -> Structure | None:
+    """The subject's Structure from the first edit (``molret.names.derived.derived_edits``) whose
+    resolved parents give a molecule; None when none does."""
+    parents = {p: structures[p] for _, names, _ in edits for p in names if structures.get(p) is not None}
+    for rule, smiles in derived_structures(query, subject, {p: s.smiles for p, s in parents.items()}, rules):
+        source = next(parents[p].source for r, names, _ in edits if r == rule for p in names if p in parents)
+        st = structure_from_smiles(subject, smiles, source=source, kind="derived")
+        if st is not None:
+            st.rule = rule
+            return st
+    return None
 
 
 def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequence | None = None,
@@ -39,9 +52,12 @@ def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequen
     found = [extract_names(q) for q in queries]
     wanted = list(dict.fromkeys(n for names in found for n in names.all()))
     structures = resolve_names(wanted, sources) if sources else {}
-    derived = {i: derived_names(q, names.subject, derived_rules) for i, (q, names) in enumerate(zip(queries, found))
-               if sources and derived_rules and names.subject and structures.get(names.subject) is None}
+    unresolved = [i for i, names in enumerate(found) if sources and derived_rules and names.subject and
+                  structures.get(names.subject) is None]
+    derived = {i: derived_names(queries[i], found[i].subject, derived_rules) for i in unresolved}
+    edits = {i: derived_edits(queries[i], found[i].subject, derived_rules) for i in unresolved}
     built = [n for pairs in derived.values() for _, n in pairs if n not in structures]
+    built += [p for es in edits.values() for _, parents, _ in es for p in parents if p not in structures]
     if built:
         structures.update(resolve_names(list(dict.fromkeys(built)), sources))
     sizes = None if candidate_keys is None else {key_size(k) for k in set(candidate_keys)}
@@ -56,6 +72,8 @@ def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequen
         if q.subject is None and derived.get(i):
             q.subject = next((structures[n].renamed(names.subject, kind="derived", rule=rule)
                               for rule, n in derived[i] if structures.get(n) is not None), None)
+        if q.subject is None and edits.get(i):
+            q.subject = derived_structure(query, names.subject, edits[i], structures, derived_rules)
         q.enantiomers = [s for s in map(structures.get, names.enantiomers) if s is not None]
         q.parents = [s for s in map(structures.get, names.parents) if s is not None]
         if forms != "none":
