@@ -1,4 +1,4 @@
-"""Names built from a query's description for a subject no source resolves ("Y substituted by hydroxy groups at positions 3 and 5" -> "3,5-dihydroxy-Y").
+"""Names and structures built from a query's description for a subject no name source resolves.
 
 Many ChEBI subjects are trivial names no source knows, but their description
 builds the molecule from a parent Y that does resolve: "X is Y substituted by
@@ -48,18 +48,21 @@ _NOUN = r"(?:groups?|moiety|moieties|substituents?|atoms?|residues?)"
 # one item of a substituent list: "[count] [additional] <group> [groups] at position(s) <locants>"
 _ITEM = re.compile(
     rf"^(?:(?P<count>a|an|one|two|three|four|five|six|seven|eight)\s+)?(?:(?:additional|further|geminal)\s+)*"
-    rf"(?P<group>\S+?)\s+(?:(?P<noun>{_NOUN})\s+)?at\s+(?:(?:the\s+)?positions?\s+|the\s+)?(?P<locs>{_LOCS})(?:[\s-]+positions?)?$",
+    rf"(?P<group>\S+?)\s+(?:(?P<noun>{_NOUN})\s+)?at\s+(?:(?:the\s+)?positions?\s+|the\s+)?(?P<locs>{_LOCS})"
+    r"(?:[\s-]+positions?)?$",
     re.I)
 _PLURAL_NOUNS = {"groups", "moieties", "substituents", "atoms", "residues"}
 _GEMINAL = re.compile(r"\bgeminal\b", re.I)
 # items end at a comma or "and" not followed by another locant ("positions 1, 3 and 7" is one item)
-_ITEM_SPLIT = re.compile(rf"(?:[,;]\s+|,?\s+and\s+|\s+as\s+well\s+as\s+)(?:and\s+)?(?:by\s+)?(?!(?:and\s+)?{_LOC}(?:[\s,]|$))", re.I)
+_ITEM_SPLIT = re.compile(rf"(?:[,;]\s+|,?\s+and\s+|\s+as\s+well\s+as\s+)(?:and\s+)?(?:by\s+)?"
+                         rf"(?!(?:and\s+)?{_LOC}(?:[\s,;]|$))", re.I)
 _STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ])-", re.I)
 # a leading stereo descriptor of a parent name ("(3R,5S)-"): the graphs carry no stereo, and OPSIN
 # rejects prefixes written before it
 # (only R/S/alpha/beta: an E/Z prefix may be all that places the double bonds, "(5Z,8E)-docosadienoic acid")
 _STEREO_PREFIX = re.compile(r"^\((?:\d+[a-z]?'*[RS]|[RS]|\d+[a-z]?'*(?:alpha|beta)|[,\s])+\)-")
-_CLAUSE_END = r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;(?!\s+(?:and\s+)?by\s)|\s+It\s|,\s+(?:and\s+)?(?:in which|which|that|and which)\b|$)"
+_CLAUSE_END = (r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;(?!\s+(?:and\s+)?by\s)|\s+It\s|"
+               r",\s+(?:and\s+)?(?:in which|which|that|and which)\b|$)")
 _PARENT_WORDS = re.compile(r"\b(?:group|groups|derivative|position|positions|which|that|where|whose|with|of|in)\b",
                            re.I)
 
@@ -163,7 +166,7 @@ def _clean_parent(name: str) -> str | None:
     if cls:
         name = cls.group("plural")     # "a member of the class of azulenes carrying ... substituents at ..."
     if re.search(r"yl\s+\S+ate$", name):
-        return None                    # an ester's name ("2,3-dimethylbutyl acetate"): which part a prefix goes to is unclear
+        return None    # an ester's name ("2,3-dimethylbutyl acetate"): which part a prefix goes to is unclear
     if not name or len(name.split()) > 4 or _PARENT_WORDS.search(name):
         return None
     return _STEREO_PREFIX.sub("", name)
@@ -218,7 +221,8 @@ def _rule_replaced(query: str) -> list[str]:
 
 
 _O_REPLACED = re.compile(
-    rf"\s+in which\s+(?:the\s+|both\s+)?(?:(?:phenolic|alcoholic)\s+(?:hydroxy\s+|hydroxyl\s+)?|(?:hydroxy|hydroxyl|OH)\s+)"
+    r"\s+in which\s+(?:the\s+|both\s+)?"
+    r"(?:(?:phenolic|alcoholic)\s+(?:hydroxy\s+|hydroxyl\s+)?|(?:hydroxy|hydroxyl|OH)\s+)"
     r"(?:hydrogens?|groups?)\s+"
     rf"at\s+(?:the\s+)?positions?\s+(?P<locs>{_LOCS})(?:\s+positions?)?\s+(?:(?:has|have)\s+(?:each\s+)?been|is|are)\s+"
     r"(?P<verb>replaced|substituted|converted)\s+(?:by|into|to)\s+(?P<list>.+?)" + _CLAUSE_END, re.I | re.S)
@@ -256,7 +260,8 @@ def _rule_o_substituted(query: str) -> list[str]:
         hydrogen = re.search(r"hydrogens?\s+at", m.group(0), re.I) is not None
         if product:
             group = product
-        elif whole and whole.group("count") and len(locs) > 1 and _COUNT_WORDS[whole.group("count").lower()] != len(locs):
+        elif (whole and whole.group("count") and len(locs) > 1
+              and _COUNT_WORDS[whole.group("count").lower()] != len(locs)):
             continue
         elif whole and verb == "converted" and re.search(r"(?:oside|osides)$", whole.group("group")):
             group = re.sub(r"osides?$", "osyl", whole.group("group"))   # "beta-D-glucoside" -> "beta-D-glucosyl"
