@@ -1,11 +1,13 @@
-"""How each rule of molret.names.derived does on the subjects no name source resolves.
+"""How each rule of molret.names.derived (and .edits) does on the subjects no name source resolves.
 
 For the val and the test queries whose subject name does not resolve (every source, every spelling,
 no derived names), each rule alone: how often it fires (builds at least one name or structure edit),
 how often it gives a structure (a name resolves, or an edit's parents resolve and their sites are
 unambiguous), and, on val, how often the first structure it gives is EXACTLY the true
 molecule's graph (graph key; candidates the pool, val + test molecules); then the rules together in
-the order given (what ``resolve_queries`` does). No model needed.
+the order given ("all") and the default rules ("default": what ``resolve_queries`` does). With
+``--train``, the same on the train queries, whose subjects the pairs dictionary would resolve
+trivially, so their sources are OPSIN and the chemicals table only. No model needed.
 
     python bench/derived_names.py [--data-dir D] [--cache-dir C] [--rules R ...] [--json out.json] [--show N]
 
@@ -27,7 +29,8 @@ DATA = REPO.parent / "shared" / "data" / "altegrad"
 def outcome(text: str, subject: str, rules, structures: dict):
     """(fired, Structure or None) of ``rules`` on one query, as ``resolve_queries`` resolves them (names
     first, then edits), ``structures`` every built name and edit parent resolved."""
-    from molret.names.derived import derived_edits, derived_names
+    from molret.names.derived import derived_names
+    from molret.names.edits import derived_edits
     from molret.names.queries import derived_structure
     names, edits = derived_names(text, subject, rules), derived_edits(text, subject, rules)
     first = next((structures[n] for _, n in names if structures.get(n) is not None), None)
@@ -54,9 +57,10 @@ def rule_counts(outcomes: list, unresolved: list) -> dict:
 
 
 def measure(texts: list, truths: list, splits: list, sources, rules) -> tuple:
-    """Per rule (and "all", the rules in order) counts on the queries of ``texts`` whose subject
+    """Per rule (and "all", the rules in order, and "default", those of them in DEFAULT_RULES) counts on the queries of ``texts`` whose subject
     ``sources`` do not resolve; also (rows, subjects, unresolved, outcomes per rule) for examples."""
-    from molret.names.derived import derived_edits, derived_names
+    from molret.names.derived import DEFAULT_RULES, derived_names
+    from molret.names.edits import derived_edits
     from molret.names.queries import resolve_queries
     from molret.names.resolve import resolve_names
     plain = resolve_queries(texts, None, sources=sources, forms="none", derived_rules=())
@@ -68,9 +72,9 @@ def measure(texts: list, truths: list, splits: list, sources, rules) -> tuple:
               for p in parents]
     structures = resolve_names(list(dict.fromkeys(built)), sources)
     by_rule, outcomes = {}, {}
-    for rule in [*rules, "all"]:
-        outcomes[rule] = [outcome(texts[i], subj, rules if rule == "all" else [rule], structures)
-                          for i, subj in zip(rows, subjects)]
+    for rule in [*rules, "all", "default"]:
+        chosen = rules if rule == "all" else [r for r in DEFAULT_RULES if r in rules] if rule == "default" else [rule]
+        outcomes[rule] = [outcome(texts[i], subj, chosen, structures) for i, subj in zip(rows, subjects)]
         by_rule[rule] = rule_counts(outcomes[rule], unresolved)
     return by_rule, (rows, subjects, unresolved, outcomes)
 

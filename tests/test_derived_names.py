@@ -1,11 +1,12 @@
-"""Names built from a query's description (molret.names.derived) and their use in resolve_queries."""
+"""Names and structures built from a query's description (molret.names.derived, molret.names.edits) and their use
+in resolve_queries."""
 from __future__ import annotations
 
 from molret.chem.smiles_graph import mol_to_graph, parse_smiles
 from molret.names import queries as Q
 from molret.names import sources as S
-from molret.names.derived import (DEFAULT_RULES, RULES, apply_edit, derived_edits, derived_names,
-                                  derived_structures, substituent_prefixes)
+from molret.names.derived import DEFAULT_RULES, RULES, derived_names, substituent_prefixes
+from molret.names.edits import apply_edit, derived_edits, derived_structures
 from molret.names.resolve import graph_key
 
 

@@ -17,10 +17,9 @@ docs/experiments.md "Names 3.0".
 from __future__ import annotations
 
 import re
-from typing import Sequence
 
 NAME_RULES = ("substituted", "replaced", "o_substituted", "derivative", "ester")
-EDIT_RULES = ("condensation", "ester_edit", "site_edit")
+EDIT_RULES = ("condensation", "ester_edit", "site_edit")   # molret.names.edits
 RULES = NAME_RULES + EDIT_RULES
 # the rules exact often enough (>= 70% of the structures they give, on val, or on train where val has no case):
 # docs/experiments.md "Names 3.0"; "ester" and "ester_edit" were not (carbamic acid parents misread)
@@ -61,23 +60,23 @@ _STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ])-", re.I)
 # rejects prefixes written before it
 # (only R/S/alpha/beta: an E/Z prefix may be all that places the double bonds, "(5Z,8E)-docosadienoic acid")
 _STEREO_PREFIX = re.compile(r"^\((?:\d+[a-z]?'*[RS]|[RS]|\d+[a-z]?'*(?:alpha|beta)|[,\s])+\)-")
-_CLAUSE_END = (r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;(?!\s+(?:and\s+)?by\s)|\s+It\s|"
+CLAUSE_END = (r"(?=\s+\((?:the|an?)\s|\.\s|\.$|;(?!\s+(?:and\s+)?by\s)|\s+It\s|"
                r",\s+(?:and\s+)?(?:in which|which|that|and which)\b|$)")
 _PARENT_WORDS = re.compile(r"\b(?:group|groups|derivative|position|positions|which|that|where|whose|with|of|in)\b",
                            re.I)
 
 
-def _sentence_of(query: str, start: int) -> str:
+def sentence_before(query: str, start: int) -> str:
     return re.split(r"(?<=[a-z0-9)\]])\.\s", query[:start])[-1]
 
 
-def _parent_before(text: str) -> str | None:
+def parent_before(text: str) -> str | None:
     """The name that ends ``text`` after its last "is/are [a|an|the]" ("X is a CLASS that is Y" -> Y)."""
     text = re.sub(r"\s+(?:which|that)\s+(?:is|are)\s*$", "", text.rstrip())
     m = re.search(r".*\b(?:is|are)\s+(?:(?:a|an|the)\s+)?(?P<name>.+)$", text, re.S)
     if not m:
         return None
-    return _clean_parent(m.group("name"))
+    return clean_parent(m.group("name"))
 
 
 def _group_name(group: str) -> str:
@@ -147,19 +146,20 @@ def _with_prefixes(prefixes: list[str], parent: str) -> list[str]:
 
 
 _SUBSTITUTED = re.compile(r"\s+(?:(?:which|that)\s+(?:is|are)\s+)?(?:substituted|carrying)\s+(?:by|with)?\s*"
-                          r"(?P<list>.+?)" + _CLAUSE_END, re.I | re.S)
+                          r"(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 _REPLACED = re.compile(
     rf"\s+in which\s+(?:the\s+)?(?:hydrogens?|hydrogen atoms?)\s+at\s+positions?\s+(?P<locs>{_LOCS})\s+"
-    r"(?:(?:has|have)\s+been|is|are)\s+(?:replaced|substituted)\s+by\s+(?P<list>.+?)" + _CLAUSE_END, re.I | re.S)
+    r"(?:(?:has|have)\s+been|is|are)\s+(?:replaced|substituted)\s+by\s+(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 _DERIVATIVE = re.compile(r"\b(?:is|are)\s+(?:an?\s+|the\s+)(?P<prefix>\S+)\s+derivative\s+of\s+(?:the\s+parent\s+)?"
-                         r"(?:an?\s+|the\s+)?(?P<parent>.+?)" + _CLAUSE_END, re.I | re.S)
-_ESTER = re.compile(r"\b(?:is|are)\s+(?:an?|the)\s+(?P<alkyl>methyl|ethyl)\s+ester\s+(?:of\s+|(?:obtained|resulting|"
-                    r"formed)\s+(?:from|by)\s+(?:the\s+)?(?:formal\s+)?(?:condensation|esterification)\s+of\s+the\s+"
-                    r"carboxy\s+group\s+of\s+)(?:an?\s+|the\s+)?(?P<parent>.+?)(?:\s+with\s+(?P<alcohol>methanol|"
-                    r"ethanol))?" + _CLAUSE_END, re.I | re.S)
+                         r"(?:an?\s+|the\s+)?(?P<parent>.+?)" + CLAUSE_END, re.I | re.S)
+ESTER_PHRASE = re.compile(r"\b(?:is|are)\s+(?:an?|the)\s+(?P<alkyl>methyl|ethyl)\s+ester\s+"
+                          r"(?:of\s+|(?:obtained|resulting|"
+                          r"formed)\s+(?:from|by)\s+(?:the\s+)?(?:formal\s+)?(?:condensation|esterification)\s+of\s+"
+                          r"the\s+carboxy\s+group\s+of\s+)(?:an?\s+|the\s+)?(?P<parent>.+?)(?:\s+with\s+"
+                          r"(?P<alcohol>methanol|ethanol))?" + CLAUSE_END, re.I | re.S)
 
 
-def _clean_parent(name: str) -> str | None:
+def clean_parent(name: str) -> str | None:
     """A parent's name as the sources want it, None when it is not one name."""
     name = re.sub(r"\s+\([^()]*\)$", "", " ".join(name.split()).strip(" ,"))   # "hentriacontanoic acid (a C31 acid)"
     cls = re.match(r"^(?:a\s+)?member\s+of\s+the\s+class\s+of\s+(?P<plural>[\w,\[\]()'-]+)s$", name)
@@ -187,7 +187,7 @@ def _rule_substituted(query: str) -> list[str]:
     for m in _SUBSTITUTED.finditer(query):
         if _more_changes(query, m.end()):
             continue
-        parent = _parent_before(_sentence_of(query, m.start()))
+        parent = parent_before(sentence_before(query, m.start()))
         prefixes = substituent_prefixes(m.group("list")) if parent else None
         if prefixes:
             out += _with_prefixes(prefixes, parent)
@@ -199,7 +199,7 @@ def _rule_replaced(query: str) -> list[str]:
     for m in _REPLACED.finditer(query):
         if _more_changes(query, m.end()):
             continue
-        parent = _parent_before(_sentence_of(query, m.start()))
+        parent = parent_before(sentence_before(query, m.start()))
         if not parent:
             continue
         locs, listing = _locants(m.group("locs")), " ".join(m.group("list").split())
@@ -225,7 +225,7 @@ _O_REPLACED = re.compile(
     r"(?:(?:phenolic|alcoholic)\s+(?:hydroxy\s+|hydroxyl\s+)?|(?:hydroxy|hydroxyl|OH)\s+)"
     r"(?:hydrogens?|groups?)\s+"
     rf"at\s+(?:the\s+)?positions?\s+(?P<locs>{_LOCS})(?:\s+positions?)?\s+(?:(?:has|have)\s+(?:each\s+)?been|is|are)\s+"
-    r"(?P<verb>replaced|substituted|converted)\s+(?:by|into|to)\s+(?P<list>.+?)" + _CLAUSE_END, re.I | re.S)
+    r"(?P<verb>replaced|substituted|converted)\s+(?:by|into|to)\s+(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 # what a hydroxy group "has been converted into": the O-substituent it then carries
 _O_PRODUCTS = {"acetate ester": "acetyl", "acetate": "acetyl", "methyl ether": "methyl", "ethyl ether": "ethyl",
                "sulfate": "sulfo", "sulfate ester": "sulfo", "phosphate": "phosphono", "benzoate ester": "benzoyl",
@@ -249,7 +249,7 @@ def _rule_o_substituted(query: str) -> list[str]:
     for m in _O_REPLACED.finditer(query):
         if _more_changes(query, m.end()):
             continue
-        parent = _parent_before(_sentence_of(query, m.start()))
+        parent = parent_before(sentence_before(query, m.start()))
         if not parent:
             continue
         locs, verb = _locants(m.group("locs")), m.group("verb").lower()
@@ -278,7 +278,7 @@ def _rule_o_substituted(query: str) -> list[str]:
 def _rule_derivative(query: str) -> list[str]:
     out = []
     for m in _DERIVATIVE.finditer(query):
-        prefix, parent = m.group("prefix"), _clean_parent(m.group("parent"))
+        prefix, parent = m.group("prefix"), clean_parent(m.group("parent"))
         # "the 11-hydroxy-8-O-methyl derivative", "the N-acetyl derivative": a substitutive prefix with locants
         if not parent or not re.match(rf"^{_LOC}(?:,{_LOC})*-\S+$", prefix) or prefix.endswith("-"):
             continue
@@ -288,8 +288,8 @@ def _rule_derivative(query: str) -> list[str]:
 
 def _rule_ester(query: str) -> list[str]:
     out = []
-    for m in _ESTER.finditer(query):
-        alkyl, parent = m.group("alkyl").lower(), _clean_parent(m.group("parent"))
+    for m in ESTER_PHRASE.finditer(query):
+        alkyl, parent = m.group("alkyl").lower(), clean_parent(m.group("parent"))
         alcohol = m.group("alcohol")
         if not parent or (alcohol and alcohol.lower() != {"methyl": "methanol", "ethyl": "ethanol"}[alkyl]):
             continue
@@ -310,7 +310,7 @@ def derived_names(query: str, subject: str | None, rules=RULES) -> list[tuple[st
     """(rule, name) pairs to resolve for ``subject`` from its description ``query``, in confidence
     order (``rules``' order, then the order the sentence gives), each name once; [] when no rule
     parses it. The subject's own name is never repeated; ``rules`` not in NAME_RULES (the edits of
-    ``derived_edits``) are ignored here."""
+    ``molret.names.edits.derived_edits``) are ignored here."""
     query = " ".join(str(query).split())
     out, seen = [], {subject}
     for rule in (r for r in rules if r in _RULES):
@@ -320,182 +320,3 @@ def derived_names(query: str, subject: str | None, rules=RULES) -> list[tuple[st
                 out.append((rule, name))
     return out
 
-
-# ------------------------------------------------------------------ structure edits on resolved parents
-#
-# Where no name can say it ("obtained by formal condensation of the carboxy group of Y with the amino group
-# of Z", "the N-acetyl derivative of Y" for a Y no source knows substituted, "Y in which the phenolic
-# hydrogen has been replaced by a sulfo group"), the molecule is built from the parents' structures with
-# RDKit, and only when each parent has exactly one site of the named kind (else nothing).
-
-# (SMARTS, attach atom, leaving atom or None) per site kind; a leaving atom is the acid's O-H
-_SITES = {
-    "carboxy": ("[CX3](=O)[OX2H1]", 0, 2),
-    "sulfo": ("[SX4](=O)(=O)[OX2H1]", 0, 3),
-    "hydroxy": ("[OX2H1;$(O[#6]);!$(O[#6,#16,#15]=[#8,#16])]", 0, None),
-    "alcoholic hydroxy": ("[OX2H1;$(O[CX4])]", 0, None),
-    "phenolic hydroxy": ("[OX2H1;$(Oc)]", 0, None),
-    "amino": ("[NX3;H3,H2,H1;+0;!$(N[#6,#16,#15]=[#7,#8,#16]);!$(N-[#7,#8]);!$(N-[#6]#*)]", 0, None),
-    "primary amino": ("[NX3;H3,H2;+0;!$(N[#6,#16,#15]=[#7,#8,#16]);!$(N-[#7,#8]);!$(N-[#6]#*)]", 0, None),
-    "secondary amino": ("[NX3;H1;+0;!$(N[#6,#16,#15]=[#7,#8,#16]);!$(N-[#7,#8]);!$(N-[#6]#*)]", 0, None),
-}
-_ACID_KINDS = ("carboxy", "sulfo")
-# substituents an edit attaches in place of a hydrogen (first atom attached)
-_FRAGMENTS = {"methyl": "C", "ethyl": "CC", "propyl": "CCC", "acetyl": "C(C)=O", "formyl": "C=O",
-              "propanoyl": "C(=O)CC", "propionyl": "C(=O)CC", "butanoyl": "C(=O)CCC", "butyryl": "C(=O)CCC",
-              "benzoyl": "C(=O)c1ccccc1", "sulfo": "S(=O)(=O)O", "phosphono": "P(=O)(O)O", "benzyl": "Cc1ccccc1",
-              "hydroxy": "O", "amino": "N", "carboxy": "C(=O)O", "carbamoyl": "C(N)=O"}
-
-
-def _group_kind(text: str) -> str | None:
-    """The site kind of "the (2-)carboxy group", "the secondary amino group", "the anomeric hydroxy group"."""
-    t = text.lower()
-    if re.search(r"carboxy|carboxylic acid", t):
-        return "carboxy"
-    if re.search(r"\bsulfo\b|sulfonic acid", t):
-        return "sulfo"
-    if re.search(r"hydroxy|hydroxyl", t):
-        return ("phenolic hydroxy" if "phenolic" in t else "alcoholic hydroxy" if "alcoholic" in t else "hydroxy")
-    if re.search(r"amino|anilino", t):
-        return "primary amino" if "primary" in t else "secondary amino" if "secondary" in t else "amino"
-    return None
-
-
-_GROUP = r"(?:the\s+)?(?P<g{n}>[\w'(),-]*(?:\s+[\w'(),-]+)?\s+group)"
-_CONDENSATION = re.compile(
-    r"\bcondensation\s+(?:reaction\s+)?(?:between|of)\s+" + _GROUP.format(n=1) +
-    r"\s+of\s+(?:an?\s+|the\s+)?(?P<p1>.+?)\s+(?:with|and)\s+(?:" + _GROUP.format(n=2) + r"\s+of\s+)?"
-    r"(?:an?\s+|the\s+)?(?P<p2>.+?)" + _CLAUSE_END, re.I | re.S)
-_ESTER_OF = re.compile(r"\b(?:is|are)\s+(?:an?|the)\s+(?P<alkyl>methyl|ethyl)\s+ester\s+of\s+(?:an?\s+|the\s+)?"
-                       r"(?P<parent>.+?)" + _CLAUSE_END, re.I | re.S)
-_H_REPLACED = re.compile(
-    r"\s+in which\s+the\s+(?P<site>(?:(?:phenolic|alcoholic|hydroxy|hydroxyl|amino|carboxy)\s+)+)hydrogen\s+"
-    r"(?:has\s+been|is)\s+(?:replaced|substituted)\s+by\s+(?:an?\s+)?(?P<group>\S+)\s+(?:group|residue|moiety)"
-    + _CLAUSE_END, re.I | re.S)
-_SITE_DERIVATIVE = re.compile(r"\b(?:is|are)\s+(?:an?\s+|the\s+)(?P<atom>[NO])-(?P<group>[a-z]+)\s+derivative\s+of\s+"
-                              r"(?:the\s+parent\s+)?(?:an?\s+|the\s+)?(?P<parent>.+?)" + _CLAUSE_END, re.S)
-
-
-def derived_edits(query: str, subject: str | None = None, rules=EDIT_RULES) -> list[tuple[str, tuple, tuple]]:
-    """(rule, parent names, edit) of each structure edit the description states, in ``rules``' order:
-    edit ("condense", kind1, kind2) joins parent 1's site kind1 to parent 2's kind2 (kind2 None: the
-    other parent's only site that can condense with kind1); ("attach", kind, group) puts
-    ``_FRAGMENTS[group]`` on the parent's only site of that kind. The parents are names to resolve;
-    ``derived_structures`` builds the molecules."""
-    query = " ".join(str(query).split())
-    out = []
-    for rule in (r for r in rules if r in EDIT_RULES):
-        if rule == "condensation":
-            for m in _CONDENSATION.finditer(query):
-                k1, k2 = _group_kind(m.group("g1")), _group_kind(m.group("g2")) if m.group("g2") else None
-                p1, p2 = _clean_parent(m.group("p1")), _clean_parent(m.group("p2"))
-                if not (k1 and p1 and p2) or (m.group("g2") and not k2) or p1 == p2:
-                    continue
-                if k2 is not None and (k1 in _ACID_KINDS) == (k2 in _ACID_KINDS):
-                    continue
-                out.append((rule, (p1, p2), ("condense", k1, k2)))
-        elif rule == "ester_edit":
-            for m in list(_ESTER.finditer(query)) + list(_ESTER_OF.finditer(query)):
-                parent = _clean_parent(m.group("parent"))
-                alcohol = {"methyl": "methanol", "ethyl": "ethanol"}[m.group("alkyl").lower()]
-                if parent and (m.groupdict().get("alcohol") or alcohol).lower() == alcohol:
-                    out.append((rule, (parent, alcohol), ("condense", "carboxy", "hydroxy")))
-        elif rule == "site_edit":
-            for m in _H_REPLACED.finditer(query):
-                parent, group = _parent_before(_sentence_of(query, m.start())), m.group("group").lower()
-                kind = _group_kind(m.group("site")) or ("hydroxy" if "phenolic" in m.group("site").lower() else None)
-                if "phenolic" in m.group("site").lower():
-                    kind = "phenolic hydroxy"
-                if parent and kind and group in _FRAGMENTS:
-                    out.append((rule, (parent,), ("attach", kind, group)))
-            for m in _SITE_DERIVATIVE.finditer(query):
-                parent, group = _clean_parent(m.group("parent")), m.group("group")
-                if parent and group in _FRAGMENTS:
-                    out.append((rule, (parent,), ("attach", "amino" if m.group("atom") == "N" else "hydroxy", group)))
-    unique = []
-    for e in out:
-        if e not in unique:
-            unique.append(e)
-    return unique
-
-
-def _site_atoms(mol, kind: str) -> list[tuple[int, int | None]]:
-    """(attach atom, leaving atom) of each distinct site of ``kind`` in ``mol``."""
-    from rdkit import Chem
-    smarts, attach, leaving = _SITES[kind]
-    if kind not in _SITE_PATTERNS:
-        _SITE_PATTERNS[kind] = Chem.MolFromSmarts(smarts)
-    seen, out = set(), []
-    for match in mol.GetSubstructMatches(_SITE_PATTERNS[kind]):
-        if match[attach] not in seen:
-            seen.add(match[attach])
-            out.append((match[attach], None if leaving is None else match[leaving]))
-    return out
-
-
-_SITE_PATTERNS: dict = {}
-
-
-def _join(mol1, site1: tuple, mol2, site2: tuple) -> str | None:
-    """SMILES of ``mol1`` and ``mol2`` bonded at the attach atoms of their sites (each losing its leaving
-    atom or one hydrogen); None when RDKit refuses the result."""
-    from rdkit import Chem
-    rw = Chem.RWMol(Chem.CombineMols(mol1, mol2))
-    offset = mol1.GetNumAtoms()
-    a, b = site1[0], site2[0] + offset
-    rw.AddBond(a, b, Chem.BondType.SINGLE)
-    for atom_index in (a, b):
-        atom = rw.GetAtomWithIdx(atom_index)
-        if atom.GetNumExplicitHs() > 0:
-            atom.SetNumExplicitHs(atom.GetNumExplicitHs() - 1)
-    leaving = [i for i in (site1[1], None if site2[1] is None else site2[1] + offset) if i is not None]
-    for i in sorted(leaving, reverse=True):
-        rw.RemoveAtom(i)
-    try:
-        mol = rw.GetMol()
-        Chem.SanitizeMol(mol)
-        return Chem.MolToSmiles(mol)
-    except Exception:  # noqa: BLE001 - RDKit raises its own types
-        return None
-
-
-def apply_edit(edit: tuple, parent_smiles: Sequence[str]) -> str | None:
-    """The SMILES ``edit`` (``derived_edits``) builds from its parents' SMILES, None unless every
-    parent has exactly one site of the kind it names."""
-    from rdkit import Chem, RDLogger
-    RDLogger.DisableLog("rdApp.*")
-    mols = [Chem.MolFromSmiles(s) if s else None for s in parent_smiles]
-    if any(m is None for m in mols):
-        return None
-    if edit[0] == "condense":
-        _, k1, k2 = edit
-        s1 = _site_atoms(mols[0], k1)
-        if k2 is None:
-            # the other parent's only site that condenses with kind1 (an acid with an alcohol or amine, or back)
-            kinds = ("hydroxy", "amino") if k1 in _ACID_KINDS else _ACID_KINDS
-            s2 = [s for k in kinds for s in _site_atoms(mols[1], k)]
-        else:
-            s2 = _site_atoms(mols[1], k2)
-        if len(s1) != 1 or len(s2) != 1:
-            return None
-        return _join(mols[0], s1[0], mols[1], s2[0])
-    if edit[0] == "attach":
-        _, kind, group = edit
-        sites = _site_atoms(mols[0], kind)
-        if len(sites) != 1:
-            return None
-        return _join(mols[0], sites[0], Chem.MolFromSmiles(_FRAGMENTS[group]), (0, None))
-    return None
-
-
-def derived_structures(query: str, subject: str | None, parent_smiles: dict,
-                       rules=EDIT_RULES) -> list[tuple[str, str]]:
-    """(rule, SMILES) of each edit of ``derived_edits`` whose parents all have a SMILES in
-    ``parent_smiles`` (name -> SMILES; the resolved parents) and whose sites are unambiguous, in order."""
-    out = []
-    for rule, parents, edit in derived_edits(query, subject, rules):
-        if all(parent_smiles.get(p) for p in parents):
-            smiles = apply_edit(edit, [parent_smiles[p] for p in parents])
-            if smiles and (rule, smiles) not in out:
-                out.append((rule, smiles))
-    return out

@@ -5,7 +5,8 @@ from typing import Sequence
 
 import numpy as np
 
-from molret.names.derived import DEFAULT_RULES, derived_edits, derived_names, derived_structures
+from molret.names.derived import DEFAULT_RULES, derived_names
+from molret.names.edits import derived_edits, derived_structures
 from molret.names.opsin import Opsin
 from molret.names.resolve import (QueryStructures, Structure, charge_hint, extract_names, resolve_names,
                                   structure_forms_of, structure_from_smiles)
@@ -19,7 +20,7 @@ def key_size(key: str) -> tuple[int, int]:
 
 
 def derived_structure(query: str, subject: str, edits: list, structures: dict, rules) -> Structure | None:
-    """The subject's Structure from the first edit (``molret.names.derived.derived_edits``) whose
+    """The subject's Structure from the first edit (``molret.names.edits.derived_edits``) whose
     resolved parents give a molecule; None when none does."""
     parents = {p: structures[p] for _, names, _ in edits for p in names if structures.get(p) is not None}
     for rule, smiles in derived_structures(query, subject, {p: s.smiles for p, s in parents.items()}, rules):
@@ -43,7 +44,7 @@ def resolve_queries(queries: Sequence[str], opsin: Opsin | None, sources: Sequen
     will be matched against; a structure whose size (atoms, bonds: which its
     forms share) no candidate has gets no forms (a batch shortcut). A subject
     no source resolves is resolved, when one of ``derived_rules`` builds names
-    from its description (``molret.names.derived``), from the first of those
+    from its description (``molret.names.derived``, ``molret.names.edits``), from the first of those
     names that resolves (all of them resolved in one more batch): kind
     "derived", ``rule`` the rule's name. An OPSIN
     failure is one warning line and leaves the rest to the other sources."""
