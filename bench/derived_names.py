@@ -9,7 +9,7 @@ the order given ("all") and the default rules ("default": what ``resolve_queries
 ``--train``, the same on the train queries, whose subjects the pairs dictionary would resolve
 trivially, so their sources are OPSIN and the chemicals table only. No model needed.
 
-    python bench/derived_names.py [--data-dir D] [--cache-dir C] [--rules R ...] [--json out.json] [--show N]
+    python bench/derived_names.py [--data-dir D] [--cache-dir C] [--rules R ...] [--train] [--json F] [--show N]
 
 A measurement, not a test (docs/experiments.md "Names 3.0"). ``--show N`` prints N examples per rule.
 """

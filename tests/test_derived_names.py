@@ -96,6 +96,10 @@ def test_hydrogens_replaced_by():
     assert names_of(q, "Baz", "replaced") == ["2,6-dimethylpyridine", "2,6-dimethyl-pyridine"]
     q = "Baz is pyridine in which the hydrogens at positions 2 and 6 have been replaced by a methyl group."
     assert names_of(q, "Baz", "replaced") == []     # one group, two positions
+    q = "Baz is cyclohexanone in which the hydrogens at position 4 have been replaced by methyl groups."
+    assert names_of(q, "Baz", "replaced") == []     # how many is not said
+    q = "Baz is cyclohexanone in which one of the hydrogens at position 4 has been replaced by a methyl group."
+    assert names_of(q, "Baz", "replaced")[0] == "4-methylcyclohexanone"
 
 
 def test_derivative_of():

@@ -148,7 +148,8 @@ def _with_prefixes(prefixes: list[str], parent: str) -> list[str]:
 _SUBSTITUTED = re.compile(r"\s+(?:(?:which|that)\s+(?:is|are)\s+)?(?:substituted|carrying)\s+(?:by|with)?\s*"
                           r"(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 _REPLACED = re.compile(
-    rf"\s+in which\s+(?:the\s+)?(?:hydrogens?|hydrogen atoms?)\s+at\s+positions?\s+(?P<locs>{_LOCS})\s+"
+    rf"\s+in which\s+(?P<one>one\s+of\s+)?(?:the\s+)?(?P<h>hydrogens?|hydrogen atoms?)\s+at\s+positions?\s+"
+    rf"(?P<locs>{_LOCS})\s+"
     r"(?:(?:has|have)\s+been|is|are)\s+(?:replaced|substituted)\s+by\s+(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 _DERIVATIVE = re.compile(r"\b(?:is|are)\s+(?:an?\s+|the\s+)(?P<prefix>\S+)\s+derivative\s+of\s+(?:the\s+parent\s+)?"
                          r"(?:an?\s+|the\s+)?(?P<parent>.+?)" + CLAUSE_END, re.I | re.S)
@@ -203,6 +204,8 @@ def _rule_replaced(query: str) -> list[str]:
         if not parent:
             continue
         locs, listing = _locants(m.group("locs")), " ".join(m.group("list").split())
+        if m.group("h").lower().startswith("hydrogens") and len(locs) == 1 and not m.group("one"):
+            continue        # "the hydrogens at position 4 ... by methyl groups": two or three, not said
         respectively = re.match(r"^(?P<groups>.+?),?\s+respectively$", listing, re.I)
         if respectively:
             groups = [re.sub(rf"^(?:an?|one)\s+|\s+{_NOUN}$", "", g, flags=re.I)
