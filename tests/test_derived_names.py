@@ -68,6 +68,17 @@ def test_substituted_by():
     assert names_of(q, "Bar", "substituted")[0] == "2-methylheptane-3,5-diol"
 
 
+def test_substituted_at_positions_by_and_bearing():
+    q = "Foo is an acid that is abieta-8,11,13-triene substituted at position 18 by a carboxy group. It is a diterpenoid."
+    assert names_of(q, "Foo", "substituted")[0] == "18-carboxyabieta-8,11,13-triene"
+    q = "Foo is pyrazine substituted at positions 2, 3, and 5 by methyl, benzyl, and phenyl groups, respectively."
+    assert names_of(q, "Foo", "substituted")[0] == "2-methyl-3-benzyl-5-phenylpyrazine"
+    q = ("Foo is an acid that consists of 1,4,7,10-tetraazacyclododecane bearing three carboxymethyl substituents at "
+         "positions 1, 4 and 7 as well as an (R)-2-hydroxypropyl group at position 10.")
+    assert names_of(q, "Foo", "substituted") == \
+        ["1,4,7-tris(carboxymethyl)-10-(2-hydroxypropyl)-1,4,7,10-tetraazacyclododecane"]
+
+
 def test_substituted_by_keeps_what_places_double_bonds_and_the_whole_list():
     q = "Foo is (5Z,8E)-tetradeca-5,8-dienoic acid substituted by a hydroxy group at position 3. It is a lipid."
     assert names_of(q, "Foo", "substituted")[0] == "3-hydroxy-(5Z,8E)-tetradeca-5,8-dienoic acid"

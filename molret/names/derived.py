@@ -55,7 +55,7 @@ _GEMINAL = re.compile(r"\bgeminal\b", re.I)
 # items end at a comma or "and" not followed by another locant ("positions 1, 3 and 7" is one item)
 _ITEM_SPLIT = re.compile(rf"(?:[,;]\s+|,?\s+and\s+|\s+as\s+well\s+as\s+)(?:and\s+)?(?:by\s+)?"
                          rf"(?!(?:and\s+)?{_LOC}(?:[\s,;]|$))", re.I)
-_STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ])-", re.I)
+_STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ]|\((?:\d*[RSEZ],?)+\))-", re.I)
 # a leading stereo descriptor of a parent name ("(3R,5S)-"): the graphs carry no stereo, and OPSIN
 # rejects prefixes written before it
 # (only R/S/alpha/beta: an E/Z prefix may be all that places the double bonds, "(5Z,8E)-docosadienoic acid")
@@ -73,7 +73,7 @@ def sentence_before(query: str, start: int) -> str:
 def parent_before(text: str) -> str | None:
     """The name that ends ``text`` after its last "is/are [a|an|the]" ("X is a CLASS that is Y" -> Y)."""
     text = re.sub(r"\s+(?:which|that)\s+(?:is|are)\s*$", "", text.rstrip())
-    m = re.search(r".*\b(?:is|are)\s+(?:(?:a|an|the)\s+)?(?P<name>.+)$", text, re.S)
+    m = re.search(r".*\b(?:is|are|consists\s+of|consisting\s+of)\s+(?:(?:a|an|the)\s+)?(?P<name>.+)$", text, re.S)
     if not m:
         return None
     return clean_parent(m.group("name"))
@@ -145,7 +145,8 @@ def _with_prefixes(prefixes: list[str], parent: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-_SUBSTITUTED = re.compile(r"\s+(?:(?:which|that)\s+(?:is|are)\s+)?(?:substituted|carrying)\s+(?:by|with)?\s*"
+_SUBSTITUTED = re.compile(r"\s+(?:(?:which|that)\s+(?:is|are)\s+)?(?:substituted|carrying|bearing)\s+"
+                          rf"(?:at\s+positions?\s+(?P<locs>{_LOCS})\s+)?(?:by|with)?\s*"
                           r"(?P<list>.+?)" + CLAUSE_END, re.I | re.S)
 _REPLACED = re.compile(
     rf"\s+in which\s+(?P<one>one\s+of\s+)?(?:the\s+)?(?P<h>hydrogens?|hydrogen atoms?)\s+at\s+positions?\s+"
@@ -189,7 +190,12 @@ def _rule_substituted(query: str) -> list[str]:
         if _more_changes(query, m.end()):
             continue
         parent = parent_before(sentence_before(query, m.start()))
-        prefixes = substituent_prefixes(m.group("list")) if parent else None
+        listing = m.group("list")
+        if m.group("locs"):     # "substituted at positions 2 and 5 by methyl groups"
+            listing = re.sub(r",?\s+respectively$", "", listing.strip(), flags=re.I)
+            listing = f"{listing} at positions {m.group('locs')}" + (", respectively" if "," in m.group("locs")
+                                                                      or " and " in listing else "")
+        prefixes = substituent_prefixes(listing) if parent else None
         if prefixes:
             out += _with_prefixes(prefixes, parent)
     return out
