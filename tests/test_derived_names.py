@@ -40,6 +40,8 @@ def test_substituent_list_to_prefixes():
     # ChEBI's "isoprenyl" is prenyl (3-methylbut-2-en-1-yl), stereo words on a group dropped
     assert substituent_prefixes("an isoprenyl group at position 2 and a beta-hydroxy group at position 6") == \
         ["2-prenyl", "6-hydroxy"]
+    assert substituent_prefixes("chlorine at position 6 and an (all-trans)-hexaprenyl group at position 2") == \
+        ["6-chloro", "2-(hexaprenyl)"]
 
 
 def test_substituent_list_that_does_not_parse_gives_nothing():

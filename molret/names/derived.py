@@ -31,7 +31,8 @@ _MULTIPLIER = {1: "", 2: "di", 3: "tri", 4: "tetra", 5: "penta", 6: "hexa", 7: "
 _MULTIPLIER_COMPOUND = {1: "", 2: "bis", 3: "tris", 4: "tetrakis", 5: "pentakis", 6: "hexakis", 7: "heptakis",
                         8: "octakis"}
 # ChEBI's substituent words -> the names OPSIN reads the same way
-_GROUP_SYNONYMS = {"isoprenyl": "prenyl", "hydroxyl": "hydroxy", "carboxyl": "carboxy"}
+_GROUP_SYNONYMS = {"isoprenyl": "prenyl", "hydroxyl": "hydroxy", "carboxyl": "carboxy", "keto": "oxo",
+                   "chlorine": "chloro", "fluorine": "fluoro", "bromine": "bromo", "iodine": "iodo"}
 # substituents written without parentheses ("3,5-dihydroxy"); any other is parenthesised ("3,4-bis(hydroxymethyl)":
 # "3,4-dihydroxymethyl" would read as dihydroxy-methyl)
 _SIMPLE_GROUPS = frozenset(
@@ -55,7 +56,7 @@ _GEMINAL = re.compile(r"\bgeminal\b", re.I)
 # items end at a comma or "and" not followed by another locant ("positions 1, 3 and 7" is one item)
 _ITEM_SPLIT = re.compile(rf"(?:[,;]\s+|,?\s+and\s+|\s+as\s+well\s+as\s+)(?:and\s+)?(?:by\s+)?"
                          rf"(?!(?:and\s+)?{_LOC}(?:[\s,;]|$))", re.I)
-_STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ]|\((?:\d*[RSEZ],?)+\))-", re.I)
+_STEREO_GROUP = re.compile(r"^(?:alpha|beta|[RSEZ]|\d+[RSEZ]|\((?:\d*[RSEZ],?)+\)|\(?all-trans\)?)-", re.I)
 # a leading stereo descriptor of a parent name ("(3R,5S)-"): the graphs carry no stereo, and OPSIN
 # rejects prefixes written before it
 # (only R/S/alpha/beta: an E/Z prefix may be all that places the double bonds, "(5Z,8E)-docosadienoic acid")
