@@ -4,7 +4,8 @@ For the val and the test queries: the share whose subject name resolves (any sou
 any rule), the unresolved ones sorted into classes (glycan notation, charge suffix, lipid or CoA,
 salt or hydrate, one-word trivial name, other), the resolved ones by source; for val, how many give
 the true molecule's graph exactly (identity keys) or as one of its forms, candidates the pool
-(val + test molecules). And the wall time of the whole cold batch (val + test queries, forms
+(val + test molecules); the subjects built from their description by rule (molret.names.derived).
+And the wall time of the whole cold batch (val + test queries, forms
 included), as ``molret.names.cache`` would compute it. No model needed.
 
     python bench/names_coverage.py [--data-dir D] [--cache-dir C] [--json out.json] [--unresolved F]
@@ -56,9 +57,11 @@ def coverage(structures) -> dict:
     resolved = [s for s in found if s.subject is not None]
     unresolved = Counter(name_class(s.names.subject) for s in found if s.subject is None)
     by_source = Counter(f"{s.subject.source}/{s.subject.kind}" for s in resolved)
+    by_rule = Counter(getattr(s.subject, "rule", "") for s in resolved if s.subject.kind == "derived")
     return {"queries": len(structures), "with_subject": len(found), "resolved": len(resolved),
             "resolved_share": round(len(resolved) / max(1, len(structures)), 4),
-            "unresolved_by_class": dict(unresolved.most_common()), "resolved_by_source": dict(by_source.most_common())}
+            "unresolved_by_class": dict(unresolved.most_common()), "resolved_by_source": dict(by_source.most_common()),
+            "derived_by_rule": dict(by_rule.most_common())}
 
 
 def main(argv=None):

@@ -155,7 +155,8 @@ class Structure:
     ``identifiers`` is its set of substructure identifiers. ``source``: where
     it came from (``molret.names.sources.SOURCE_ORDER``); ``kind``: "name" (the
     name itself), "spelling" (another spelling of it: ``name_variants``),
-    or, for the forms of a structure, "neutral", "charge", "tautomer", and
+    "derived" (a name built from the query's description: ``molret.names.derived``,
+    ``rule`` the rule that built it), or, for the forms of a structure, "neutral", "charge", "tautomer", and
     "relation" (a form of a structure the query cites as its conjugate
     acid/base, tautomer or enantiomer); ``charge``: net formal charge,
     ``zwitterion``: both charge signs present."""
@@ -167,6 +168,7 @@ class Structure:
     kind: str = "name"
     charge: int = 0
     zwitterion: bool = False
+    rule: str = ""
 
     def renamed(self, name: str, **changes) -> "Structure":
         from dataclasses import replace
