@@ -31,7 +31,7 @@ log = logging.getLogger("molret")
 # Bump when what resolve_queries returns changes in a way the module hashes below would not see
 # (a dependency's behaviour, say); edits to the name modules themselves invalidate the cache anyway.
 CODE_VERSION = 1
-NAME_MODULES = ("resolve.py", "queries.py", "variants.py", "sources.py", "cache.py")
+NAME_MODULES = ("resolve.py", "queries.py", "variants.py", "sources.py", "tables.py", "cache.py")
 _STRUCTURE_FIELDS = ("name", "smiles", "key", "source", "kind", "charge", "zwitterion")
 
 

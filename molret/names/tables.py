@@ -1,0 +1,113 @@
+"""Offline name -> SMILES tables beside the chemicals package: name sources read from the data files
+other PyPI packages ship (docs/experiments.md "Names 3.0: offline name tables").
+
+Each :class:`NameTable` is a package (found with ``importlib.util.find_spec``, never imported: both
+load their data at import time), its data file and a reader that turns it into (name, SMILES) pairs,
+the preferred first; ``molret.names.sources.shared_table`` makes them a case-insensitive dictionary
+once per process, looked up after the chemicals dictionary (``molret.names.sources.SOURCE_ORDER``):
+
+- ``ligand2smiles``: the ``ligand2smiles`` package's ``ligand_list.json`` (12,868 names: Wikidata's
+  SMILES statements, CC0, and PubChem, public domain; many natural products);
+- ``drug_ner``: the ``drug-named-entity-recognition`` package's dictionary (drug names and
+  synonyms from the DrugBank open vocabulary (CC0), MeSH, MedlinePlus, NHS and Wikipedia; SMILES
+  from PubChem's CID-SMILES file for 6,803 drugs). Its SMILES are often the marketed salt
+  ("abacavir" -> abacavir sulfate): a name that does not say salt or hydrate maps to the largest
+  fragment.
+
+A package that is not installed is one warning line (once; ``molret.names.sources``); the other
+sources still resolve.
+"""
+from __future__ import annotations
+
+import bz2
+import importlib.util
+import json
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+def read_ligand2smiles(path) -> list:
+    """(name, SMILES) pairs of a JSON object ``{"name": "SMILES", ...}``, in the file's order (entries
+    without a SMILES left out)."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return [(str(name), smiles) for name, smiles in data.items() if isinstance(smiles, str) and smiles]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds only pickle's own types (dicts, lists, strings, numbers): a data file that names any
+    class or function is refused instead of run."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+
+# salts and hydrates keep every fragment; other names map to the largest one
+_SALT_WORDS = re.compile(r"hydrochloride|hydrobromide|hydrate|sodium|potassium|calcium|magnesium|mesylate|"
+                         r"maleate|tartrate|citrate|sulfate|fumarate|besylate|acetate|phosphate|bromide|chloride|"
+                         r"succinate|tosylate|\bsalt\b|lithium|zinc", re.I)
+_SMILES_ATOM = re.compile(r"\[[^\]]*\]|Br|Cl|[BCNOPSFI]|[bcnops]")
+
+
+def largest_fragment(smiles: str) -> str:
+    """The fragment of a dotted SMILES with the most heavy atoms (the first of equals), read from the
+    text alone (no RDKit at load time); a SMILES without dots is returned as it is."""
+    if "." not in smiles:
+        return smiles
+    return max(smiles.split("."), key=lambda f: len(_SMILES_ATOM.findall(f)))
+
+
+def read_drug_ner(path) -> list:
+    """(name, SMILES) pairs of drug-named-entity-recognition's bz2 pickle: a dict with
+    ``drug_canonical_to_data`` (canonical name -> {"smiles": ..., ...}) and
+    ``drug_variant_to_canonical`` (name or synonym -> [canonical names]). Canonical names come
+    first, then variants (the first of their canonical names with a SMILES); a name that does not
+    say salt or hydrate gets the largest fragment. Only plain data is unpickled."""
+    with bz2.open(path, "rb") as fh:
+        data = _PlainUnpickler(fh).load()
+    smiles_of = {k: v["smiles"] for k, v in data.get("drug_canonical_to_data", {}).items()
+                 if isinstance(v, dict) and isinstance(v.get("smiles"), str) and v["smiles"]}
+    names = [(k, k) for k in smiles_of]
+    for variant, canonicals in data.get("drug_variant_to_canonical", {}).items():
+        canonical = next((c for c in canonicals if c in smiles_of), None)
+        if canonical is not None:
+            names.append((variant, canonical))
+    return [(name, smiles_of[c] if _SALT_WORDS.search(name) else largest_fragment(smiles_of[c])) for name, c in names]
+
+
+@dataclass(frozen=True)
+class NameTable:
+    """A name source from a package's data file: ``name`` the source's name, ``package`` what pip
+    installs, ``module`` its import name, ``file`` the data file inside it, ``reader`` file -> (name,
+    SMILES) pairs (raising one of ``READ_ERRORS`` on a damaged file)."""
+    name: str
+    package: str
+    module: str
+    file: str
+    reader: Callable
+
+
+TABLES = (
+    NameTable("ligand2smiles", "ligand2smiles", "Ligand2SMILES", "ligand_list.json", read_ligand2smiles),
+    NameTable("drug_ner", "drug-named-entity-recognition", "drug_named_entity_recognition",
+              "drug_ner_dictionary.pkl.bz2", read_drug_ner),
+)
+TABLE_NAMES = tuple(t.name for t in TABLES)
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, pickle.UnpicklingError)
+
+
+def find_table_file(table: NameTable) -> Path | None:
+    """The table's data file in its installed package (found without importing it); None if absent."""
+    spec = importlib.util.find_spec(table.module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / table.file
+        if path.is_file():
+            return path
+    return None
