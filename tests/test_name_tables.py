@@ -45,11 +45,15 @@ DRUGS = {
         "abacavir": {"name": "Abacavir", "smiles": "Nc1nc(NC2CC2)c2ncn(C3C=CC(CO)C3)c2n1.OS(=O)(=O)O"},
         "paracetamol": {"name": "Paracetamol", "smiles": "CC(=O)Nc1ccc(O)cc1"},
         "ethanol": {"name": "Ethanol", "smiles": "CCO"},
+        "aspirin": {"name": "Aspirin", "smiles": "CC(=O)Oc1ccccc1C(=O)[O-].CC(=O)Oc1ccccc1C(=O)[O-].[Ca+2]"},
+        "combination": {"name": "Combination", "smiles": "CC(=O)Nc1ccc(O)cc1.Cn1cnc2c1c(=O)n(C)c(=O)n2C"},
+        "calciol": {"name": "Calciol", "smiles": "[2H]C([2H])([2H])CCO"},
         "frobnicate": {"name": "Frobnicate"},                     # no structure
     },
     "drug_variant_to_canonical": {
         "abacavir": ["abacavir"], "ziagen": ["abacavir"], "abacavir sulfate": ["abacavir"],
         "tylenol": ["paracetamol"], "frob": ["frobnicate"], "booze": ["frobnicate", "ethanol"],
+        "excedrin": ["combination"],
     },
 }
 
@@ -63,22 +67,26 @@ def test_read_ligand2smiles_normalises_names_and_keeps_the_first(tmp_path):
         T.read_ligand2smiles(tmp_path / "list.json")
 
 
-def test_largest_fragment_counts_heavy_atoms():
-    assert T.largest_fragment("CCO") == "CCO"
-    assert T.largest_fragment("Cl.CCN(CC)CC") == "CCN(CC)CC"
-    assert T.largest_fragment("[Na+].CC(=O)[O-]") == "CC(=O)[O-]"
-    assert T.largest_fragment("OS(=O)(=O)O.c1ccccc1") == "c1ccccc1"    # 6 ring atoms beat sulfuric acid's 5
-    assert T.largest_fragment("[Ca+2].OC(=O)CCl") == "OC(=O)CCl"       # "Cl" and "[Ca+2]" are one atom each
-    assert T.largest_fragment("CCO.OCC") == "CCO"                      # equals: the first
+def test_parent_fragment_drops_counter_ions_and_refuses_mixtures():
+    assert T.heavy_atoms("[Ca+2].OC(=O)CCl") == 6                      # "Cl" and "[Ca+2]" are one atom each
+    assert T.parent_fragment("CCO") == "CCO"
+    assert T.parent_fragment("Cl.CCN(CC)CC") == "CCN(CC)CC"
+    assert T.parent_fragment("[Na+].CCCCC(=O)[O-]") == "CCCCC(=O)[O-]"
+    assert T.parent_fragment("CCCC(=O)O.CCCC(=O)O.[Ca+2]") == "CCCC(=O)O"    # the drug twice: one distinct fragment
+    assert T.parent_fragment("OS(=O)(=O)O.c1ccccc1") is None          # 5 atoms beside 6: a mixture, not a salt
+    assert T.parent_fragment("CCO.OCC") is None
 
 
-def test_read_drug_ner_maps_variants_and_drops_counter_ions(tmp_path):
+def test_read_drug_ner_maps_variants_to_the_drugs_parent(tmp_path):
     table = S.smiles_table(T.read_drug_ner(_drug_file(tmp_path, DRUGS)))
     abacavir = "Nc1nc(NC2CC2)c2ncn(C3C=CC(CO)C3)c2n1"
     assert table["abacavir"] == abacavir and table["ziagen"] == abacavir        # a salt's SMILES, a plain name
-    assert table["abacavir sulfate"] == abacavir + ".OS(=O)(=O)O"               # a salt's name keeps the salt
+    assert "abacavir sulfate" not in table          # a salt's name: the table's SMILES may be another salt
     assert table["tylenol"] == table["paracetamol"] == "CC(=O)Nc1ccc(O)cc1"
     assert table["booze"] == "CCO"                      # the first canonical name that has a structure
+    assert key(table["aspirin"]) == key("CC(=O)Oc1ccccc1C(=O)O")                  # the salt's anion, neutralised
+    assert "combination" not in table and "excedrin" not in table                # a mixture
+    assert "calciol" not in table                                                 # an isotope-labelled form
     assert "frob" not in table and "frobnicate" not in table
 
 

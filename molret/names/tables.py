@@ -11,8 +11,8 @@ once per process, looked up after the chemicals dictionary (``molret.names.sourc
 - ``drug_ner``: the ``drug-named-entity-recognition`` package's dictionary (drug names and
   synonyms from the DrugBank open vocabulary (CC0), MeSH, MedlinePlus, NHS and Wikipedia; SMILES
   from PubChem's CID-SMILES file for 6,803 drugs). Its SMILES are often the marketed salt
-  ("abacavir" -> abacavir sulfate): a name that does not say salt or hydrate maps to the largest
-  fragment.
+  ("abacavir" -> abacavir sulfate): a name maps to the drug's parent fragment, and names that say
+  salt or hydrate are left out (``read_drug_ner``).
 
 A package that is not installed is one warning line (once; ``molret.names.sources``); the other
 sources still resolve.
@@ -47,27 +47,49 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
 
-# salts and hydrates keep every fragment; other names map to the largest one
+# a name that says salt or hydrate: the table's SMILES is its drug's (often another salt), not the name's
 _SALT_WORDS = re.compile(r"hydrochloride|hydrobromide|hydrate|sodium|potassium|calcium|magnesium|mesylate|"
                          r"maleate|tartrate|citrate|sulfate|fumarate|besylate|acetate|phosphate|bromide|chloride|"
                          r"succinate|tosylate|\bsalt\b|lithium|zinc", re.I)
 _SMILES_ATOM = re.compile(r"\[[^\]]*\]|Br|Cl|[BCNOPSFI]|[bcnops]")
+_ISOTOPE = re.compile(r"\[\d")
+_CHARGE = re.compile(r"[+-]\d*\]")
 
 
-def largest_fragment(smiles: str) -> str:
-    """The fragment of a dotted SMILES with the most heavy atoms (the first of equals), read from the
-    text alone (no RDKit at load time); a SMILES without dots is returned as it is."""
-    if "." not in smiles:
-        return smiles
-    return max(smiles.split("."), key=lambda f: len(_SMILES_ATOM.findall(f)))
+def heavy_atoms(smiles: str) -> int:
+    """Heavy atoms of a SMILES read from its text alone (bracket atoms, organic-subset symbols)."""
+    return len(_SMILES_ATOM.findall(smiles))
+
+
+def parent_fragment(smiles: str) -> str | None:
+    """The drug in a salt's SMILES: its largest fragment (the first of equals) when every other
+    distinct fragment has at most half its heavy atoms (counter-ions, water); None for a mixture of
+    comparable molecules (a combination product). Read from the text (no RDKit at load time)."""
+    fragments = sorted(set(smiles.split(".")), key=lambda f: (-heavy_atoms(f), smiles.index(f)))
+    if len(fragments) > 1 and 2 * heavy_atoms(fragments[1]) > heavy_atoms(fragments[0]):
+        return None
+    return fragments[0]
+
+
+def uncharged(smiles: str) -> str | None:
+    """A SMILES neutralised where it can be (``molret.names.variants.neutralised``); None when RDKit
+    refuses it."""
+    from rdkit import Chem
+    from molret.names.variants import neutralised
+    mol = Chem.MolFromSmiles(smiles)
+    mol = neutralised(mol) if mol is not None else None
+    return Chem.MolToSmiles(mol) if mol is not None else None
 
 
 def read_drug_ner(path) -> list:
     """(name, SMILES) pairs of drug-named-entity-recognition's bz2 pickle: a dict with
     ``drug_canonical_to_data`` (canonical name -> {"smiles": ..., ...}) and
     ``drug_variant_to_canonical`` (name or synonym -> [canonical names]). Canonical names come
-    first, then variants (the first of their canonical names with a SMILES); a name that does not
-    say salt or hydrate gets the largest fragment. Only plain data is unpickled."""
+    first, then variants (the first of their canonical names with a SMILES). Its SMILES come from a
+    PubChem look-up of the drug, often a salt or a labelled form: a name gets the drug's parent
+    fragment (``parent_fragment``); names that say salt or hydrate, mixtures and isotope-labelled
+    SMILES are left out; a parent charged as a salt's ion is neutralised (the drug, as named, is
+    the neutral compound: "aspirin" from aspirin calcium). Only plain data is unpickled."""
     with bz2.open(path, "rb") as fh:
         data = _PlainUnpickler(fh).load()
     smiles_of = {k: v["smiles"] for k, v in data.get("drug_canonical_to_data", {}).items()
@@ -77,7 +99,9 @@ def read_drug_ner(path) -> list:
         canonical = next((c for c in canonicals if c in smiles_of), None)
         if canonical is not None:
             names.append((variant, canonical))
-    return [(name, smiles_of[c] if _SALT_WORDS.search(name) else largest_fragment(smiles_of[c])) for name, c in names]
+    parents = {c: parent_fragment(s) for c, s in smiles_of.items() if not _ISOTOPE.search(s)}
+    parents = {c: uncharged(p) if p and p != smiles_of[c] and _CHARGE.search(p) else p for c, p in parents.items()}
+    return [(name, parents[c]) for name, c in names if parents.get(c) and not _SALT_WORDS.search(name)]
 
 
 @dataclass(frozen=True)
