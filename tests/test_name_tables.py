@@ -22,9 +22,10 @@ LIGAND2SMILES, DRUG_NER = T.TABLES
 
 
 @pytest.fixture
-def no_tables(monkeypatch):
-    """Every table read afresh (nothing shared yet)."""
+def no_tables(monkeypatch, tmp_path):
+    """Every table read afresh (nothing shared yet), cached in a folder of its own."""
     monkeypatch.setattr(S, "_TABLES", {})
+    monkeypatch.setenv("MOLRET_CACHE", str(tmp_path / "user-cache"))
 
 
 def _ligand_file(tmp_path):
@@ -113,6 +114,20 @@ def test_shared_table_lookup_is_case_insensitive_and_read_once(tmp_path, monkeyp
     assert acid.key == key("CC(=O)O") and nothing is None
     assert S.source_fingerprints(None) == [["ligand2smiles", S.file_fingerprint(f)]]
     assert S.default_sources(None) == [shared]
+
+
+def test_read_table_is_cached_and_a_changed_file_is_read_again(tmp_path, molret_warnings):
+    f = _ligand_file(tmp_path)
+    reads = []
+    table = T.NameTable("t", "p", "m", f.name, lambda path: reads.append(path) or T.read_ligand2smiles(path))
+    first = T.read_table(table, f, tmp_path / "c")
+    assert first == T.read_ligand2smiles(f) and reads == [f] and (tmp_path / "c" / "t.npz").is_file()
+    assert T.read_table(table, f, tmp_path / "c") == first and reads == [f]          # from the cache
+    f.write_text(json.dumps({"Propanol": "CCCO"}))
+    assert T.read_table(table, f, tmp_path / "c") == [("Propanol", "CCCO")] and reads == [f, f]
+    assert len(molret_warnings) == 1 and "stale" in molret_warnings[0].getMessage()
+    (tmp_path / "ro").write_text("a file, not a folder")
+    assert T.read_table(table, f, tmp_path / "ro") == [("Propanol", "CCCO")]        # no cache: only time lost
 
 
 def test_missing_package_is_one_warning_and_no_source(monkeypatch, molret_warnings, no_tables):

@@ -29,7 +29,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from molret.names.tables import READ_ERRORS, TABLE_NAMES, TABLES, NameTable, find_table_file
+from molret.names.tables import READ_ERRORS, TABLE_NAMES, TABLES, NameTable, find_table_file, read_table
 
 log = logging.getLogger("molret")
 
@@ -212,7 +212,7 @@ def shared_table(table: NameTable) -> SmilesDictionary | None:
                         f"no {table.name} dictionary")
         else:
             try:
-                _TABLES[table.name] = SmilesDictionary(smiles_table(table.reader(path)), table.name,
+                _TABLES[table.name] = SmilesDictionary(smiles_table(read_table(table, path)), table.name,
                                                        file_fingerprint(path))
             except READ_ERRORS as e:
                 log.warning(f"names: cannot read the {table.name} dictionary {path} ({e})")

@@ -14,12 +14,14 @@ once per process, looked up after the chemicals dictionary (``molret.names.sourc
   ("abacavir" -> abacavir sulfate): a name maps to the drug's parent fragment, and names that say
   salt or hydrate are left out (``read_drug_ner``).
 
+What a reader returns is kept in a cache file (``read_table``): drug_ner's pickle takes seconds to read.
 A package that is not installed is one warning line (once; ``molret.names.sources``); the other
 sources still resolve.
 """
 from __future__ import annotations
 
 import bz2
+import hashlib
 import importlib.util
 import json
 import pickle
@@ -27,6 +29,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from molret.utils import cache
+from molret.utils.errors import MolretError
+
+CACHE_VERSION = 1       # of the cached (name, SMILES) pairs; the reader's code is in the key too
 
 
 def read_ligand2smiles(path) -> list:
@@ -135,3 +142,26 @@ def find_table_file(table: NameTable) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def read_table(table: NameTable, path, cache_dir=None) -> list:
+    """``table.reader(path)``, kept in a ``molret.utils.cache`` file (in ``cache_dir``, default
+    ``user_cache_base() / "name-tables"``) keyed on the data file (path, size, modification time) and
+    this module's code; a folder that cannot be written only costs time."""
+    path = Path(path)
+    st = path.stat()
+    code = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()
+    key = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}:{code}"
+    folder = Path(cache_dir) if cache_dir is not None else cache.user_cache_base() / "name-tables"
+    file = folder / f"{table.name}.npz"
+    hit = cache.load(file, key, CACHE_VERSION,
+                     lambda arrays, meta: [(str(n), str(s)) for n, s in cache.from_json_array(arrays["pairs"])])
+    if hit is not None:
+        return hit
+    pairs = table.reader(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        cache.save(file, key, CACHE_VERSION, {"pairs": cache.json_array(pairs)}, {"table": table.name})
+    except (MolretError, OSError):
+        pass  # a read-only cache folder only costs time
+    return pairs
