@@ -49,6 +49,7 @@ DRUGS = {
         "aspirin": {"name": "Aspirin", "smiles": "CC(=O)Oc1ccccc1C(=O)[O-].CC(=O)Oc1ccccc1C(=O)[O-].[Ca+2]"},
         "combination": {"name": "Combination", "smiles": "CC(=O)Nc1ccc(O)cc1.Cn1cnc2c1c(=O)n(C)c(=O)n2C"},
         "calciol": {"name": "Calciol", "smiles": "[2H]C([2H])([2H])CCO"},
+        "calcium acetate": {"name": "Calcium acetate", "smiles": "CC(=O)[O-].CC(=O)[O-].[Ca+2]"},
         "frobnicate": {"name": "Frobnicate"},                     # no structure
     },
     "drug_variant_to_canonical": {
@@ -83,6 +84,7 @@ def test_read_drug_ner_maps_variants_to_the_drugs_parent(tmp_path):
     abacavir = "Nc1nc(NC2CC2)c2ncn(C3C=CC(CO)C3)c2n1"
     assert table["abacavir"] == abacavir and table["ziagen"] == abacavir        # a salt's SMILES, a plain name
     assert "abacavir sulfate" not in table          # a salt's name: the table's SMILES may be another salt
+    assert table["calcium acetate"] == "CC(=O)[O-].CC(=O)[O-].[Ca+2]"           # a salt's own entry, whole
     assert table["tylenol"] == table["paracetamol"] == "CC(=O)Nc1ccc(O)cc1"
     assert table["booze"] == "CCO"                      # the first canonical name that has a structure
     assert key(table["aspirin"]) == key("CC(=O)Oc1ccccc1C(=O)O")                  # the salt's anion, neutralised

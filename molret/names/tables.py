@@ -94,9 +94,10 @@ def read_drug_ner(path) -> list:
     ``drug_variant_to_canonical`` (name or synonym -> [canonical names]). Canonical names come
     first, then variants (the first of their canonical names with a SMILES). Its SMILES come from a
     PubChem look-up of the drug, often a salt or a labelled form: a name gets the drug's parent
-    fragment (``parent_fragment``); names that say salt or hydrate, mixtures and isotope-labelled
-    SMILES are left out; a parent charged as a salt's ion is neutralised (the drug, as named, is
-    the neutral compound: "aspirin" from aspirin calcium). Only plain data is unpickled."""
+    fragment (``parent_fragment``), neutralised when it was a salt's ion (the drug as named is the
+    neutral compound: "aspirin" from aspirin calcium). Names that say salt or hydrate (but a salt's
+    own entry, kept whole), mixtures and isotope-labelled SMILES are left out. Only plain data is
+    unpickled."""
     with bz2.open(path, "rb") as fh:
         data = _PlainUnpickler(fh).load()
     smiles_of = {k: v["smiles"] for k, v in data.get("drug_canonical_to_data", {}).items()
@@ -107,8 +108,16 @@ def read_drug_ner(path) -> list:
         if canonical is not None:
             names.append((variant, canonical))
     parents = {c: parent_fragment(s) for c, s in smiles_of.items() if not _ISOTOPE.search(s)}
-    parents = {c: uncharged(p) if p and p != smiles_of[c] and _CHARGE.search(p) else p for c, p in parents.items()}
-    return [(name, parents[c]) for name, c in names if parents.get(c) and not _SALT_WORDS.search(name)]
+    parents = {c: uncharged(p) if p and p != smiles_of[c] and _CHARGE.search(p) else p
+               for c, p in parents.items()}
+    out = []
+    for name, c in names:
+        if not _SALT_WORDS.search(name):
+            if parents.get(c):
+                out.append((name, parents[c]))
+        elif name == c and not _ISOTOPE.search(smiles_of[c]):
+            out.append((name, smiles_of[c]))     # the salt's own entry: PubChem's look-up of that name
+    return out
 
 
 @dataclass(frozen=True)
