@@ -69,13 +69,16 @@ def test_read_ligand2smiles_normalises_names_and_keeps_the_first(tmp_path):
         T.read_ligand2smiles(tmp_path / "list.json")
 
 
-def test_parent_fragment_drops_counter_ions_and_refuses_mixtures():
+def test_parent_fragment_sets_counter_ions_aside_and_refuses_mixtures():
     assert T.heavy_atoms("[Ca+2].OC(=O)CCl") == 6                      # "Cl" and "[Ca+2]" are one atom each
     assert T.parent_fragment("CCO") == "CCO"
     assert T.parent_fragment("Cl.CCN(CC)CC") == "CCN(CC)CC"
     assert T.parent_fragment("[Na+].CCCCC(=O)[O-]") == "CCCCC(=O)[O-]"
     assert T.parent_fragment("CCCC(=O)O.CCCC(=O)O.[Ca+2]") == "CCCC(=O)O"    # the drug twice: one distinct fragment
-    assert T.parent_fragment("OS(=O)(=O)O.c1ccccc1") is None          # 5 atoms beside 6: a mixture, not a salt
+    metoprolol = "CC(C)NCC(O)COc1ccc(CCOC)cc1"
+    assert T.parent_fragment(f"{metoprolol}.OC(=O)[C@H](O)[C@@H](O)C(=O)O") == metoprolol  # a tartrate: 10 atoms
+    assert T.parent_fragment("Cc1ccc(S(=O)(=O)[O-])cc1.CCCCCCCCN") == "CCCCCCCCN"        # a tosylate, charged
+    assert T.parent_fragment("CC(=O)Nc1ccc(O)cc1.Cn1cnc2c1c(=O)n(C)c(=O)n2C") is None     # a mixture
     assert T.parent_fragment("CCO.OCC") is None
 
 

@@ -68,11 +68,35 @@ def heavy_atoms(smiles: str) -> int:
     return len(_SMILES_ATOM.findall(smiles))
 
 
+# the acids and bases of drugs' salts (neutral, no stereo): set aside, never taken for the drug itself
+COUNTER_IONS = ("OC(=O)C(O)C(O)C(=O)O", "OC(=O)CC(O)(CC(=O)O)C(=O)O", "OC(=O)C=CC(=O)O", "OC(=O)CCC(=O)O",
+                "OC(=O)CC(O)C(=O)O", "CS(=O)(=O)O", "O=S(=O)(O)c1ccccc1", "Cc1ccc(S(=O)(=O)O)cc1",
+                "O=S(=O)(O)c1ccc2ccccc2c1", "OP(=O)(O)O", "OS(=O)(=O)O", "CC(=O)O", "CC(O)C(=O)O",
+                "OC(=O)C(=O)O", "OCC(O)C(O)C(O)C(O)C(=O)O", "CNCC(O)C(O)C(O)C(O)CO", "NCCCCC(N)C(=O)O",
+                "N=C(N)NCCCC(N)C(=O)O", "NC(CO)(CO)CO", "OCCN", "OCCNCCO", "O=C(O)c1ccccc1O",
+                "OC(=O)c1cc2ccccc2cc1O", "CCS(=O)(=O)O", "OS(=O)(=O)CCS(=O)(=O)O")
+_COUNTER_IONS: set = set()
+
+
+def _bare(smiles: str) -> str | None:
+    """A fragment's neutral canonical SMILES without stereo (None when RDKit refuses it)."""
+    from molret.chem.smiles_graph import rdkit_chem
+    from molret.names.variants import neutralised
+    Chem = rdkit_chem()
+    mol = Chem.MolFromSmiles(smiles)
+    mol = neutralised(mol) if mol is not None else None
+    return Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else None
+
+
 def parent_fragment(smiles: str) -> str | None:
-    """The drug in a salt's SMILES: its largest fragment (the first of equals) when every other
-    distinct fragment has at most half its heavy atoms (counter-ions, water); None for a mixture of
-    comparable molecules (a combination product). Read from the text (no RDKit at load time)."""
+    """The drug in a salt's SMILES: its largest fragment (the first of equals) once the
+    ``COUNTER_IONS`` are set aside, when every other distinct fragment has at most half its heavy
+    atoms (small ions, water); None for a mixture of comparable molecules (a combination product)."""
     fragments = sorted(set(smiles.split(".")), key=lambda f: (-heavy_atoms(f), smiles.index(f)))
+    if len(fragments) > 1:
+        if not _COUNTER_IONS:
+            _COUNTER_IONS.update(_bare(c) for c in COUNTER_IONS)
+        fragments = [f for f in fragments if _bare(f) not in _COUNTER_IONS] or fragments
     if len(fragments) > 1 and 2 * heavy_atoms(fragments[1]) > heavy_atoms(fragments[0]):
         return None
     return fragments[0]
@@ -81,8 +105,9 @@ def parent_fragment(smiles: str) -> str | None:
 def uncharged(smiles: str) -> str | None:
     """A SMILES neutralised where it can be (``molret.names.variants.neutralised``); None when RDKit
     refuses it."""
-    from rdkit import Chem
+    from molret.chem.smiles_graph import rdkit_chem
     from molret.names.variants import neutralised
+    Chem = rdkit_chem()
     mol = Chem.MolFromSmiles(smiles)
     mol = neutralised(mol) if mol is not None else None
     return Chem.MolToSmiles(mol) if mol is not None else None
