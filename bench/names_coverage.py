@@ -9,9 +9,11 @@ And the wall time of the whole cold batch (val + test queries, forms
 included), as ``molret.names.cache`` would compute it. No model needed.
 
     python bench/names_coverage.py [--data-dir D] [--cache-dir C] [--json out.json] [--unresolved F]
+                                   [--order opsin,chemicals,ligand2smiles,drug_ner,pairs]
 
 A measurement, not a test. ``--unresolved F`` writes the unresolved test subjects, one per line
-with their class (what the next rule should read).
+with their class (what the next rule should read). ``--order`` looks the sources up in another
+order, or without some (those it does not name are left out; the default is SOURCE_ORDER).
 """
 from __future__ import annotations
 
@@ -70,7 +72,13 @@ def main(argv=None):
     p.add_argument("--cache-dir")
     p.add_argument("--json")
     p.add_argument("--unresolved", help="write the unresolved test subjects (class<TAB>name) here")
+    p.add_argument("--order", help="comma-separated source names (molret.names.sources.SOURCE_ORDER): "
+                                   "the sources to use, in this order")
     args = p.parse_args(argv)
+    from molret.names.sources import SOURCE_ORDER
+    order = args.order.split(",") if args.order else None
+    if order and not set(order) <= set(SOURCE_ORDER):
+        p.error(f"--order: unknown source(s) {sorted(set(order) - set(SOURCE_ORDER))}; choose from {SOURCE_ORDER}")
     from molret.evaluation.pool import challenge_pool_inputs
     from molret.names.opsin import shared_opsin
     from molret.names.queries import resolve_queries
@@ -84,6 +92,9 @@ def main(argv=None):
     opsin = shared_opsin()
     pairs = pairs_dictionary_from_dir(args.data_dir, args.cache_dir)
     sources = default_sources(opsin, pairs)
+    if order:
+        by_name = {s.name: s for s in sources}
+        sources = [by_name[n] for n in order if n in by_name]
     clear_forms_memo()
     t1 = time.perf_counter()
     structures = resolve_queries(list(val_texts) + list(test_texts), opsin, sources=sources, forms="all",

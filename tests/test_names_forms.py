@@ -6,11 +6,23 @@ import numpy as np
 import pytest
 
 from molret.names import sources as S
+from molret.names.tables import TABLE_NAMES
 from molret.names import queries as Q
 from molret.names import resolve as N
 from molret.data.graph_store import GraphSource, build_graph_store
 from molret.ranking.name_fusion import FEATURES, NameFeatures, Candidates, fit_weights, name_features
 from molret.chem.smiles_graph import graph_to_text, smiles_to_graph
+
+
+@pytest.fixture(autouse=True)
+def no_name_tables():
+    """The tables beside the chemicals package read as not installed (tests/test_name_tables.py tests them):
+    these tests' dictionaries are the ones they write. Its own MonkeyPatch: a test's monkeypatch.undo()
+    keeps it."""
+    patch = pytest.MonkeyPatch()
+    patch.setattr(S, "_TABLES", dict.fromkeys(TABLE_NAMES))
+    yield
+    patch.undo()
 
 
 def key(smiles):
@@ -174,8 +186,9 @@ def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
             return [None for _ in names]
     pairs = S.PairsDictionary.__new__(S.PairsDictionary)
     pairs.table = {}
-    assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == list(S.SOURCE_ORDER)
-    assert [s.name for s in S.default_sources(None)] == ["chemicals"]
+    # (the tables are off in this module) the mixtures source comes last, built on the others
+    assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == ["opsin", "chemicals", "pairs", "mixtures"]
+    assert [s.name for s in S.default_sources(None)] == ["chemicals", "mixtures"]
 
 
 HAVE_CHEMICALS = S.find_chemicals_table() is not None

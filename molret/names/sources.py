@@ -9,7 +9,9 @@ in the same order:
 2. ``chemicals``: the PubChem synonyms table shipped by the ``chemicals``
    package (``Identifiers/chemical identifiers pubchem large.tsv``, 71,346
    compounds with SMILES; case-insensitive), loaded once (~2 s, ~100 MB);
-3. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
+3. the offline name -> SMILES tables of other packages (``molret.names.tables``: ``ligand2smiles``,
+   ``drug_ner``), after the chemicals table (docs/experiments.md "Names 3.0: offline name tables");
+4. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
    file): the subject name of every pair maps to that pair's graph, exactly
    as the challenge draws it. Last because it has no SMILES (so no charge or
    tautomer forms): put first, it took names OPSIN resolves through another
@@ -29,9 +31,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from molret.names.tables import READ_ERRORS, TABLE_NAMES, TABLES, NameTable, find_table_file, read_table
+
 log = logging.getLogger("molret")
 
-SOURCE_ORDER = ("opsin", "chemicals", "pairs", "mixtures")
+SOURCE_ORDER = ("opsin", "chemicals", *TABLE_NAMES, "pairs", "mixtures")
 CHEMICALS_FILE = "chemical identifiers pubchem large.tsv"
 
 
@@ -187,6 +191,36 @@ def shared_chemicals() -> SmilesDictionary | None:
     return _SHARED["chemicals"]
 
 
+_TABLES: dict = {}
+
+
+def smiles_table(pairs) -> dict:
+    """name (``normal_name``) -> SMILES of (name, SMILES) pairs, the first pair of a name winning."""
+    table: dict = {}
+    for name, smiles in pairs:
+        table.setdefault(normal_name(name), smiles)
+    table.pop("", None)
+    return table
+
+
+def shared_table(table: NameTable) -> SmilesDictionary | None:
+    """The process-wide dictionary of a table beside the chemicals package (``molret.names.tables``),
+    read once; None (one warning line, once) when its package is not installed or its file unreadable."""
+    if table.name not in _TABLES:
+        _TABLES[table.name] = None
+        path = find_table_file(table)
+        if path is None:
+            log.warning(f"names: the {table.package} package is not installed (pip install {table.package}): "
+                        f"no {table.name} dictionary")
+        else:
+            try:
+                _TABLES[table.name] = SmilesDictionary(smiles_table(read_table(table, path)), table.name,
+                                                       file_fingerprint(path))
+            except READ_ERRORS as e:
+                log.warning(f"names: cannot read the {table.name} dictionary {path} ({e})")
+    return _TABLES[table.name]
+
+
 # ------------------------------------------------------------------ fingerprints (keys of cached resolutions)
 
 def content_hash(obj) -> str:
@@ -211,7 +245,8 @@ def opsin_fingerprint(opsin) -> str:
 
 def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
     """[name, fingerprint] of each source ``default_sources`` gives for the same arguments, in
-    order, computed without loading the chemicals table (a stat of its file when not loaded yet)."""
+    order, computed without loading the chemicals table or the others (a stat of the file when not
+    loaded yet)."""
     out = []
     if opsin is not None:
         out.append(["opsin", opsin_fingerprint(opsin)])
@@ -224,6 +259,12 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
             path = find_chemicals_table()
             if path is not None:
                 out.append(["chemicals", file_fingerprint(path)])
+        for table in TABLES:
+            if table.name in _TABLES:
+                if _TABLES[table.name] is not None:
+                    out.append([table.name, _TABLES[table.name].fingerprint()])
+            elif (path := find_table_file(table)) is not None:
+                out.append([table.name, file_fingerprint(path)])
     if pairs is not None:
         out.append([pairs.name, pairs.fingerprint()])
     if out:
@@ -233,8 +274,9 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
 
 
 def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
-    """The sources in SOURCE_ORDER: OPSIN (when not None), the chemicals dictionary (when installed
-    and ``chemicals``), ``pairs`` (when given), then the mixtures of what those resolve."""
+    """The sources in SOURCE_ORDER: OPSIN (when not None), the chemicals dictionary and the tables
+    beside it (those installed, when ``chemicals``), ``pairs`` (when given), then the mixtures of what
+    those resolve."""
     out = []
     if opsin is not None:
         out.append(OpsinSource(opsin))
@@ -242,6 +284,7 @@ def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool
         c = shared_chemicals()
         if c is not None:
             out.append(c)
+        out += [t for t in map(shared_table, TABLES) if t is not None]
     if pairs is not None:
         out.append(pairs)
     if out:
