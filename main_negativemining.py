@@ -8,12 +8,12 @@ molret.training.hard_negatives; the flags: ``--help``).
     python main_negativemining.py ... --init-from runs/base/best.pt      # start from a main.py model
     python main_negativemining.py --resume runs/<name>
 """
-from molret.cli.common import run_training
-from molret.cli.flags import add_mining_args
-from molret.training.hard_negatives import HardNegativeTrainer
 
 
 def main(argv=None):
+    from molret.cli.common import run_training
+    from molret.cli.flags import add_mining_args
+    from molret.training.hard_negatives import HardNegativeTrainer
     return run_training(argv, HardNegativeTrainer, prog="main_negativemining.py",
                         description="Contrastive training with hard negatives (cluster batches, mined "
                                     "nearest neighbours or a memory bank of graph embeddings).",

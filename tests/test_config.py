@@ -99,14 +99,13 @@ def test_every_numeric_flag_refuses_out_of_range_values(name, script, capsys):
 
 
 def _inference_scripts():
-    import get_text_embeddings
-    import labels
     from molret.cli import ensemble as ensemble_cli
+    from molret.cli import labels, text_embeddings
     from molret.cli import predictions as predict
     from molret.cli import search as search_cli
     from molret.cli import serve as web
     return {"predictions.py": predict.build_parser, "search.py": search_cli.build_parser, "serve.py": web.build_parser,
-            "get_text_embeddings.py": get_text_embeddings.parser, "labels.py": labels.parser,
+            "get_text_embeddings.py": text_embeddings.build_parser, "labels.py": labels.build_parser,
             "ensemble_method.py": ensemble_cli.build_parser}
 
 
