@@ -36,8 +36,7 @@ HELP = {
     "text_bow": "add a bag-of-words text view: TF-IDF word uni/bigrams hashed into N buckets, embedded by a "
                 "table learned from scratch (0: none; 16384..1048576 are sensible)",
     "text_bow_chars": "also the character 3..N-grams of each word of 4+ characters in the --text-bow view (0, 1 or 2: "
-                      "words and word pairs only). Measured: one chemistry features member 0.524 / 0.510 pool "
-                      "LRAP with 5 against 0.394 / 0.384 without (seeds 0 / 1)",
+                      "words and word pairs only; what 5 gives: docs/experiments.md \"Chemistry features member\")",
     "text_bow_dropout": "word dropout of the --text-bow view in training: each term of a description is "
                         "dropped with this probability (the rest rescaled)",
     "text_bow_rank": "width of the --text-bow table, widened by a linear map (0: the projection's hidden "
