@@ -118,7 +118,8 @@ def plan(minutes: float, cores: int, n_members: int, rounds: int = 1, n_fast: in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from molret.cli.flags import ranged
+    from molret.cli.flags import add_names_arg, ranged
+    from molret.ranking.rerank import METHODS as RERANK_METHODS
     from molret.training.losses import LOSSES
     from molret.ranking.pseudo_labels import MARGIN_LIMITS
     p = argparse.ArgumentParser(prog="recipe.py", description=__doc__.split("\n\n")[0],
@@ -143,10 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=ranged(int, "seed"), default=0, help="seed of the first member (member i: seed + i)")
     p.add_argument("--text-model", default="minilm", help="the members' frozen text encoder (as main.py's)")
     p.add_argument("--max-epochs", type=ranged(int, "epochs"), default=300, help="epochs at most per member (the budget decides)")
-    p.add_argument("--names", default="auto", choices=["auto", "opsin", "none"],
-                   help="fuse the chemical names of the queries: auto and opsin = every name source there is (OPSIN when "
-                        "Java is there, the chemicals synonyms table, the training pairs)")
-    p.add_argument("--rerank", default="sinkhorn", choices=["none", "sinkhorn", "dual-softmax"],
+    add_names_arg(p, "auto", "the ensemble's name weights fitted on val", extra={"auto": "as opsin"})
+    p.add_argument("--rerank", default="sinkhorn", choices=list(RERANK_METHODS),
                    help="re-ranking of the ensemble (the challenge's one-to-one structure)")
     p.add_argument("--rerank-temperature", type=ranged(float, "rerank_temperature", (0.0, 10.0, True)),
                    default=RERANK_TEMPERATURE, help="temperature T of exp(score / T) of the re-ranking "
