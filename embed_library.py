@@ -7,12 +7,12 @@
 See molret/library/shards.py (the folder format) and molret/search/ann.py (the indexes).
 """
 from molret.utils.errors import user_errors
-from molret.cli.embed_library import main as _main
 
 
 @user_errors
 def main(argv=None):
-    return _main(argv)
+    from molret.cli.embed_library import main as run
+    return run(argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Decode challenge graphs back to molecules: one SMILES per .graph file.
 
-    python graphs_to_smiles.py ../shared/data/altegrad/raw.zip --out decoded.tsv
+    python graphs_to_smiles.py data/raw.zip --out decoded.tsv
     python graphs_to_smiles.py my_library/ --out my_library.tsv      # a folder with raw/ (smiles_to_graph.py)
 
 writes ``id<TAB>smiles<TAB>status`` under one header line: status is

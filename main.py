@@ -5,11 +5,11 @@ and write the test submission.
     python main.py --data-dir data --text-model minilm --freeze-text
     python main.py --resume runs/<name>          # continue after a crash or Ctrl-C
 """
-from molret.cli.common import run_training
-from molret.training.trainer import Trainer
 
 
 def main(argv=None):
+    from molret.cli.common import run_training
+    from molret.training.trainer import Trainer
     return run_training(argv, Trainer, prog="main.py",
                         description="Contrastive training of a text encoder and a graph encoder "
                                     "(ALTEGRAD-2023 molecule retrieval).")

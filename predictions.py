@@ -6,11 +6,11 @@
     python predictions.py --model best.pt --library raw.zip --top-k 10 --smiles --out top.csv   # + SMILES
 """
 from molret.utils.errors import user_errors
-from molret.cli.predictions import build_parser, predict
 
 
 @user_errors
 def main(argv=None):
+    from molret.cli.predictions import build_parser, predict
     args = build_parser().parse_args(argv)
     result = predict(args)
     if result.get("pool"):

@@ -8,11 +8,11 @@ The library's graph embeddings are computed once and cached (next to the
 library, or under --cache-dir); later searches only encode the queries.
 """
 from molret.utils.errors import user_errors
-from molret.cli.search import build_parser, run
 
 
 @user_errors
 def main(argv=None):
+    from molret.cli.search import build_parser, run
     args = build_parser().parse_args(argv)
     return run(args)
 

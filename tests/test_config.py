@@ -99,14 +99,13 @@ def test_every_numeric_flag_refuses_out_of_range_values(name, script, capsys):
 
 
 def _inference_scripts():
-    import get_text_embeddings
-    import labels
     from molret.cli import ensemble as ensemble_cli
+    from molret.cli import labels, text_embeddings
     from molret.cli import predictions as predict
     from molret.cli import search as search_cli
     from molret.cli import serve as web
     return {"predictions.py": predict.build_parser, "search.py": search_cli.build_parser, "serve.py": web.build_parser,
-            "get_text_embeddings.py": get_text_embeddings.parser, "labels.py": labels.parser,
+            "get_text_embeddings.py": text_embeddings.build_parser, "labels.py": labels.build_parser,
             "ensemble_method.py": ensemble_cli.build_parser}
 
 
@@ -140,3 +139,45 @@ def test_mol_features_flag_refuses_unknown_families(value, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--mol-features" in err and "unknown molecule feature family" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------ one table per set of choices (issue 33)
+
+def _help_of(parser, flag: str):
+    action = next(a for a in parser._actions if flag in a.option_strings)
+    return action.choices, " ".join(parser.format_help().split()), " ".join((action.help or "").split())
+
+
+def test_choice_flags_take_their_choices_and_help_from_their_tables():
+    """--conv, --loss, --mol-features and every script's --names: the choices are the table's keys and the
+    help names every choice with the table's words for it."""
+    from molret.chem.mol_features import DEFAULT_FAMILIES, FAMILIES
+    from molret.cli.flags import NAMES
+    from molret.models.encoders import GRAPH_LAYERS
+    from molret.training.losses import LOSSES
+    main = _parser()
+    for flag, table in (("--conv", GRAPH_LAYERS), ("--loss", LOSSES)):
+        choices, _, text = _help_of(main, flag)
+        assert list(choices) == list(table), flag
+        for name, entry in table.items():
+            assert f"{name} ({' '.join(entry.doc.split())})" in text, (flag, name)
+    _, _, text = _help_of(main, "--mol-features")
+    assert all(f"{n} ({' '.join(f.doc.split())})" in text for n, f in FAMILIES.items()) and ",".join(DEFAULT_FAMILIES) in text
+    from molret.cli import ensemble, predictions, recipe, search, serve
+    for name, parser in (("main.py", main), ("ensemble_method.py", ensemble.build_parser()),
+                         ("recipe.py", recipe.build_parser()), ("predictions.py", predictions.build_parser()),
+                         ("search.py", search.build_parser()), ("serve.py", serve.build_parser())):
+        choices, _, text = _help_of(parser, "--names")
+        assert [c for c in choices if c in NAMES] == list(NAMES) and set(choices) - set(NAMES) <= {"auto"}, name
+        assert all(f"{c} ({' '.join(doc.split())})" in text for c, doc in NAMES.items()), (name, text)
+
+
+def test_no_choice_list_typed_by_hand_in_the_cli():
+    """The choices of --names, --conv, --loss and --rerank are written once, in their tables."""
+    import re
+    from pathlib import Path
+    cli = Path(__file__).resolve().parents[1] / "molret" / "cli"
+    typed = re.compile(r'choices=\[[^]]*"(opsin|gcn|clip|sinkhorn)"')
+    bad = [f"{p.name}:{n}" for p in sorted(cli.glob("*.py"))
+           for n, line in enumerate(p.read_text().splitlines(), 1) if typed.search(line)]
+    assert not bad, bad

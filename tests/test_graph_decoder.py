@@ -204,3 +204,57 @@ def test_a_structure_rdkit_refuses_is_reported_quietly(capfd):
     assert d.status.startswith("RDKit cannot sanitise the decoded structure: Explicit valence")
     captured = capfd.readouterr()
     assert "valence" not in captured.err and "valence" not in captured.out
+
+
+# ------------------------------------------------------------ exact acceptance (issue 33)
+
+def _bonds(edge_index):
+    return sorted({(min(a, b), max(a, b)) for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist())})
+
+
+def test_acceptance_needs_each_atom_identifier_not_the_same_multiset():
+    """Propan-1-ol C0-C1-C2-O3: its identifiers with the two CH2 swapped are the same multiset on other atoms
+    (another molecule's graph: no renumbering that keeps the chain maps one onto the other): refused. The
+    chain read backwards is the same molecule numbered from the other end: accepted."""
+    from molret.chem.graph_decoder import reencoding_differs, same_labelled_graph
+    edge_index, ids = _graph("CCCO")
+    bonds = _bonds(edge_index)
+    swapped = [ids[0], ids[2], ids[1], ids[3]]
+    assert sorted(swapped) == sorted(ids) and swapped != ids
+    assert not same_labelled_graph(swapped, ids, bonds)
+    assert "other identifiers" in reencoding_differs(parse_smiles("CCCO"), swapped, bonds)
+    assert same_labelled_graph(ids[::-1], ids, bonds)              # the reversal keeps the chain's bonds
+    assert reencoding_differs(parse_smiles("CCCO"), ids, bonds) is None
+
+
+def test_acceptance_finds_the_renumbering_of_a_symmetric_molecule():
+    """4-chlorophenol numbered from the other side of the ring: the mirror renumbering maps it exactly; a
+    ring with two ring atoms' identifiers exchanged across the ring is refused."""
+    from molret.chem.graph_decoder import same_labelled_graph
+    edge_index, ids = _graph("Oc1ccc(Cl)cc1")
+    bonds = _bonds(edge_index)
+    # atoms: 0 O, 1 c(O), 2 c, 3 c, 4 c(Cl), 5 Cl, 6 c, 7 c; mirror: 2<->7, 3<->6
+    mirror = [0, 1, 7, 6, 4, 5, 3, 2]
+    assert all(b in bonds for b in _bonds(np.array([[mirror[a] for a in edge_index[0]],
+                                                     [mirror[b] for b in edge_index[1]]])))
+    assert same_labelled_graph([ids[mirror[i]] for i in range(8)], ids, bonds)
+    crossed = list(ids)
+    crossed[1], crossed[4] = ids[4], ids[1]   # the O's carbon and the Cl's carbon exchanged: O on a C-Cl
+    assert not same_labelled_graph(crossed, ids, bonds)
+    assert not same_labelled_graph(crossed, ids, bonds, max_steps=0)
+
+
+def test_decoding_leaves_rdkits_log_as_it_found_it():
+    """The decoder silences RDKit only around its own calls: a caller's log settings survive a decode."""
+    from rdkit import RDLogger, rdBase
+    edge_index, ids = _graph("c1ccc(O)cc1")
+    decoder = GraphDecoder()
+    try:
+        RDLogger.EnableLog("rdApp.error")
+        before = rdBase.LogStatus()
+        assert "rdApp.error:enabled" in before
+        assert decoder.decode(edge_index, ids).ok
+        assert not decoder.decode(edge_index, ids[:-1] + [ids[4]]).ok    # the O's identifier on a ring carbon
+        assert rdBase.LogStatus() == before
+    finally:
+        RDLogger.EnableLog("rdApp.error")

@@ -207,3 +207,90 @@ def test_module_sizes(name):
             assert size <= 250, f"{name}: class {node.name} has {size} lines"
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_parser_builder(node.name):
             assert size <= 60, f"{name}: {node.name} has {size} lines"
+
+
+# ------------------------------------------------------------ the whole tree: top-level scripts (issue 33)
+
+SCRIPTS = {p.stem: p for p in sorted(ROOT.glob("*.py"))}
+SHIMS = {"dataloader", "model"}          # re-export shims of molret.data / molret.models for old imports
+SCRIPT_LINES, MAIN_LINES = 40, 30
+
+
+def script_defects(name: str, source: str) -> list:
+    """What makes the top-level script ``name`` more than a thin entry point: argparse, a class or a function
+    beside ``main``, a long ``main``, a module-level molret import (heavy at import), no ``__main__`` guard,
+    too many lines. Imports inside functions count as the others do."""
+    tree = ast.parse(source)
+    bad = [f"{name}:{n.lineno} imports argparse" for n in ast.walk(tree)
+           if isinstance(n, (ast.Import, ast.ImportFrom)) and "argparse" in ast.dump(n)]
+    if len(source.splitlines()) > SCRIPT_LINES:
+        bad.append(f"{name} has {len(source.splitlines())} lines (> {SCRIPT_LINES})")
+    defs = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    bad += [f"{name}:{n.lineno} defines {n.name} (only main)" for n in defs if n.name != "main"]
+    bad += [f"{name}: main has {n.end_lineno - n.lineno + 1} lines (> {MAIN_LINES})" for n in defs
+            if n.name == "main" and n.end_lineno - n.lineno + 1 > MAIN_LINES]
+    if not any(n.name == "main" for n in defs):
+        bad.append(f"{name} has no main(argv=None)")
+    bad += [f"{name}:{n.lineno} imports {getattr(n, 'module', None) or n.names[0].name} at import time"
+            for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) and
+            (getattr(n, "module", None) or n.names[0].name).startswith("molret") and
+            (getattr(n, "module", None) or "") != "molret.utils.errors"]
+    if "if __name__ == \"__main__\":\n    main()" not in source:
+        bad.append(f"{name} has no `if __name__ == \"__main__\": main()`")
+    return bad
+
+
+@pytest.mark.parametrize("name", sorted(set(SCRIPTS) - SHIMS))
+def test_top_level_scripts_are_thin_entry_points(name):
+    """Parsing lives in molret/cli/, engines in their layer: a top-level script is a docstring and a main."""
+    bad = script_defects(name, SCRIPTS[name].read_text())
+    assert not bad, "\n".join(bad)
+
+
+def test_the_shims_only_re_export():
+    for name in SHIMS:
+        tree = ast.parse(SCRIPTS[name].read_text())
+        assert all(isinstance(n, (ast.ImportFrom, ast.Expr)) for n in tree.body), name
+
+
+def test_no_molret_module_imports_a_top_level_script():
+    """The package never reaches back into the entry points (lazy imports in functions included)."""
+    bad = [f"{m}:{line} imports {x}" for m, p in MODULES.items() for line, x in script_imports(p.read_text())]
+    assert not bad, "\n".join(bad)
+
+
+def script_imports(source: str) -> list:
+    """(line, name) of every import of a top-level script in ``source``, those inside functions included."""
+    out = []
+    for n in ast.walk(ast.parse(source)):
+        names = [a.name for a in n.names] if isinstance(n, ast.Import) else (
+            [n.module] if isinstance(n, ast.ImportFrom) and not n.level and n.module else [])
+        out += [(n.lineno, x) for x in names if x.split(".")[0] in SCRIPTS]
+    return out
+
+
+def test_scripts_load_nothing_heavy_at_import():
+    code = (f"import sys, {', '.join(sorted(set(SCRIPTS) - SHIMS))}; "
+            "print(sorted(m for m in ('torch', 'numpy', 'rdkit', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_script_checks_catch_argparse_an_engine_and_lazy_imports():
+    """The checks above are not vacuous: a made-up script with argparse inside main, a second function, a
+    class and a module-level molret import is refused on each count; a thin one passes."""
+    fat = ("import numpy\nfrom molret.training.trainer import Trainer\n\n\nclass Engine:\n    pass\n\n\n"
+           "def helper():\n    pass\n\n\ndef main(argv=None):\n    import argparse\n    return argparse\n")
+    bad = script_defects("fat", fat)
+    assert any("imports argparse" in b for b in bad), bad
+    assert any("defines Engine" in b for b in bad) and any("defines helper" in b for b in bad), bad
+    assert any("molret.training.trainer at import time" in b for b in bad), bad
+    assert any("__main__" in b for b in bad), bad
+    assert script_defects("long", "def main(argv=None):\n" + "    x = 1\n" * 40) != []
+    thin = ('"""Doc."""\nfrom molret.utils.errors import user_errors\n\n\n@user_errors\ndef main(argv=None):\n'
+            '    from molret.cli.search import build_parser, run\n    return run(build_parser().parse_args(argv))\n'
+            '\n\nif __name__ == "__main__":\n    main()\n')
+    assert script_defects("thin", thin) == []
+    assert script_imports("import os\n\n\ndef f():\n    from labels import main\n    import recipe\n") == [
+        (5, "labels"), (6, "recipe")]

@@ -222,16 +222,20 @@ def _train_args(root, data, name, *extra):
 @pytest.mark.parametrize("negatives,flags,stop_at", [
     ("cluster", ["--n-clusters", "4", "--groups-per-batch", "2"], 7),   # stopped mid-epoch 2
     ("queue", ["--queue-size", "48"], 3)])                               # stopped mid-epoch 1
-def test_negativemining_resume_replays_the_run(tiny_setup, monkeypatch, negatives, flags, stop_at):
+def test_negativemining_resume_replays_the_run(tiny_setup, monkeypatch, capsys, negatives, flags, stop_at):
     """A run interrupted (as by Ctrl-C) and resumed ends with the same weights
-    and mined state as the same run done in one go."""
+    and mined state as the same run done in one go. The interruption's advice names
+    main_negativemining.py (issue 33: it said main.py), and main.py refuses to resume the
+    run (it would continue as plain training, silently)."""
     import signal
+    import main
     import main_negativemining
+    from molret.training.hard_negatives import HardNegativeTrainer
     root, data = tiny_setup
     args = ["--epochs", "3", "--negatives", negatives, *flags]
     full = main_negativemining.main(_train_args(root, data, f"{negatives}-full", *args))
 
-    original = main_negativemining.HardNegativeTrainer.train_step
+    original = HardNegativeTrainer.train_step
 
     def interrupted(self, batch):
         out = original(self, batch)
@@ -239,11 +243,18 @@ def test_negativemining_resume_replays_the_run(tiny_setup, monkeypatch, negative
             self._stop_signal = signal.SIGINT
         return out
 
-    monkeypatch.setattr(main_negativemining.HardNegativeTrainer, "train_step", interrupted)
+    monkeypatch.setattr(HardNegativeTrainer, "train_step", interrupted)
     with pytest.raises(SystemExit) as e:
         main_negativemining.main(_train_args(root, data, f"{negatives}-split", *args))
     assert e.value.code == 130
-    monkeypatch.setattr(main_negativemining.HardNegativeTrainer, "train_step", original)
+    run_dir = root / "runs" / f"{negatives}-split"
+    advice = [line.split(" ", 2)[2] for line in (run_dir / "train.log").read_text().splitlines() if "--resume" in line]
+    assert advice == [f"continue with python main_negativemining.py --resume {run_dir}"], advice
+    monkeypatch.setattr(HardNegativeTrainer, "train_step", original)
+    with pytest.raises(SystemExit) as e:
+        main.main(["--resume", str(run_dir), "--no-progress"])
+    assert e.value.code == 2
+    assert "resume it with python main_negativemining.py" in capsys.readouterr().err
     stopped = torch.load(root / "runs" / f"{negatives}-split" / "last.pt", weights_only=False)
     assert stopped["train_state"]["global_step"] == stop_at
     resumed = main_negativemining.main(["--resume", str(root / "runs" / f"{negatives}-split"), "--no-progress"])
@@ -298,7 +309,7 @@ def test_labels_from_a_checkpoint_drive_cluster_batches(tiny_setup):
 def test_nonfinite_batch_stays_out_of_the_memory_bank(tiny_setup, monkeypatch):
     """A batch whose loss is not finite is skipped, and its graph embeddings
     never enter the queue (they would poison every later loss)."""
-    import main_negativemining
+    from molret.training.hard_negatives import HardNegativeTrainer
     from molret.cli.common import config_from_args, training_parser
     from molret.cli.flags import add_mining_args
     root, data = tiny_setup
@@ -308,7 +319,7 @@ def test_nonfinite_batch_stays_out_of_the_memory_bank(tiny_setup, monkeypatch):
                                                          "--queue-size", "64")))
     run_dir = root / "runs" / "nan-queue"
     run_dir.mkdir(parents=True, exist_ok=True)
-    tr = main_negativemining.HardNegativeTrainer(cfg, run_dir, progress=False)
+    tr = HardNegativeTrainer(cfg, run_dir, progress=False)
     tr.start()
     batches = tr.make_batches(0)
     assert tr.train_step(tr.train_set.collate(batches[0])) is not None

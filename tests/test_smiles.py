@@ -196,14 +196,28 @@ def test_cli(tmp_path, capsys):
     assert "written 2" in text and "skipped 1" in text and "line 2" in text
     assert (out / "cids.txt").read_text().split() == ["ethanol", "benzene"]
 
-    with pytest.raises(SystemExit) as exc:
-        cli.main([str(tmp_path / "missing.smi"), "--out", str(out)])
-    assert str(exc.value).startswith("error:") and "does not exist" in str(exc.value)
+    def one_error_line(*argv):
+        """The shared error handling (molret.utils.errors.user_errors): one ``error:`` line, exit 2."""
+        with pytest.raises(SystemExit) as exc:
+            cli.main([str(a) for a in argv])
+        assert exc.value.code == 2
+        errors = capsys.readouterr().err.strip().splitlines()
+        assert len(errors) == 1 and errors[0].startswith("error:"), errors
+        return errors[0]
 
+    assert "does not exist" in one_error_line(tmp_path / "missing.smi", "--out", out)
     blocker = _write(tmp_path / "file", "not a folder")
-    with pytest.raises(SystemExit) as exc:
-        cli.main([str(src), "--out", str(blocker / "sub"), "--no-progress"])
-    assert str(exc.value).startswith("error:") and "not writable" in str(exc.value)
+    assert "not writable" in one_error_line(src, "--out", blocker / "sub", "--no-progress")
+    bad = _write(tmp_path / "bad.smi", "C1CC broken\n")
+    assert "no molecule in" in one_error_line(bad, "--out", tmp_path / "none", "--no-progress")
+
+
+def test_record_count_is_what_the_reader_yields(tmp_path):
+    """The progress bar's total comes from the shared reader: the header it recognises is not a record."""
+    assert S.count_records(_write(tmp_path / "h.csv", "cid,smiles\n1,CCO\n\n2,C1CC\n")) == 2
+    assert S.count_records(_write(tmp_path / "n.csv", "1,CCO\n2,CC\n3,C\n")) == 3
+    assert S.count_records(_write(tmp_path / "s.smi", "SMILES Name\nCCO a\n# comment\nCC b\n")) == 2
+    assert S.count_records(tmp_path / "missing.csv") is None
 
 
 def test_matches_official_challenge_graphs():

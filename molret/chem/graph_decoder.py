@@ -13,8 +13,14 @@
    molecule per candidate;
 4. the solution becomes an RDKit molecule, sanitised, and is accepted only if
    re-encoding it with ``molret.chem.smiles_graph.mol_to_graph`` gives the identical
-   graph (every atom's identifier, the same bonds).  Anything else is
-   reported undecodable with its reason: a wrong structure is never returned.
+   graph: the same bonds and every atom's identifier, on that atom or on the atom
+   a renumbering that keeps the bonds puts there (``same_labelled_graph``).
+   Anything else is reported undecodable with its reason: a wrong structure is
+   never returned.
+
+RDKit's log is silenced only around the decoder's own RDKit calls (a sanitised
+candidate is expected to fail now and then; the reasons are ours), never for the
+whole process.
 
 The graphs carry no stereochemistry, so neither do the decoded molecules.
 Isotope labels that the identifiers do not distinguish (``[13C]`` has the
@@ -22,11 +28,11 @@ isotope term of natural carbon) are lost the same way.
 """
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from molret.chem.env_search import EnvironmentSearch, SearchLimit
-from molret.chem.smiles_graph import mol_to_graph
+from molret.chem.smiles_graph import mol_to_graph, rdkit_log_blocked
 from molret.chem.morgan_env import (AROMATIC, DOUBLE, SINGLE, TRIPLE, Environment, EnvironmentTable, isotope_for,
                                     plausible_invariants, radius0_candidates)
 
@@ -35,6 +41,7 @@ STATUS_EXACT = "exact"
 DEFAULT_MAX_STEPS = 20000
 DEFERRED = "deferred: an unknown atom has no known neighbour"
 MAX_SOLUTIONS = 16     # solutions built and verified per graph before giving up
+MAX_MATCH_STEPS = 100_000  # renumberings tried by same_labelled_graph before it refuses
 
 
 @dataclass
@@ -145,11 +152,13 @@ class GraphDecoder:
             reason = None
             for invs, types in solutions:
                 tried += 1
-                mol, why = _build_molecule(invs, bonds, types)
+                with rdkit_log_blocked():
+                    mol, why = _build_molecule(invs, bonds, types)
+                    if mol is not None:
+                        why = reencoding_differs(mol, ids, bonds)
                 if mol is None:
                     reason = why
                 else:
-                    why = _verify(mol, ids, bonds)
                     if why is None:
                         return self._accept(mol, ids, invs, bonds, types, adj)
                     reason = why
@@ -228,8 +237,6 @@ def _build_molecule(invs, bonds, types):
     global _RD_BOND
     from rdkit import Chem
     if _RD_BOND is None:
-        from rdkit import RDLogger
-        RDLogger.DisableLog("rdApp.*")  # sanitising candidates is expected to fail now and then: reasons are ours
         _RD_BOND = {SINGLE: Chem.BondType.SINGLE, DOUBLE: Chem.BondType.DOUBLE,
                     TRIPLE: Chem.BondType.TRIPLE, AROMATIC: Chem.BondType.AROMATIC}
     rw = Chem.RWMol()
@@ -263,20 +270,89 @@ def _build_molecule(invs, bonds, types):
     return mol, None
 
 
-def _verify(mol, ids, bonds) -> str | None:
-    """None when re-encoding ``mol`` gives the graph's identifiers and bonds, else why not."""
-    from molret.utils.errors import MolretError as _E
+def reencoding_differs(mol, ids, bonds) -> str | None:
+    """None when re-encoding ``mol`` gives the graph (``ids`` per atom, undirected ``bonds`` a < b), else why not."""
+    from molret.utils.errors import MolretError
     try:
         edge_index, new_ids = mol_to_graph(mol)
-    except _E as e:
+    except MolretError as e:
         return f"re-encoding failed: {e}"
     new_bonds = sorted({(min(a, b), max(a, b)) for a, b in zip(edge_index[0].tolist(), edge_index[1].tolist())})
     if new_bonds != bonds:
         return "re-encoding changed the bonds"
-    new_ids = [int(x) for x in new_ids]
-    if new_ids == ids or Counter(new_ids) == Counter(ids):
+    if same_labelled_graph(ids, [int(x) for x in new_ids], bonds):
         return None
     return "re-encoding gives other identifiers (aromaticity or charge placement differs)"
+
+
+def same_labelled_graph(ids, new_ids, bonds, max_steps: int = MAX_MATCH_STEPS) -> bool:
+    """Whether ``new_ids`` on the atoms of ``bonds`` is the graph ``ids`` on them, up to atom order.
+
+    True when every atom keeps its identifier, or when a renumbering of the
+    atoms that maps the bonds onto themselves (an automorphism) carries each
+    atom's new identifier onto the graph's (a symmetric molecule whose charge,
+    say, sits on the mirror atom).  Equal identifiers on other atoms are not
+    enough: that is another molecule.  A search past ``max_steps`` answers False.
+    """
+    n = len(ids)
+    if list(new_ids) == list(ids):
+        return True
+    if len(new_ids) != n or Counter(new_ids) != Counter(ids):
+        return False
+    nbrs = [set() for _ in range(n)]
+    for a, b in bonds:
+        nbrs[a].add(b)
+        nbrs[b].add(a)
+    with_label = defaultdict(list)
+    for j, label in enumerate(new_ids):
+        with_label[label].append(j)
+    order = _breadth_first(nbrs)
+    image, used = [-1] * n, [False] * n
+
+    def candidates(i):
+        mapped = [image[j] for j in nbrs[i] if image[j] >= 0]
+        pool = nbrs[mapped[0]] if mapped else with_label[ids[i]]
+        for c in sorted(pool):
+            if (not used[c] and new_ids[c] == ids[i] and len(nbrs[c]) == len(nbrs[i])
+                    and all(m in nbrs[c] for m in mapped)
+                    and sum(1 for m in nbrs[c] if used[m]) == len(mapped)):
+                yield c
+
+    stack, steps = [candidates(order[0])], 0
+    while stack:
+        i = order[len(stack) - 1]
+        if image[i] >= 0:                      # undo the last choice for this atom
+            used[image[i]], image[i] = False, -1
+        c = next(stack[-1], None)
+        if c is None:
+            stack.pop()
+            continue
+        steps += 1
+        if steps > max_steps:
+            return False
+        image[i], used[c] = c, True
+        if len(stack) == n:
+            return True
+        stack.append(candidates(order[len(stack)]))
+    return False
+
+
+def _breadth_first(nbrs) -> list:
+    """The atoms in breadth-first order, component by component: each after a neighbour, where it has one."""
+    order, seen = [], [False] * len(nbrs)
+    for root in range(len(nbrs)):
+        if seen[root]:
+            continue
+        seen[root] = True
+        k = len(order)
+        order.append(root)
+        while k < len(order):
+            for j in sorted(nbrs[order[k]]):
+                if not seen[j]:
+                    seen[j] = True
+                    order.append(j)
+            k += 1
+    return order
 
 
 def canonical_smiles(smiles: str) -> str | None:

@@ -294,3 +294,21 @@ def read_library(path, *, fmt: str | None = None, smiles_column=None, id_column=
     if fmt == "smi":
         return _read_smi(path, standardize, select)
     return _read_sdf(path, id_property, standardize, select)
+
+
+def count_records(path, *, fmt: str | None = None, smiles_column=None, id_column=None) -> int | None:
+    """How many records ``read_library`` yields for ``path`` (rows after the header it recognises, SDF
+    records), counted without parsing a molecule: for a progress bar (None when the file cannot be read)."""
+    n = 0
+
+    def count(_record_number: int) -> bool:
+        nonlocal n
+        n += 1
+        return False
+
+    try:
+        for _ in read_library(path, fmt=fmt, smiles_column=smiles_column, id_column=id_column, select=count):
+            pass
+    except MolretError:
+        return None
+    return n or None

@@ -131,7 +131,7 @@ def _run_pass(store, table, todo, workers, wide, smiles, status, bar) -> int:
 
 # ------------------------------------------------------------------ cache
 
-DECODER_VERSION = 1   # bump when the decoder's results can change for the same graphs
+DECODER_VERSION = 2   # bump when the decoder's results can change for the same graphs
 
 
 def decoding_key(store, known_smiles=()) -> str:

@@ -97,6 +97,7 @@ def run_training(argv, trainer_cls, prog: str, description: str, extra_args=None
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except StopTraining:
+        log.warning(f"continue with python {prog} --resume {run_dir}")
         raise SystemExit(130) from None
 
 

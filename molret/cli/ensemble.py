@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from molret.cli.common import add_inference_args
-from molret.cli.flags import ranged
+from molret.cli.flags import add_names_arg, ranged
 from molret.ranking.ensemble import NORMALIZATIONS
 from molret.ranking.ensemble_engine import EnsembleOptions
 from molret.ranking.pseudo_labels import MARGIN_LIMITS
@@ -62,9 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", nargs="+", metavar="LABEL",
                    help="with --fit-weights: one label per member (--models first, then --members); members with "
                         "the same label share one fitted weight, split equally (fewer weights fitted on val)")
-    p.add_argument("--names", default="none", choices=["none", "opsin"],
-                   help="opsin: fuse the structures named in the queries (OPSIN when Java is there, the chemicals synonyms table, the training pairs) with the ensemble's "
-                        "scores, weights fitted on val; needs --data-dir (or --models) for the texts and graphs")
+    add_names_arg(p, "none", "with the ensemble's scores, weights fitted on val; needs --data-dir (or --models) for "
+                             "the texts and graphs")
     p.add_argument("--pseudo-labels", metavar="TSV",
                    help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
                         "training pairs (cid<TAB>query) for a second round (main.py --extra-pairs); needs --rerank "

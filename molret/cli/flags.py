@@ -5,21 +5,42 @@ import argparse
 import dataclasses
 from dataclasses import fields
 
+from molret.chem.mol_features import DEFAULT_FAMILIES, FAMILIES
 from molret.config import MiningConfig, ModelConfig, RunConfig, TrainConfig
 from molret.models.encoders import GRAPH_LAYERS
 from molret.ranking.rerank import METHODS as RERANK_METHODS
 from molret.training.losses import LOSSES
 from molret.utils.errors import MolretError
 
+
+def choices_help(intro: str, table: dict) -> str:
+    """``intro: a (what a does), b (what b does), ...`` from a table of choices whose entries have a ``doc``
+    (or are the doc): the help of a flag made from the table of its choices."""
+    return f"{intro}: " + ", ".join(f"{name} ({getattr(v, 'doc', v)})" for name, v in table.items())
+
+
+# --names: what each choice does; every script's --names (main.py, ensemble_method.py, recipe.py, predictions.py,
+# search.py, serve.py) takes its choices and help from this table (add_names_arg)
+NAMES = {"none": "the learned scores alone",
+         "opsin": "resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms "
+                  "table, the training pairs) and fuse the structures they name with the learned scores"}
+
+
+def add_names_arg(parser, default, detail: str, extra: dict | None = None) -> None:
+    """--names with the choices of NAMES (and a script's ``extra`` ones first), its help made from them and
+    ``detail`` (what the script does with the names, its default)."""
+    table = {**(extra or {}), **NAMES}
+    parser.add_argument("--names", default=default, choices=list(table),
+                        help=choices_help("chemical names in the queries", table) + f"; {detail}")
+
+
 HELP = {
-    "conv": "graph layer: gcn, gat or gatv2 (torch-geometric GCNConv/GATConv/GATv2Conv), mlp (per-atom layers "
-            "that ignore the bonds: a fast bag-of-substructures encoder), or features (no graph layers: an MLP over "
-            "the curated RDKit features of --mol-features, the fast chemistry member)",
-    "mol_features": "curated RDKit features of each molecule (rebuilt from its graph by the decoder, or a "
-                    "library's SMILES), comma-separated families of molret.chem.mol_features: maccs, morgan, morgan3, "
-                    "fragments, elements, rings, descriptors, or 'default' (maccs,morgan,fragments,elements,rings); "
-                    "with --conv features the whole molecule side, with a graph layer joined to the GNN's "
-                    "pooled output ('': none; --conv features then uses the default)",
+    "conv": choices_help("graph layer", GRAPH_LAYERS),
+    "mol_features": choices_help("curated RDKit features of each molecule (rebuilt from its graph by the decoder, or "
+                                 "a library's SMILES), comma-separated families", FAMILIES)
+                    + f", or 'default' ({','.join(DEFAULT_FAMILIES)}); with --conv features the whole molecule side, "
+                      "with a graph layer joined to the GNN's pooled output ('': none; --conv features then uses "
+                      "the default)",
     "num_layers": "number of graph convolution layers",
     "hidden_dim": "graph encoder width",
     "heads": "attention heads per GAT/GATv2 layer",
@@ -36,8 +57,7 @@ HELP = {
     "text_bow": "add a bag-of-words text view: TF-IDF word uni/bigrams hashed into N buckets, embedded by a "
                 "table learned from scratch (0: none; 16384..1048576 are sensible)",
     "text_bow_chars": "also the character 3..N-grams of each word of 4+ characters in the --text-bow view (0, 1 or 2: "
-                      "words and word pairs only). Measured: one chemistry features member 0.524 / 0.510 pool "
-                      "LRAP with 5 against 0.394 / 0.384 without (seeds 0 / 1)",
+                      "words and word pairs only; what 5 gives: docs/experiments.md \"Chemistry features member\")",
     "text_bow_dropout": "word dropout of the --text-bow view in training: each term of a description is "
                         "dropped with this probability (the rest rescaled)",
     "text_bow_rank": "width of the --text-bow table, widened by a linear map (0: the projection's hidden "
@@ -89,11 +109,9 @@ HELP = {
               "val/test sets (sinkhorn or dual-softmax): reported next to the plain val metrics, used for "
               "submission.csv (the best epoch is chosen by --select-metric)",
     "rerank_temperature": "temperature T of exp(similarity / T) for --rerank",
-    "loss": "contrastive loss: clip (symmetric InfoNCE), siglip (sigmoid per pair), hard-infonce (negatives "
-            "weighted by their similarity) or triplet (hardest in-batch negative, margin 0.2)",
-    "names": "opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms table, the training pairs) and fuse exact-graph and "
-             "substructure evidence with the learned scores, weights fitted on val (final report and submission); "
-             "none: learned scores only",
+    "loss": choices_help("contrastive loss", LOSSES),
+    "names": choices_help("chemical names in the queries", NAMES) + "; exact-graph and substructure evidence, "
+             "weights fitted on val (final report and submission)",
     "select_metric": "val score that picks the best epoch: pool_lrap (val queries among val + test molecules, "
                      "the test's pool size), lrap (among the val molecules only) or pool_lrap_reranked (needs "
                      "--rerank); without test files the pool is unavailable and lrap is used",
@@ -117,7 +135,7 @@ CHOICES = {
     "text_pooling": ["cls", "mean"],
     "amp": ["none", "bf16", "fp16"],
     "rerank": list(RERANK_METHODS),
-    "names": ["none", "opsin"],
+    "names": list(NAMES),
     "loss": list(LOSSES),
     "select_metric": ["pool_lrap", "lrap", "pool_lrap_reranked"],
     "negatives": ["cluster", "knn", "queue"],

@@ -5,6 +5,7 @@ import argparse
 
 from molret.api.predictions import FULL_MATRIX_MAX, PredictionOptions
 from molret.api.predictions import predict as predict_options
+from molret.cli.flags import add_names_arg
 from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
                                reader_options)
 from molret.ranking.rerank import METHODS as RERANK_METHODS
@@ -28,10 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "submission.csv is reproduced)")
     p.add_argument("--rerank-temperature", type=float,
                    help="temperature of --rerank (default: the checkpoint's or the model file's, else 0.05)")
-    p.add_argument("--names", choices=["none", "opsin"],
-                   help="opsin: fuse the structures named in the queries (OPSIN when Java is there, the chemicals synonyms table, the training pairs) with the learned "
-                        "scores, weights fitted on val.tsv (a model file: its own weights; default: the checkpoint's "
-                        "training setting, opsin for a model file that carries name weights)")
+    add_names_arg(p, None, "weights fitted on val.tsv (a model file: its own weights; default: the checkpoint's "
+                           "training setting, opsin for a model file that carries name weights)")
     p.add_argument("--no-pool", action="store_true",
                    help="skip the val report (pool metrics: val queries among val + test molecules)")
     add_inference_args(p, batch_help="embedding batch size (default: the training eval batch size)")

@@ -33,8 +33,8 @@ log = logging.getLogger("molret")
 TEXT = ["--text-pooling", "mean", "--freeze-text"]
 COMMON = [*TEXT, "--threads", "1", "--save-embeddings", "--no-write-submission", "--no-progress"]
 # The graph-network members, in launch order: diverse graph encoders over the same frozen text features,
-# each also reading the curated RDKit features of the decoded molecule (measured at 6 minutes, seed 0:
-# GCN 0.227 pool LRAP alone, 0.277 with them; docs/experiments.md)
+# each also reading the curated RDKit features of the decoded molecule (they lift a GCN member:
+# docs/experiments.md "Chemistry features member")
 MOL_FEATURES = ["--mol-features", "default"]
 MEMBERS = [
     ("gcn", ["--conv", "gcn", *MOL_FEATURES]),
@@ -54,20 +54,20 @@ FAST_KINDS = [
     ("feat-morgan3", ["--mol-features", "maccs,morgan3,fragments,elements,rings"]),
 ]
 FAST_MEMBERS = 8              # the default --fast-members
-FAST_MEMBER_MINUTES = 1.6     # a fast member's wall time with its start and embeddings (measured 1.45-1.6, two at once)
+FAST_MEMBER_MINUTES = 1.6     # a fast member's wall time with its start and embeddings, two at once
+                              # (docs/experiments.md "The recipe's time plan")
 FIRST_ROUND = 2               # with --rounds 2: the first 2 members (the fastest, and the best alone) train first
 FINISH_MINUTES = 2.0          # kept for the ensemble, names and re-ranking at the end
 PSEUDO_MINUTES = 1.0          # the round-1 ensemble that writes the pseudo-labels
 MEMBER_OVERHEAD_MINUTES = 2.0  # a member's start, final evaluation, test embedding and the budget's overrun
-                               # (measured 1.9-2.1 min for the graph-network members with features)
+                               # (docs/experiments.md "The recipe's time plan")
 PSEUDO_MARGIN = 0.5            # docs/experiments.md "What moves the pool metric": pseudo-label precision by margin
 # the members' bag-of-words text view: buckets, table width, word dropout (docs/experiments.md "What moves the pool metric")
 TEXT_BOW, TEXT_BOW_RANK, TEXT_BOW_DROPOUT = 32768, 0, 0.8
-# and the character 3..5-grams of its words (docs/experiments.md "Chemistry features member": one fast member
-# 0.524 / 0.510 pool LRAP against 0.394 / 0.384 without, seeds 0 / 1)
+# and the character 3..5-grams of its words: they lift every member (docs/experiments.md "Chemistry features member")
 TEXT_BOW_CHARS = 5
-# Sinkhorn's temperature over the recipe's ensemble (docs/experiments.md "Chemistry features member": learned-only
-# re-ranked pool LRAP 0.6014 / 0.6025 at 0.02 against 0.576 / 0.583 at 0.05, seeds 0 / 1; with names 0.798 / 0.803)
+# Sinkhorn's temperature over the recipe's ensemble: the best of those tried on both seeds
+# (docs/experiments.md "The recipe (`recipe.py`), re-planned around the fast members")
 RERANK_TEMPERATURE = 0.02
 # model.pt's library search: hubness corrected against the training texts (docs/experiments.md "One model")
 LIBRARY_HUBNESS_TEMPERATURE = 0.05
@@ -118,7 +118,8 @@ def plan(minutes: float, cores: int, n_members: int, rounds: int = 1, n_fast: in
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from molret.cli.flags import ranged
+    from molret.cli.flags import add_names_arg, ranged
+    from molret.ranking.rerank import METHODS as RERANK_METHODS
     from molret.training.losses import LOSSES
     from molret.ranking.pseudo_labels import MARGIN_LIMITS
     p = argparse.ArgumentParser(prog="recipe.py", description=__doc__.split("\n\n")[0],
@@ -138,15 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-final-fit", action="store_true",
                    help="skip the final fit: by default each fast member trains a second time on train + val "
                         "(main.py --train-on-val, same epochs and seed) and that copy gives the submission's test "
-                        "matrix; weights and names are fitted with the first (measured: a fast member on 2,301 "
-                        "instead of 2,801 pairs lost 0.054 / 0.033 pool LRAP, seeds 0 / 1)")
+                        "matrix; weights and names are fitted with the first (more pairs pay: docs/experiments.md "
+                        "\"Chemistry features member\")")
     p.add_argument("--seed", type=ranged(int, "seed"), default=0, help="seed of the first member (member i: seed + i)")
     p.add_argument("--text-model", default="minilm", help="the members' frozen text encoder (as main.py's)")
     p.add_argument("--max-epochs", type=ranged(int, "epochs"), default=300, help="epochs at most per member (the budget decides)")
-    p.add_argument("--names", default="auto", choices=["auto", "opsin", "none"],
-                   help="fuse the chemical names of the queries: auto and opsin = every name source there is (OPSIN when "
-                        "Java is there, the chemicals synonyms table, the training pairs)")
-    p.add_argument("--rerank", default="sinkhorn", choices=["none", "sinkhorn", "dual-softmax"],
+    add_names_arg(p, "auto", "the ensemble's name weights fitted on val", extra={"auto": "as opsin"})
+    p.add_argument("--rerank", default="sinkhorn", choices=list(RERANK_METHODS),
                    help="re-ranking of the ensemble (the challenge's one-to-one structure)")
     p.add_argument("--rerank-temperature", type=ranged(float, "rerank_temperature", (0.0, 10.0, True)),
                    default=RERANK_TEMPERATURE, help="temperature T of exp(score / T) of the re-ranking "
@@ -154,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=1, choices=[1, 2],
                    help="1: one round of members on train.tsv; 2: a first round of 2 members writes transductive "
                         "pseudo-labels (confident one-to-one matches of val + test queries and molecules), then "
-                        "every member trains on train + pseudo-labels (measured at 30 minutes: single members "
-                        "0.52 pool LRAP, all of the gain on the pseudo-labelled queries; re-ranked with names "
-                        "-0.015 / -0.013 against one round; docs/experiments.md)")
+                        "every member trains on train + pseudo-labels (its members gain only on the "
+                        "pseudo-labelled queries: docs/experiments.md \"Transductive pseudo-labels with the "
+                        "bag-of-words view\")")
     p.add_argument("--pseudo-margin", type=ranged(float, "pseudo_margin", MARGIN_LIMITS), default=PSEUDO_MARGIN,
                    help="probability margin of a pseudo-label over the query's second-best molecule (0..1)")
     p.add_argument("--loss", default=LOSS, choices=list(LOSSES),
-                   help="the members' contrastive loss (main.py --loss; measured: hard-infonce above clip on "
-                        "two seeds, docs/experiments.md)")
+                   help="the members' contrastive loss (main.py --loss; why hard-infonce: docs/experiments.md "
+                        "\"Loss of the members with the view\")")
     p.add_argument("--text-bow", type=ranged(int, "text_bow"), default=TEXT_BOW,
                    help="the members' bag-of-words text view: hashed TF-IDF buckets (main.py --text-bow; 0: none)")
     p.add_argument("--text-bow-rank", type=ranged(int, "text_bow_rank"), default=TEXT_BOW_RANK,

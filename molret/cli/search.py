@@ -16,6 +16,7 @@ from molret.utils.files import atomic_write_text
 from molret.library.reading import library_kind
 from molret.api.retriever import MolRetriever, SearchOptions
 from molret.search.engine import HUBNESS_TEMPERATURE, QUERY_THREADS, Hit, LibrarySearch
+from molret.cli.flags import add_names_arg
 from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
                                reader_options)
 from molret.library.shard_folder import is_shard_folder
@@ -58,11 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query-threads", type=int, default=QUERY_THREADS,
                    help="torch CPU threads for encoding the queries (0: torch's default)")
     add_inference_args(p, batch_help="graph embedding batch size; the model's eval batch size when not given")
-    p.add_argument("--names", default=None, choices=["none", "opsin"],
-                   help="opsin: resolve the chemical names in each query (OPSIN when Java is there, the chemicals "
-                        "synonyms table, the training pairs) and fuse exact-graph and substructure evidence with the "
-                        "cosine scores (all molecules scored exactly); default: opsin with the weights of a model "
-                        "file that carries them (a recipe's model.pt), none for a checkpoint or a shard folder")
+    add_names_arg(p, None, "exact-graph and substructure evidence with the cosine scores (all molecules scored "
+                           "exactly); default: opsin with the weights of a model file that carries them (a recipe's "
+                           "model.pt), none for a checkpoint or a shard folder")
     p.add_argument("--names-weights", type=float, nargs="+", metavar="W",
                    help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "
                         "challenge's val pool; FORM, the named structure in another charge state or tautomer, "

@@ -6,6 +6,7 @@ import logging
 import sys
 from pathlib import Path
 
+from molret.cli.flags import add_names_arg
 from molret.cli.common import add_inference_args, add_library_args
 from molret.cli.search import open_search, report_library
 from molret.library.reading import library_kind
@@ -25,9 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="CKPT",
                    help="checkpoint written by main.py (best.pt/last.pt), or an ensemble's model file (the model.pt "
                         "of recipe.py, ensemble_method.py --save-model)")
-    p.add_argument("--names", default=None, choices=["none", "opsin"],
-                   help="fuse the chemical names of the queries (as search.py --names); default: opsin with the "
-                        "weights of a model file that carries them (a recipe's model.pt), none for a checkpoint")
+    add_names_arg(p, None, "as search.py --names; default: opsin with the weights of a model file that carries "
+                           "them (a recipe's model.pt), none for a checkpoint")
     p.add_argument("--library", required=True, metavar="FILE",
                    help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph files, "
                         "or a folder with raw/ or raw.zip and optionally cids.txt)")

@@ -4,6 +4,8 @@ outputs are L2-normalised; plus a learnable temperature."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ class GraphEncoder(nn.Module):
         self.cfg = cfg
         if cfg.conv not in GRAPH_LAYERS:
             raise MolretError(f"unknown --conv {cfg.conv!r} ({', '.join(GRAPH_LAYERS)})")
-        self.has_graph = GRAPH_LAYERS[cfg.conv] is not None
+        self.has_graph = GRAPH_LAYERS[cfg.conv].build is not None
         self.features = None
         if cfg.mol_features or not self.has_graph:
             if cfg.mol_features_dim <= 1:
@@ -47,7 +49,7 @@ class GraphEncoder(nn.Module):
         if cfg.conv in ("gat", "gatv2") and h % cfg.heads:
             raise MolretError(f"--hidden-dim {h} must be divisible by --heads {cfg.heads}")
         for _ in range(cfg.num_layers):
-            self.convs.append(GRAPH_LAYERS[cfg.conv](h, cfg.heads))
+            self.convs.append(GRAPH_LAYERS[cfg.conv].build(h, cfg.heads))
             self.norms.append({"batch": lambda: nn.BatchNorm1d(h), "layer": lambda: nn.LayerNorm(h),
                                "graph": lambda: gnn.GraphNorm(h), "none": nn.Identity}[cfg.norm]())
         if cfg.pooling == "attention":
@@ -137,13 +139,24 @@ def _gnn():
     return gnn
 
 
-# --conv name -> layer(width, heads): one entry per graph layer type
+@dataclass(frozen=True)
+class GraphLayer:
+    """A --conv choice: ``build(width, heads)`` makes one layer (None: no graph layers); ``doc`` is its help."""
+    build: Callable | None
+    doc: str
+
+
+# --conv name -> GraphLayer: one entry per graph layer type (the flag's choices and help are made from it)
 GRAPH_LAYERS = {
-    "gcn": lambda h, heads: _gnn().GCNConv(h, h),
-    "gat": lambda h, heads: _gnn().GATConv(h, h // heads, heads=heads, concat=True, dropout=0.0),
-    "gatv2": lambda h, heads: _gnn().GATv2Conv(h, h // heads, heads=heads, concat=True, dropout=0.0),
-    "mlp": lambda h, heads: NodeMLP(h),
-    "features": None,   # no graph layers: the molecule-features MLP alone (--mol-features)
+    "gcn": GraphLayer(lambda h, heads: _gnn().GCNConv(h, h), "torch-geometric GCNConv"),
+    "gat": GraphLayer(lambda h, heads: _gnn().GATConv(h, h // heads, heads=heads, concat=True, dropout=0.0),
+                      "torch-geometric GATConv"),
+    "gatv2": GraphLayer(lambda h, heads: _gnn().GATv2Conv(h, h // heads, heads=heads, concat=True, dropout=0.0),
+                        "torch-geometric GATv2Conv"),
+    "mlp": GraphLayer(lambda h, heads: NodeMLP(h),
+                      "per-atom layers that ignore the bonds: a fast bag-of-substructures encoder"),
+    "features": GraphLayer(None, "no graph layers: an MLP over the curated RDKit features of --mol-features, "
+                                 "the fast chemistry member"),
 }
 
 

@@ -29,7 +29,6 @@ from molret.names.variants import name_variants
 
 log = logging.getLogger("molret")
 
-NAMES_CHOICES = ("none", "opsin")
 MAX_NAME_CHARS = 300            # longer "names" are sentence fragments, not names
 
 # ------------------------------------------------------------------ finding names
@@ -272,7 +271,6 @@ class QueryStructures:
         return None
 
 
-FORMS_CHOICES = ("none", "charge", "tautomer", "all")
 _FORMS_MEMO: dict = {}
 
 

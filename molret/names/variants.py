@@ -140,7 +140,6 @@ def spellings(name: str) -> list[tuple[str, str]]:
 # transformations of acids and bases, or dimorphite-dl: PROTONATION), and its tautomers (RDKit's
 # TautomerEnumerator, bounded). Nothing raises: a structure RDKit refuses has no forms.
 
-PROTONATION_CHOICES = ("rdkit", "dimorphite", "both")
 PROTONATION = "rdkit"        # measured on val (docs/experiments.md "Names 2.0")
 MAX_TAUTOMERS = 8
 MAX_TAUTOMER_ATOMS = 80     # larger molecules: no tautomers (enumerating them is slow)

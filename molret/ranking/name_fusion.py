@@ -37,7 +37,7 @@ log = logging.getLogger("molret")
 
 FEATURES = ("exact", "subject", "parent", "form")
 # Weights used where there is no val set to fit them on (search.py): fitted on the shared val pool
-# with the recipe's seed-0 ensemble (python recipe.py --data-dir ../shared/data/altegrad --minutes 30;
+# with the recipe's seed-0 ensemble (python recipe.py --data-dir data --minutes 30;
 # docs/experiments.md "Names in queries"). "form" was not fitted with that ensemble: the weight of "exact", since the
 # fits of docs/experiments.md "Names 2.0" gave the two equal weights.
 DEFAULT_WEIGHTS = {"exact": 0.25, "subject": 0.6, "parent": 0.32, "form": 0.25}

@@ -3,11 +3,13 @@
 Every loss takes ``text_emb`` [B, D] and ``graph_emb`` [B, D] (L2-normalised,
 pair i is the positive of row/column i) and ``scale`` (the inverse
 temperature) and returns a scalar. Adding one is one function plus one entry
-in ``LOSSES`` (and its test against a hand-computed value).
+in ``LOSSES`` with its help (and its test against a hand-computed value).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -69,10 +71,20 @@ def triplet_loss(text_emb: torch.Tensor, graph_emb: torch.Tensor, scale=None,
     return 0.5 * (row.mean() + col.mean())
 
 
-# --loss name -> function
+@dataclass(frozen=True)
+class Loss:
+    """A --loss choice: the function (called through the entry) and its help."""
+    fn: Callable
+    doc: str
+
+    def __call__(self, text_emb, graph_emb, scale):
+        return self.fn(text_emb, graph_emb, scale)
+
+
+# --loss name -> Loss (the flag's choices and help are made from it)
 LOSSES = {
-    "clip": clip_loss,
-    "siglip": sigmoid_loss,
-    "hard-infonce": hard_infonce_loss,
-    "triplet": triplet_loss,
+    "clip": Loss(clip_loss, "symmetric InfoNCE"),
+    "siglip": Loss(sigmoid_loss, "sigmoid per pair"),
+    "hard-infonce": Loss(hard_infonce_loss, "negatives weighted by their similarity"),
+    "triplet": Loss(triplet_loss, f"hardest in-batch negative, margin {TRIPLET_MARGIN:g}"),
 }

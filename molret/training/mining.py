@@ -3,7 +3,7 @@ in the same batch, and a loss with extra negatives from a memory bank.
 
 Everything here is a pure function (or a small class) of arrays and a numpy
 Generator, so a training run can rebuild an epoch's batches exactly on
-resume. main_negativemining.py wires them into molret.training.trainer.Trainer.
+resume. molret.training.hard_negatives wires them into molret.training.trainer.Trainer.
 
 Three sources:
 

@@ -3,7 +3,7 @@
 ``Trainer.__init__`` only builds objects (data, model, optimiser); the batch
 plan and the learning-rate schedule are set up by ``start`` when training
 begins (``fit``). A subclass changes the run through these hooks, and
-nothing else (main_negativemining.py does):
+nothing else (molret.training.hard_negatives does, for main_negativemining.py):
 
 * ``make_batches(epoch)``: the batches of an epoch (default ``plain_batches``);
 * ``total_steps``: the steps the schedule spans, when the batches change their count;
@@ -192,7 +192,9 @@ class Trainer:
         return {}
 
     def load_extra_state(self, state: dict) -> None:
-        pass
+        if state:   # resuming a hard-negative run without its state would silently train another way
+            raise MolretError("this checkpoint holds a hard-negative run's state (mined batches, memory bank): "
+                              "resume it with python main_negativemining.py --resume RUN_DIR")
 
     # -- optimiser and schedule
     def start(self, resume_from: Path | None = None) -> None:
@@ -300,8 +302,7 @@ class Trainer:
                 self.train_seconds += epoch_seconds
                 self.end_epoch(np.mean(losses) if losses else float("nan"), epoch_seconds, pairs)
         except StopTraining:
-            log.warning(f"interrupted: checkpoint saved to {self.run_dir / 'last.pt'}; continue with "
-                        f"python main.py --resume {self.run_dir}")
+            log.warning(f"interrupted: checkpoint saved to {self.run_dir / 'last.pt'}")  # + how to continue: the CLI's
             raise
         finally:
             for s, h in old_handlers.items():

@@ -16,10 +16,9 @@ app serves
   of the search itself: encoding + nearest neighbours); ``GET /api/health``.
 
 Searches run in arrival order on one worker thread that owns the engine
-(``QueryBatcher``). On a CPU one query at a time (measured on 2 cores: a
-batch of 5 val queries took 350 ms to encode, one by one 300 ms: padding
-costs more than batching saves); on a GPU the queries waiting together are
-encoded and searched as one batch (not measured here). A failing batch is retried query by query, so an
+(``QueryBatcher``). On a CPU one query at a time (padding costs more than
+batching saves: docs/experiments.md "Web page latency"); on a GPU the queries
+waiting together are encoded and searched as one batch. A failing batch is retried query by query, so an
 error reaches only the request that caused it.
 
 Bad requests get a 4xx with a JSON (``/api``) or HTML message, never a
@@ -207,7 +206,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise MolretError(f"cannot listen on {host}:{port}: unknown host ({e.strerror})") from None
     family, kind, proto, _, addr = infos[0]
     # proto IPPROTO_TCP (not 0): asyncio then sets TCP_NODELAY on each connection; without it Nagle's
-    # algorithm and delayed ACKs added ~40 ms to every response with a body.
+    # algorithm and delayed ACKs delay every response with a body (docs/experiments.md "Web page latency").
     sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -245,8 +244,7 @@ def page_url(host: str, port: int) -> str:
 def limit_search_threads(engine, n: int) -> None:
     """Queries are searched one batch at a time: FAISS's OpenMP threads
     (one per core by default) mostly wait on each other there, and on a busy
-    machine they made one search ~3x slower (measured: 29 ms with 2 threads,
-    10 ms with 1 on 2 shared cores, 102,980 x 256)."""
+    machine they slow a search down (docs/experiments.md "Web page latency")."""
     if n > 0 and getattr(engine.index, "backend", None) == "faiss":
         try:
             import faiss
