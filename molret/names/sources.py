@@ -31,6 +31,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from molret.names.mixtures import MixtureSource
 from molret.names.tables import READ_ERRORS, TABLE_NAMES, TABLES, NameTable, find_table_file, read_table
 
 log = logging.getLogger("molret")
@@ -268,7 +269,6 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
     if pairs is not None:
         out.append([pairs.name, pairs.fingerprint()])
     if out:
-        from molret.names.mixtures import MixtureSource
         out.append([MixtureSource.name, MixtureSource([]).fingerprint()])
     return out
 
@@ -288,6 +288,5 @@ def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool
     if pairs is not None:
         out.append(pairs)
     if out:
-        from molret.names.mixtures import MixtureSource
         out.append(MixtureSource(out))
     return out
