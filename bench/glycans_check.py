@@ -2,9 +2,10 @@
 
 Subjects: the subject name of every val and test query whose class is "glycan"
 (``bench/names_coverage.py``'s ``name_class``), resolved or not by the other sources. For each split: how
-many convert to a SMILES; on val, how many give the true molecule's graph exactly (identity key) or as one
+many convert to a SMILES (the name, else one of its other spellings, ``molret.names.variants``); on val, how many give the true molecule's graph exactly (identity key) or as one
 of its charge/tautomer forms, and how many match ChEBI-20's SMILES of the true molecule (a check only);
-on test (queries and molecules are not paired), how many give the graph of some test molecule. With
+on test (queries and molecules are not paired), how many give the graph of some test molecule, exactly or
+as one of its forms. With
 ``--glyles``: the same for the alternative, each name translated to IUPAC-condensed form
 (``condensed_name``) and parsed by GlyLES (when installed). No model needed.
 
@@ -82,14 +83,16 @@ def glyles_smiles(name: str) -> str | None:
 def check(subjects, true_keys, pool_keys, true_smiles, convert) -> dict:
     """Counts over (split, name, index) subjects with ``convert`` (name -> SMILES | None)."""
     from molret.names.resolve import structure_forms_of, structure_from_smiles
+    from molret.names.variants import name_variants
     counts = {"val": {"glycans": 0, "converted": 0, "exact": 0, "form": 0, "chebi20_match": 0},
-              "test": {"glycans": 0, "converted": 0, "in_test_pool": 0}}
+              "test": {"glycans": 0, "converted": 0, "in_test_pool": 0, "form_in_test_pool": 0}}
     listing = []
     t0 = time.perf_counter()
     for split, name, i in subjects:
         c = counts[split]
         c["glycans"] += 1
-        smiles = convert(name)
+        # as molret.names.resolve does: the name, else its other spellings ("...(2-)" without the charge)
+        smiles = next((x for x in map(convert, [name, *name_variants(name)]) if x), None)
         s = structure_from_smiles(name, smiles, source="glycans") if smiles else None
         if s is None:
             listing.append(("unconverted", split, name, ""))
@@ -107,8 +110,10 @@ def check(subjects, true_keys, pool_keys, true_smiles, convert) -> dict:
         else:
             ok = s.key in pool_keys
             c["in_test_pool"] += ok
+            form = not ok and any(f.key in pool_keys for f in structure_forms_of(s))
+            c["form_in_test_pool"] += form
             if not ok:
-                listing.append(("not in pool", split, name, smiles))
+                listing.append(("form in pool" if form else "not in pool", split, name, smiles))
     counts["seconds"] = round(time.perf_counter() - t0, 2)
     return counts, listing
 

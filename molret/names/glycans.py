@@ -74,17 +74,28 @@ _BASES = sorted(set(MONOSACCHARIDES) | set(_BASE_ALIASES), key=len, reverse=True
 # substituents on a residue's heteroatom, as SMILES whose first atom bonds to it
 GROUPS = {"Ac": "C(C)=O", "Gc": "C(=O)CO", "Fo": "C=O", "Me": "C", "Et": "CC", "All": "CC=C",
           "S": "S(=O)(=O)O", "P": "P(=O)(O)O", "PEtn": "P(=O)(O)OCCN", "PEA": "P(=O)(O)OCCN",
-          "PP": "P(=O)(O)OP(=O)(O)O"}
+          "PP": "P(=O)(O)OP(=O)(O)O",
+          # lipid A's acyl chains: (R)-3-hydroxytetradecanoyl, and its 3-O-dodecanoyl and 3-O-tetradecanoyl esters
+          "Hmy": "C(=O)CC(O)CCCCCCCCCCC", "Lmy": "C(=O)CC(OC(=O)CCCCCCCCCCC)CCCCCCCCCCC",
+          "Mmy": "C(=O)CC(OC(=O)CCCCCCCCCCCCC)CCCCCCCCCCC"}
+# lipid A (Escherichia coli's, as ChEBI draws it) and its relatives, as residues of this notation; a linkage
+# "(2->6)-lipid A" reaches the 6-oxygen of its non-reducing glucosamine (the first residue written)
+LIPIDS = {"lipid A": "beta-D-GlcpN3Mmy2Lmy4P-(1->6)-alpha-D-GlcpN3Hmy2Hmy1P",
+          "lipid IVA": "beta-D-GlcpN3Hmy2Hmy4P-(1->6)-alpha-D-GlcpN3Hmy2Hmy1P",
+          "(de-O-acylated lipid A)": "beta-D-GlcpN2Hmy4P-(1->6)-alpha-D-GlcpN2Hmy1P"}
 
 _RESIDUE = re.compile(
     r"^(?P<base>" + "|".join(map(re.escape, _BASES)) + r")(?P<ring>[pf])?"
     r"(?P<amino>5Ac|5Gc|NAc|NGc|NS|NFo|N|Ac|Gc)?(?P<acid>A)?"
-    r"(?P<mods>(?:\d(?:PEtn|PEA|NAc|NFo|NS|SMe|Me|Ac|S|P|N|deoxy))*)(?P<ring2>[pf])?$")
-_MOD = re.compile(r"(\d)(PEtn|PEA|NAc|NFo|NS|SMe|Me|Ac|S|P|N|deoxy)")
+    r"(?P<mods>(?:\d(?:PEtn|PEA|NAc|NFo|NS|SMe|Me|Ac|S|P|N|deoxy|Hmy|Lmy|Mmy))*)(?P<ring2>[pf])?$")
+_MOD = re.compile(r"(\d)(PEtn|PEA|NAc|NFo|NS|SMe|Me|Ac|S|P|N|deoxy|Hmy|Lmy|Mmy)")
 # stereo words before the residue symbol: anomer, configuration ("L-alpha-D-", "alpha-LD-", "BetaD-")
 _STEREO = re.compile(r"^(?:(?:alpha|beta|[αβab](?=-))-?|(?:[DL]{1,2}|[DL]-glycero-[DL]-\w+?)(?:-|(?=[A-Z])))*", re.I)
 _PREFIX_MOD = re.compile(r"^(\d)-(PEtn|PEA|deoxy|O-methyl|O-acetyl|O-sulfo|P)-")
 _PREFIX_WORDS = {"O-methyl": "Me", "O-acetyl": "Ac", "O-sulfo": "S"}
+_PETN_WORDS = re.compile(r"(?<![\w)\]])(\d)-O-\[\(2-aminoethyl\)phosphoryl\]-")
+# a repeating unit "[8)-alpha-Neu5Ac-(2->]5": that many units in a chain ("n": one unit), ends free
+_REPEAT = re.compile(r"^\[(\d)\)-(?P<unit>.+)-\((\d)->\](\d{1,2}|n)$")
 
 # ------------------------------------------------------------------ aglycons at the reducing end
 
@@ -139,7 +150,7 @@ def split_aglycon(name: str) -> tuple[str, str | None]:
     m = _O_CH2.search(name)
     if m:
         return name[:m.start()].rstrip("-"), "C" * int(m[1]) + _O_CH2_ENDS[m[2]]
-    for tail, smiles in _SIMPLE_AGLYCONS.items():
+    for tail, smiles in sorted(_SIMPLE_AGLYCONS.items(), key=lambda kv: -len(kv[0])):
         if name.endswith(tail) and len(name) > len(tail) and not name[-len(tail) - 1].isdigit():
             return name[:-len(tail)].rstrip("-"), smiles
     return name, ""
@@ -180,7 +191,7 @@ def parse_residue(text: str) -> Residue | None:
         text = text[m.end():]
     stereo = _STEREO.match(text).group(0)
     anomer = "a" if re.search("alpha|\u03b1", stereo, re.I) else "b" if re.search("beta|\u03b2", stereo, re.I) else ""
-    text = text[len(stereo):].replace("-", "")
+    text = re.sub(r"-(\d)-phosphate$", r"\1P", text[len(stereo):]).replace("-", "")
     m = _RESIDUE.match(text)
     if not m:
         return None
@@ -241,8 +252,20 @@ class _Unparsable(Exception):
 def parse_glycan(name: str) -> Glycan | None:
     """The residues and linkages of a ChEBI glycan name (module docstring); None when it is not one."""
     name = " ".join(str(name).split())
-    if not name or len(name) > MAX_GLYCAN_CHARS or " " in name or name.startswith("["):
-        return None    # a space: prose or a salt ("... sodium salt"); "[4)-...-(1->]n": a repeating unit
+    if not name or len(name) > MAX_GLYCAN_CHARS:
+        return None
+    m = _REPEAT.match(name)
+    if m:
+        copies = 1 if m[4] == "n" else int(m[4])
+        if not 1 <= copies <= MAX_RESIDUES:
+            return None
+        name = f"-({m[3]}->{m[1]})-".join([m["unit"]] * copies)
+    name = _PETN_WORDS.sub(r"\1-PEtn-", name)
+    for lipid, residues in LIPIDS.items():
+        if name.endswith("-" + lipid):
+            name = name[:-len(lipid)] + residues
+    if " " in name:
+        return None    # prose or a salt ("... sodium salt")
     # "...-D-Glc-OH": the reducing end reduced to its alditol (glucitol), as ChEBI writes it
     alditol = name.endswith("-OH") and not name.endswith("p-OH") and not name.endswith("f-OH")
     core, aglycon = (name[:-3], "") if alditol else split_aglycon(name)
