@@ -166,7 +166,7 @@ def test_pairs_dictionary_gives_the_pairs_graph(tmp_path):
     assert q.subject.key == key("CCO") and q.forms == []     # a graph without SMILES has no forms
 
 
-def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
+def test_default_order_is_opsin_glycans_chemicals_pairs(monkeypatch):
     monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({}, "chemicals")})
 
     class FakeOpsin:
@@ -175,7 +175,8 @@ def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
     pairs = S.PairsDictionary.__new__(S.PairsDictionary)
     pairs.table = {}
     assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == list(S.SOURCE_ORDER)
-    assert [s.name for s in S.default_sources(None)] == ["chemicals"]
+    assert [s.name for s in S.default_sources(None)] == ["glycans", "chemicals"]
+    assert [f[0] for f in S.source_fingerprints(FakeOpsin(), pairs)] == list(S.SOURCE_ORDER)
 
 
 HAVE_CHEMICALS = S.find_chemicals_table() is not None

@@ -6,10 +6,14 @@ it wins; only then are its other spellings (``molret.names.variants``) tried,
 in the same order:
 
 1. ``opsin``: OPSIN's systematic-name parser (``molret.names.opsin.Opsin``);
-2. ``chemicals``: the PubChem synonyms table shipped by the ``chemicals``
+2. ``glycans``: ChEBI's glycan notation ("beta-D-Galp-(1->4)-D-Glcp"), which OPSIN
+   does not read (``molret.names.glycans``; no dependency); with the other
+   sources only: alone it would resolve a few glycans, and no source at all
+   still means no name features;
+3. ``chemicals``: the PubChem synonyms table shipped by the ``chemicals``
    package (``Identifiers/chemical identifiers pubchem large.tsv``, 71,346
    compounds with SMILES; case-insensitive), loaded once (~2 s, ~100 MB);
-3. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
+4. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
    file): the subject name of every pair maps to that pair's graph, exactly
    as the challenge draws it. Last because it has no SMILES (so no charge or
    tautomer forms): put first, it took names OPSIN resolves through another
@@ -27,9 +31,11 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from molret.names.glycans import GlycanSource
+
 log = logging.getLogger("molret")
 
-SOURCE_ORDER = ("opsin", "chemicals", "pairs")
+SOURCE_ORDER = ("opsin", "glycans", "chemicals", "pairs")
 CHEMICALS_FILE = "chemical identifiers pubchem large.tsv"
 
 
@@ -224,12 +230,12 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
                 out.append(["chemicals", file_fingerprint(path)])
     if pairs is not None:
         out.append([pairs.name, pairs.fingerprint()])
-    return out
+    return with_glycans(out, [GlycanSource.name, GlycanSource().fingerprint()], opsin is not None)
 
 
 def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
-    """The sources in SOURCE_ORDER: OPSIN (when not None), the chemicals dictionary (when installed
-    and ``chemicals``), ``pairs`` (when given)."""
+    """The sources in SOURCE_ORDER: OPSIN (when not None), the glycan notation (when any other is
+    there), the chemicals dictionary (when installed and ``chemicals``), ``pairs`` (when given)."""
     out = []
     if opsin is not None:
         out.append(OpsinSource(opsin))
@@ -239,4 +245,12 @@ def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool
             out.append(c)
     if pairs is not None:
         out.append(pairs)
-    return out
+    return with_glycans(out, GlycanSource(), opsin is not None)
+
+
+def with_glycans(sources: list, glycans, after_opsin: bool) -> list:
+    """``sources`` with ``glycans`` in its SOURCE_ORDER place (after OPSIN when there), none when empty."""
+    if not sources:
+        return sources
+    at = 1 if after_opsin else 0
+    return sources[:at] + [glycans] + sources[at:]
