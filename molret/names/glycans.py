@@ -5,14 +5,15 @@ ChEBI names oligosaccharides by their residues and linkages, non-reducing end fi
 "Alpha-Neup5Ac-(2->3)-beta-D-Galp-(1->4)-beta-D-Glc-(1<->1')-Cer(d18:1/18:0)". A bracketed chain ("[...]" or
 "{...}") is a branch on the residue that follows it; each "-(a->b)-" bonds the anomeric carbon ``a`` of the
 residue before it to the oxygen at position ``b`` of the residue it leads to (its own anomeric oxygen leaves).
-The last residue is the reducing end: a free sugar, or bonded to an aglycon ("OMe", "O[CH2]5NH2", "1P",
-"-1-diphospho-...-undecaprenol", "(1<->1')-Cer(d18:1/...)", an alditol such as "D-ribitol").
+The last residue is the reducing end: a free sugar, its alditol ("-D-Glc-OH"), or bonded to an aglycon
+("OMe", "O[CH2]5NH2", "1P", "-1-diphospho-...-undecaprenol", "(1<->1')-Cer(d18:1/...)", "lipid A", an
+alditol such as "D-ribitol"). A repeating unit "[8)-alpha-Neu5Ac-(2->]5" is that many units in a chain.
 
 Stereo descriptors (alpha/beta, D/L, "L-alpha-D-Hepp") are read and dropped: the challenge graphs carry no
 stereo, so Glc, Gal and Man give the same graph; what matters is the carbon count, the ring (p/f), deoxy,
 amino and acid positions and the substituents. ``glycan_smiles`` gives a SMILES (no stereo) or None for
-anything it does not fully understand (unknown residue, polymer repeat, a linkage to a taken position);
-nothing raises. Its own parser, no dependency: measured against a ChEBI-to-condensed translation fed to
+anything it does not fully understand (an unknown residue or modifier, a linkage to a taken or missing
+position, ChEBI's word forms such as "beta-D-galactosyl-(1->4)-..." which are OPSIN's); nothing raises. Its own parser, no dependency: measured against a ChEBI-to-condensed translation fed to
 GlyLES in docs/experiments.md "Names 3.0: glycans".
 """
 from __future__ import annotations
@@ -71,7 +72,7 @@ def parse_glycan(name: str) -> Glycan | None:
     if "".join(t.group(0) for t in tokens) != core:
         return None
     try:
-        pending, last = _parse_sequence(tokens, 0, residues, links, top=True)
+        _parse_sequence(tokens, 0, residues, links, top=True)
     except _Unparsable:
         return None
     if not residues or len(residues) > MAX_RESIDUES:
@@ -81,10 +82,8 @@ def parse_glycan(name: str) -> Glycan | None:
         if root.sugar.anomeric is None or "A" in root.groups:
             return None
         residues[-1] = replace(root, sugar=replace(root.sugar, anomeric=None, ring=""), ring="")
-    if not links and (aglycon == "" or residues[-1].sugar.anomeric is None):
-        # one residue: only when written as a glycan residue ("beta-D-GlcpNAc", "alpha-D-ManpOMe")
-        if not re.search(r"[a-z][pf](?:N|A|\d|$)", residues[-1].symbol) and not aglycon:
-            return None
+    if not links and not aglycon and not re.search(r"[a-z][pf](?:N|A|\d|$)", residues[-1].symbol):
+        return None     # one bare residue ("Gal", "Man": words too) only with its ring letter ("beta-D-GlcpNAc")
     return Glycan(residues, links, aglycon)
 
 
