@@ -178,7 +178,7 @@ def test_pairs_dictionary_gives_the_pairs_graph(tmp_path):
     assert q.subject.key == key("CCO") and q.forms == []     # a graph without SMILES has no forms
 
 
-def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
+def test_default_order_is_opsin_glycans_chemicals_pairs(monkeypatch):
     monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({}, "chemicals")})
 
     class FakeOpsin:
@@ -187,8 +187,10 @@ def test_default_order_is_opsin_chemicals_pairs(monkeypatch):
     pairs = S.PairsDictionary.__new__(S.PairsDictionary)
     pairs.table = {}
     # (the tables are off in this module) the mixtures source comes last, built on the others
-    assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == ["opsin", "chemicals", "pairs", "mixtures"]
-    assert [s.name for s in S.default_sources(None)] == ["chemicals", "mixtures"]
+    order = ["opsin", "glycans", "chemicals", "pairs", "mixtures"]
+    assert [s.name for s in S.default_sources(FakeOpsin(), pairs)] == order
+    assert [s.name for s in S.default_sources(None)] == ["glycans", "chemicals", "mixtures"]
+    assert [f[0] for f in S.source_fingerprints(FakeOpsin(), pairs)] == order
 
 
 HAVE_CHEMICALS = S.find_chemicals_table() is not None

@@ -6,17 +6,21 @@ it wins; only then are its other spellings (``molret.names.variants``) tried,
 in the same order:
 
 1. ``opsin``: OPSIN's systematic-name parser (``molret.names.opsin.Opsin``);
-2. ``chemicals``: the PubChem synonyms table shipped by the ``chemicals``
+2. ``glycans``: ChEBI's glycan notation ("beta-D-Galp-(1->4)-D-Glcp"), which OPSIN
+   does not read (``molret.names.glycans``; no dependency); with the other
+   sources only: alone it would resolve a few glycans, and no source at all
+   still means no name features;
+3. ``chemicals``: the PubChem synonyms table shipped by the ``chemicals``
    package (``Identifiers/chemical identifiers pubchem large.tsv``, 71,346
    compounds with SMILES; case-insensitive), loaded once (~2 s, ~100 MB);
-3. the offline name -> SMILES tables of other packages (``molret.names.tables``: ``ligand2smiles``,
+4. the offline name -> SMILES tables of other packages (``molret.names.tables``: ``ligand2smiles``,
    ``drug_ner``), after the chemicals table (docs/experiments.md "Names 3.0: offline name tables");
-4. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
+5. ``pairs``: the labelled pairs themselves (a training ``cid<TAB>text``
    file): the subject name of every pair maps to that pair's graph, exactly
    as the challenge draws it. Last because it has no SMILES (so no charge or
    tautomer forms): put first, it took names OPSIN resolves through another
    spelling, whose forms then found the true molecule (docs/experiments.md "Names 2.0");
-4. ``mixtures``: salts, hydrates and single atoms (``molret.names.mixtures``): the base
+6. ``mixtures``: salts, hydrates and single atoms (``molret.names.mixtures``): the base
    resolved by the sources above, the named parts joined to it as the challenge draws them.
 
 A missing source (no Java, the package not installed) is one warning line;
@@ -31,12 +35,13 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from molret.names.glycans import GlycanSource
 from molret.names.mixtures import MixtureSource
 from molret.names.tables import READ_ERRORS, TABLE_NAMES, TABLES, NameTable, find_table_file, read_table
 
 log = logging.getLogger("molret")
 
-SOURCE_ORDER = ("opsin", "chemicals", *TABLE_NAMES, "pairs", "mixtures")
+SOURCE_ORDER = ("opsin", "glycans", "chemicals", *TABLE_NAMES, "pairs", "mixtures")
 CHEMICALS_FILE = "chemical identifiers pubchem large.tsv"
 
 
@@ -269,14 +274,15 @@ def source_fingerprints(opsin, pairs: PairsDictionary | None = None, chemicals: 
     if pairs is not None:
         out.append([pairs.name, pairs.fingerprint()])
     if out:
+        out = with_glycans(out, [GlycanSource.name, GlycanSource().fingerprint()], opsin is not None)
         out.append([MixtureSource.name, MixtureSource([]).fingerprint()])
     return out
 
 
 def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool = True) -> list:
-    """The sources in SOURCE_ORDER: OPSIN (when not None), the chemicals dictionary and the tables
-    beside it (those installed, when ``chemicals``), ``pairs`` (when given), then the mixtures of what
-    those resolve."""
+    """The sources in SOURCE_ORDER: OPSIN (when not None), the glycan notation (when any other is
+    there), the chemicals dictionary and the tables beside it (those installed, when ``chemicals``),
+    ``pairs`` (when given), then the mixtures of what those resolve."""
     out = []
     if opsin is not None:
         out.append(OpsinSource(opsin))
@@ -288,5 +294,14 @@ def default_sources(opsin, pairs: PairsDictionary | None = None, chemicals: bool
     if pairs is not None:
         out.append(pairs)
     if out:
+        out = with_glycans(out, GlycanSource(), opsin is not None)
         out.append(MixtureSource(out))
     return out
+
+
+def with_glycans(sources: list, glycans, after_opsin: bool) -> list:
+    """``sources`` with ``glycans`` in its SOURCE_ORDER place (after OPSIN when there), none when empty."""
+    if not sources:
+        return sources
+    at = 1 if after_opsin else 0
+    return sources[:at] + [glycans] + sources[at:]
