@@ -110,7 +110,8 @@ def test_source_resolves_glycans_after_opsin():
 
 def test_default_sources_place_glycans_after_opsin(monkeypatch):
     monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({}, "chemicals")})
-    assert [s.name for s in S.default_sources(None)] == ["glycans", "chemicals"]
-    assert [f[0] for f in S.source_fingerprints(None)] == ["glycans", "chemicals"]
+    monkeypatch.setattr(S, "_TABLES", {t.name: None for t in S.TABLES})      # the other tables: not installed
+    assert [s.name for s in S.default_sources(None)] == ["glycans", "chemicals", "mixtures"]
+    assert [f[0] for f in S.source_fingerprints(None)] == ["glycans", "chemicals", "mixtures"]
     monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
     assert S.default_sources(None) == [] and S.source_fingerprints(None) == []   # alone: no names, as before

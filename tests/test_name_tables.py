@@ -110,15 +110,16 @@ def test_shared_table_lookup_is_case_insensitive_and_read_once(tmp_path, monkeyp
     monkeypatch.setattr(S, "TABLES", (table,))
     monkeypatch.setattr(S, "find_table_file", lambda t: f if t.name == "ligand2smiles" else None)
     monkeypatch.setattr(S, "_SHARED", {"chemicals": None})
-    assert S.source_fingerprints(None)[:-1] == [["ligand2smiles", S.file_fingerprint(f)]] and reads == []  # a stat
+    # a stat (the glycans and mixtures sources come with any other)
+    assert S.source_fingerprints(None)[1:-1] == [["ligand2smiles", S.file_fingerprint(f)]] and reads == []
     shared = S.shared_table(table)
     assert shared is S.shared_table(table) and shared.name == "ligand2smiles" and reads == [f]
     upper, spaced, acid, nothing = shared.lookup(["ETHANOL", " ethanol ", "acetic  ACID", "propanol"])
     assert upper.key == spaced.key == key("CCO") and upper.source == "ligand2smiles"
     assert upper.name == "ETHANOL" and spaced.name == " ethanol "
     assert acid.key == key("CC(=O)O") and nothing is None
-    assert S.source_fingerprints(None)[:-1] == [["ligand2smiles", S.file_fingerprint(f)]]
-    assert S.default_sources(None)[:-1] == [shared]          # then the mixtures source
+    assert S.source_fingerprints(None)[1:-1] == [["ligand2smiles", S.file_fingerprint(f)]]
+    assert S.default_sources(None)[1:-1] == [shared]          # after the glycans, before the mixtures
 
 
 def test_read_table_is_cached_and_a_changed_file_is_read_again(tmp_path, molret_warnings):
@@ -158,11 +159,13 @@ def test_tables_come_after_chemicals_and_before_pairs(monkeypatch):
     monkeypatch.setattr(S, "_SHARED", {"chemicals": S.SmilesDictionary({}, "chemicals")})
     monkeypatch.setattr(S, "_TABLES", {"ligand2smiles": S.SmilesDictionary({"x": "C"}, "ligand2smiles", "l"),
                                        "drug_ner": S.SmilesDictionary({"x": "CC"}, "drug_ner", "d")})
-    assert S.SOURCE_ORDER == ("opsin", "chemicals", "ligand2smiles", "drug_ner", "pairs", "mixtures")
-    assert [s.name for s in S.default_sources(None)] == ["chemicals", "ligand2smiles", "drug_ner", "mixtures"]
+    assert S.SOURCE_ORDER == ("opsin", "glycans", "chemicals", "ligand2smiles", "drug_ner", "pairs", "mixtures")
+    assert [s.name for s in S.default_sources(None)] == ["glycans", "chemicals", "ligand2smiles", "drug_ner",
+                                                         "mixtures"]
     assert S.default_sources(None, chemicals=False) == []
-    assert [f[0] for f in S.source_fingerprints(None)] == ["chemicals", "ligand2smiles", "drug_ner", "mixtures"]
-    assert S.source_fingerprints(None)[1] == ["ligand2smiles", "l"]
+    assert [f[0] for f in S.source_fingerprints(None)] == ["glycans", "chemicals", "ligand2smiles", "drug_ner",
+                                                           "mixtures"]
+    assert S.source_fingerprints(None)[2] == ["ligand2smiles", "l"]
     # the first source that knows a name wins
     s = N.resolve_names(["X"], S.default_sources(None))["X"]
     assert s.source == "ligand2smiles" and s.key == key("C")
