@@ -215,7 +215,8 @@ class AnnIndex:
         self.n, self.dim = self.rows.shape
         self.kind = choose_kind(self.n, kind)
         self.params = (params or IndexParams()).check()
-        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        # a shard folder's record numbers stay memory-mapped (ShardedVector: take); an array is used as is
+        self.order = order if order is None or hasattr(order, "parts") else np.asarray(order, dtype=np.int64)
         if self.order is not None and len(self.order) != self.n:
             raise MolretError(f"order has {len(self.order)} entries for {self.n} embeddings")
         t0 = time.perf_counter()
@@ -297,7 +298,7 @@ class AnnIndex:
         score; how many other rows score exactly the same), as molret.search.index.SearchIndex.rank."""
         s = self.exact_scores(query)
         t = s[index]
-        tie = self.order if self.order is not None else np.arange(self.n)
+        tie = np.asarray(self.order, dtype=np.int64) if self.order is not None else np.arange(self.n)
         before = int((s > t).sum() + ((s == t) & (tie < tie[index])).sum())
         return before + 1, float(t), int((s == t).sum()) - 1
 
@@ -318,7 +319,7 @@ class AnnIndex:
         for r in range(len(q)):
             c = np.unique(cand[r][cand[r] >= 0])
             s = (self.rows.take(c).astype(np.float64) * q64[r]).sum(axis=1)
-            tie = self.order[c] if self.order is not None else c
+            tie = self.order.take(c) if self.order is not None else c
             best = np.lexsort((tie, -s))[:k]
             out_i[r, :len(best)], out_s[r, :len(best)] = c[best], s[best]
         return out_s, out_i
