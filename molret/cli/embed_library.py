@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from molret.cli.common import add_index_args, index_options
+from molret.cli.common import add_distribute_args, add_index_args, distribute_options, index_options
 from molret.search.opening import open_folder_index
 from molret.utils.errors import MolretError
 
@@ -71,30 +71,6 @@ def embed_parser() -> argparse.ArgumentParser:
     return p
 
 
-def add_distribute_args(p: argparse.ArgumentParser) -> None:
-    """The flags of ``molret.library.distribute.DistributeOptions`` (where the shards run)."""
-    from molret.library.distribute import ENGINES, DistributeOptions
-    d = DistributeOptions()
-    p.add_argument("--cluster", metavar="auto|ADDRESS",
-                   help="run on a Ray cluster: auto (the one `ray start` runs here) or its address, e.g. "
-                        "ray://HOST:10001 (default: RAY_ADDRESS when set, else a local Ray for this run)")
-    p.add_argument("--workers", type=int, default=d.workers, metavar="K",
-                   help="workers (0: one per CPU of the machine or cluster, at most one per shard)")
-    p.add_argument("--gpus-per-worker", type=float, default=d.gpus_per_worker, metavar="F",
-                   help="Ray: fraction of a GPU per worker (0: CPU workers)")
-    p.add_argument("--engine", default=d.engine, choices=ENGINES,
-                   help="auto: Ray when installed, else local processes")
-    p.add_argument("--max-retries", type=int, default=d.max_retries,
-                   help="times a shard is redone after its worker died")
-
-
-def distribute_options(args, threads: int = 1):
-    """DistributeOptions from the flags of ``add_distribute_args``, range-checked."""
-    from molret.library.distribute import DistributeOptions
-    return DistributeOptions(args.engine, args.cluster, args.workers, threads, args.gpus_per_worker,
-                             args.max_retries).check()
-
-
 def _add_folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="shard folder written by embed_library.py")
     add_index_args(p)
@@ -104,8 +80,12 @@ def _add_folder_args(p: argparse.ArgumentParser) -> None:
 def index_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="embed_library.py index", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description="Build a shard folder's nearest-neighbour index once and store it there "
-                                            "(reopened by `search` without rebuilding).")
+                                            "(reopened by `search` without rebuilding). With --cluster, --workers or "
+                                            "--engine, an ivf / ivfpq index is trained once on a sample, filled per "
+                                            "shard in parallel (each part saved, skipped when present) and merged "
+                                            "into the index the single-process build writes.")
     _add_folder_args(p)
+    add_distribute_args(p)
     return p
 
 
@@ -186,7 +166,23 @@ def run_embed_distributed(args) -> dict:
 
 def run_index(args) -> dict:
     t0 = time.perf_counter()
-    lib, ann = open_folder_index(args.out, index_options(args), not args.no_progress and sys.stderr.isatty())
+    options = index_options(args)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if args.cluster is not None or args.workers > 0 or args.engine != "auto":
+        from molret.library.shard_folder import open_shard_folder
+        from molret.search.ann import set_threads
+        from molret.search.index_parts import build_in_parts
+        dist = distribute_options(args, max(options.threads, 1))
+        lib = open_shard_folder(args.out)
+        set_threads(options.threads)
+        ann, run = build_in_parts(lib, options.kind, options.params, dist, progress)
+        if run is not None:
+            ann.build_seconds, ann.load_seconds = time.perf_counter() - t0, 0.0
+            print(f"{lib.folder}: {ann.kind} index filled in {len(run.results)} parts on "
+                  f"{'Ray' if run.engine == 'ray' else 'local processes'} ({run.workers} workers) and merged",
+                  file=sys.stderr)
+    else:
+        lib, ann = open_folder_index(args.out, options, progress)
     how = f"built in {ann.build_seconds:.1f} s" if not getattr(ann, "load_seconds", 0) else "already stored"
     where = f" -> {ann.stored_path}" if getattr(ann, "stored_path", None) else " (exact: nothing to store)"
     print(f"{lib.folder}: {len(lib):,} molecules, index {ann.kind} {how}{where}, "

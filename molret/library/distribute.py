@@ -7,7 +7,8 @@ result), so a shard redone after a worker died starts from scratch and a
 finished shard is skipped by the job itself.  ``run_shards`` hands the
 shards to
 
-* ``ProcessDistributor``: a local pool of spawned processes (no dependency);
+* ``ProcessDistributor``: a local pool of processes (no dependency), forked
+  from a server process that imported the job's modules once;
   a dead worker breaks the pool, which is restarted with the shards not
   finished yet;
 * ``RayDistributor``: Ray actors (``pip install -r requirements-optional.txt``),
@@ -37,7 +38,8 @@ MAX_WORKERS = 4096
 
 
 class ShardJob(Protocol):
-    """What a distributor runs: picklable, ``setup`` once per worker, ``run`` per shard."""
+    """What a distributor runs: picklable, ``setup`` once per worker, ``run`` per shard; an optional
+    ``preload`` tuple names modules a process pool imports once for all its workers."""
 
     def setup(self) -> None: ...
 
@@ -140,7 +142,7 @@ def _run_in_worker(shard: int):
 
 
 class ProcessDistributor:
-    """Shards on a local pool of spawned processes, each set up once."""
+    """Shards on a local pool of processes (forkserver), each set up once."""
     name = "processes"
 
     def __init__(self, options: DistributeOptions):
@@ -158,7 +160,10 @@ class ProcessDistributor:
         from concurrent.futures.process import BrokenProcessPool
         results, remaining = {}, list(shards)
         while remaining:
-            ctx = mp.get_context("spawn")   # no forked torch / OpenMP state in the workers
+            # forked from a clean server process that imported the job's modules once (no threads, no Ray
+            # client of this process in the workers; a pool restarted after a death starts at once)
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(list(getattr(job, "preload", ())))
             self.workers = max(self.workers, self.workers_for(len(remaining)))
             with ProcessPoolExecutor(self.workers_for(len(remaining)), mp_context=ctx, initializer=_init_worker,
                                      initargs=(job,)) as pool:

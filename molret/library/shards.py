@@ -326,6 +326,7 @@ class EmbedShardsJob:
     device: str = "auto"
     threads: int = 1                 # torch threads per worker
     die_once: str | None = None      # test hook: a marker file; the first worker to create it dies mid-shard
+    preload = ("molret.models.embedder",)   # imported once by a process pool's server
 
     def setup(self) -> None:
         import torch

@@ -179,11 +179,9 @@ def _new_faiss_index(kind: str, dim: int, n: int, params: IndexParams):
     return index, quantizer
 
 
-def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progress: bool = False):
-    """A trained and filled FAISS index of ``kind`` (ivf, ivfpq, hnsw) over ``emb`` rows."""
-    from tqdm.auto import tqdm
-    params = (params or IndexParams()).check()
-    rows = _as_rows(emb)
+def train_faiss_index(rows, kind: str, params: IndexParams):
+    """(a trained, empty FAISS index of ``kind`` for ``rows``, its IVF quantizer or None): trained once, on
+    the sample of rows that ``params.seed`` picks (``build_faiss_index`` and the distributed build share it)."""
     n, dim = rows.shape
     if n == 0:
         raise MolretError("cannot build an index over an empty library")
@@ -196,13 +194,28 @@ def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progres
         index.train(normalise_rows(_training_rows(rows, n_train, params.seed)))
     elif not index.is_trained:  # HNSW-SQ trains its scalar quantizer
         index.train(normalise_rows(_training_rows(rows, min(n, params.train_size or 100_000), params.seed)))
+    return index, quantizer
+
+
+def own_quantizer(index, quantizer) -> None:
+    """Make ``index`` free its IVF quantizer (and keep it alive as long as it lives)."""
+    if quantizer is not None:
+        index.own_fields = True
+        quantizer.this.disown()
+
+
+def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progress: bool = False):
+    """A trained and filled FAISS index of ``kind`` (ivf, ivfpq, hnsw) over ``emb`` rows."""
+    from tqdm.auto import tqdm
+    params = (params or IndexParams()).check()
+    rows = _as_rows(emb)
+    n = len(rows)
+    index, quantizer = train_faiss_index(rows, kind, params)
     with tqdm(total=n, desc=f"building {kind} index", unit="mol", disable=not progress, mininterval=1.0) as bar:
         for _, block in rows.chunks(ADD_CHUNK):
             index.add(normalise_rows(block))
             bar.update(len(block))
-    if quantizer is not None:
-        index.own_fields = True  # the index frees its quantizer (and keeps it alive as long as it lives)
-        quantizer.this.disown()
+    own_quantizer(index, quantizer)
     return index
 
 
@@ -352,9 +365,7 @@ def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = Non
     kind = choose_kind(n, kind)
     if kind == "exact":
         return AnnIndex(rows, kind, params, order)
-    folder = Path(folder)
-    tag = index_tag(kind, params, n, dim, signature)
-    path, meta_path = folder / f"index-{kind}-{tag}.faiss", folder / f"index-{kind}-{tag}.json"
+    path, meta_path = stored_index_paths(folder, kind, params, n, dim, signature)
     if path.is_file() and meta_path.is_file():
         t0 = time.perf_counter()
         try:
@@ -370,10 +381,23 @@ def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = Non
     if not build:
         raise MolretError(f"no stored {kind} index in {folder} for these parameters (build it first)")
     ann = AnnIndex(rows, kind, params, order, progress=progress)
-    write_faiss_index(ann.index, path)
-    meta = {"kind": kind, "params": dataclasses.asdict(params), "n": n, "dim": dim, "signature": signature,
-            "build_seconds": round(ann.build_seconds, 3), "file_bytes": path.stat().st_size}
-    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    store_index(ann.index, path, meta_path, kind, params, signature, ann.build_seconds)
     ann.load_seconds = 0.0
     ann.stored_path = path
     return ann
+
+
+def stored_index_paths(folder, kind: str, params: IndexParams, n: int, dim: int, signature: str) -> tuple:
+    """(index file, its metadata file) of the ``kind`` index over a folder for these build parameters."""
+    tag = index_tag(kind, params, n, dim, signature)
+    return Path(folder) / f"index-{kind}-{tag}.faiss", Path(folder) / f"index-{kind}-{tag}.json"
+
+
+def store_index(index, path, meta_path, kind: str, params: IndexParams, signature: str, build_seconds: float,
+                **extra) -> None:
+    """Write a built index and then its metadata (both atomically: the metadata says the index is complete)."""
+    write_faiss_index(index, path)
+    meta = {"kind": kind, "params": dataclasses.asdict(params), "n": int(index.ntotal), "dim": int(index.d),
+            "signature": signature, "build_seconds": round(build_seconds, 3), "file_bytes": Path(path).stat().st_size,
+            **extra}
+    atomic_write_text(meta_path, json.dumps(meta, indent=1))
