@@ -22,7 +22,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("torch_geometric")
 pytest.importorskip("faiss")
 
-from molret.library import shards as SH  # noqa: E402
+from molret.library import shard_jobs as SJ, shards as SH  # noqa: E402
 from molret.library.distribute import DistributeOptions  # noqa: E402
 from molret.library.shard_folder import open_shard_folder  # noqa: E402
 from tests.test_shards import QUERIES, SMI, loaded, tiny_ckpt  # noqa: E402,F401  (module fixtures)
@@ -54,7 +54,7 @@ def lib(tmp_path):
 
 
 def _job(tiny_ckpt, lib, out, n, **kw):
-    return SH.EmbedShardsJob(str(tiny_ckpt), str(lib), str(out), n, "float32", chunk_size=4, device="cpu", **kw)
+    return SJ.EmbedShardsJob(str(tiny_ckpt), str(lib), str(out), n, "float32", chunk_size=4, device="cpu", **kw)
 
 
 def _data_files(folder: Path) -> dict:
@@ -79,7 +79,7 @@ def test_ray_shards_equal_hand_started_shards_and_the_whole(ray_local, tiny_ckpt
     for i in range(4):
         SH.embed_shard(lib, by_hand, i, 4, Embedder.single(*loaded), dtype="float32", chunk_size=4)
     on_ray = tmp_path / "ray"
-    run = SH.embed_all_shards(_job(tiny_ckpt, lib, on_ray, 4), DistributeOptions(engine="ray", workers=2))
+    run = SJ.embed_all_shards(_job(tiny_ckpt, lib, on_ray, 4), DistributeOptions(engine="ray", workers=2))
     assert run.engine == "ray" and run.workers == 2 and not run.retries
     assert sorted(run.results) == [0, 1, 2, 3] and not any(r.skipped for r in run.results.values())
     assert _data_files(on_ray) == _data_files(by_hand)
@@ -96,7 +96,7 @@ def test_ray_shards_equal_hand_started_shards_and_the_whole(ray_local, tiny_ckpt
 @NEEDS_RAY
 def test_killed_worker_redoes_its_shard_once(ray_local, tiny_ckpt, lib, tmp_path):
     out, marker = tmp_path / "k", tmp_path / "died"
-    run = SH.embed_all_shards(_job(tiny_ckpt, lib, out, 2, die_once=str(marker)),
+    run = SJ.embed_all_shards(_job(tiny_ckpt, lib, out, 2, die_once=str(marker)),
                               DistributeOptions(engine="ray", workers=2))
     assert marker.exists() and run.retries == 1          # one worker died in mid-shard, after its first chunk
     folder = open_shard_folder(out)
@@ -105,14 +105,14 @@ def test_killed_worker_redoes_its_shard_once(ray_local, tiny_ckpt, lib, tmp_path
     assert sorted(np.asarray(folder.rows).tolist()) == [r for r in range(42) if r not in (4, 9)]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]   # the dead worker's temporaries removed
     stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = SH.embed_all_shards(_job(tiny_ckpt, lib, out, 2), DistributeOptions(engine="ray", workers=1))
+    again = SJ.embed_all_shards(_job(tiny_ckpt, lib, out, 2), DistributeOptions(engine="ray", workers=1))
     assert all(r.skipped for r in again.results.values())
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp   # a second run writes nothing
 
 
 def test_process_pool_writes_the_same_files_and_survives_a_dead_worker(tiny_ckpt, lib, tmp_path):
     pool, marker = tmp_path / "pool", tmp_path / "died"
-    run = SH.embed_all_shards(_job(tiny_ckpt, lib, pool, 3, die_once=str(marker)),
+    run = SJ.embed_all_shards(_job(tiny_ckpt, lib, pool, 3, die_once=str(marker)),
                               DistributeOptions(engine="processes", workers=2))
     assert run.engine == "processes" and run.retries == 1 and marker.exists()
     serial = tmp_path / "serial"
@@ -219,9 +219,8 @@ def test_index_in_parts_equals_the_single_process_build(ray_local, tmp_path):
         p.unlink()
     alib = open_shard_folder(again)
     stem = ann.stored_path.with_suffix("").name
-    from molret.search.ann import own_quantizer, train_faiss_index, write_faiss_index
-    index, quantizer = train_faiss_index(alib.embeddings, "ivfpq", params)
-    own_quantizer(index, quantizer)
+    from molret.search.ann import train_faiss_index, write_faiss_index
+    index = train_faiss_index(alib.embeddings, "ivfpq", params)
     write_faiss_index(index, again / f"{stem}.trained.faiss")
     (again / f"{stem}.parts").mkdir()
     job = FillPartJob(str(again), str(again / f"{stem}.trained.faiss"), str(again / f"{stem}.parts"), 3,

@@ -142,7 +142,7 @@ def run_embed_distributed(args) -> dict:
     """Every shard of --shards N on the engine of the distribute flags (Ray or local processes)."""
     from molret.cli.common import reader_options
     from molret.library.reading import library_kind
-    from molret.library.shards import EmbedShardsJob, embed_all_shards
+    from molret.library.shard_jobs import EmbedShardsJob, embed_all_shards
     dist = distribute_options(args, max(args.threads, 1))
     library_kind(args.library)
     if not Path(args.model).is_file():

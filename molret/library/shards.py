@@ -188,9 +188,10 @@ class _LineWriter:
         self.size += int(lengths.sum())
         self.f.write(b"".join(data))
 
-    def offsets(self) -> np.ndarray:
-        """int64 [n + 1]: line i is bytes offsets[i] .. offsets[i + 1] - 2 (then its newline)."""
-        return np.concatenate([np.zeros(1, np.int64)] + self.ends)
+    def save_offsets(self, path) -> None:
+        """int64 [n + 1] saved to ``path``: line i is bytes offsets[i] .. offsets[i + 1] - 2 (then its newline)."""
+        with open(path, "wb") as f:
+            np.save(f, np.concatenate([np.zeros(1, np.int64)] + self.ends), allow_pickle=False)
 
 
 # --------------------------------------------------------------- manifests
@@ -247,8 +248,7 @@ def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: st
                 options=None, batch_size: int | None = None, chunk_size: int = CHUNK_SIZE,
                 progress: bool = False, on_chunk=None) -> ShardResult:
     """Embed shard ``index``/``count`` of ``library`` into ``out_dir`` with ``embedder`` (a checkpoint or an
-    ensemble, ``molret.models.embedder``; skipped when already finished). ``on_chunk(shard, molecules so
-    far)`` is called after each chunk (a progress or test hook)."""
+    ensemble; skipped when already finished); ``on_chunk(shard, molecules so far)`` after each chunk."""
     from tqdm.auto import tqdm
     from molret.models import encoding as inference
     from molret.utils.files import check_writable_dir
@@ -280,10 +280,9 @@ def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: st
                for ext in (".npy", ".ids.txt", ".smiles.txt", ".rows.npy", line_offsets_ext(".ids.txt"),
                            line_offsets_ext(".smiles.txt"))}
         out = _NpyAppender(stack.enter_context(open(tmp[".npy"], "r+b")), expect["dim"], dtype)
-        f_ids, f_smi = (stack.enter_context(open(tmp[e], "wb")) for e in (".ids.txt", ".smiles.txt"))
+        lines = {e: _LineWriter(stack.enter_context(open(tmp[e], "wb"))) for e in (".ids.txt", ".smiles.txt")}
         bar = stack.enter_context(tqdm(total=shard_size_hint(lib_path, index, count), desc=f"shard {index}/{count}",
                                        unit="mol", disable=not progress, mininterval=1.0))
-        lines = {".ids.txt": _LineWriter(f_ids), ".smiles.txt": _LineWriter(f_smi)}
         for seen, chunk_rows, smiles, store in shard_chunks(lib_path, index, count, options, chunk_size, skipped):
             if len(store):
                 emb = embedder.encode_store(store, batch_size, inference.SEARCH_AMP).astype(np.float32)
@@ -299,76 +298,10 @@ def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: st
         with open(tmp[".rows.npy"], "wb") as f:
             np.save(f, rows, allow_pickle=False)
         for ext, writer in lines.items():
-            with open(tmp[line_offsets_ext(ext)], "wb") as f:
-                np.save(f, writer.offsets(), allow_pickle=False)
-    seconds = time.perf_counter() - t0
+            writer.save_offsets(tmp[line_offsets_ext(ext)])
     manifest = {"format": "molret-shard", "version": FORMAT_VERSION, **expect, "shard": index, "count": len(rows),
-                "invalid": skipped.count, "invalid_examples": skipped.examples, "seconds": round(seconds, 3),
-                "library": str(lib_path.resolve()), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "invalid": skipped.count, "invalid_examples": skipped.examples, "library": str(lib_path.resolve()),
+                "seconds": round(time.perf_counter() - t0, 3), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_text(folder / f"{name}.json", json.dumps(manifest, indent=1))
-    return ShardResult(folder, index, count, len(rows), skipped.count, False, seconds, skipped.examples)
+    return ShardResult(folder, index, count, len(rows), skipped.count, False, manifest["seconds"], skipped.examples)
 
-
-# --------------------------------------------------------- every shard, distributed
-
-@dataclass
-class EmbedShardsJob:
-    """Every shard of one embedding, as a ``molret.library.distribute`` job: a worker loads the model
-    once (``setup``) and embeds shard after shard (``run``: ``embed_shard``, atomic, skipped when done)."""
-    model: str
-    library: str
-    out: str
-    num_shards: int
-    dtype: str = "float16"
-    options: object = None           # molret.library.reading.ReaderOptions
-    batch_size: int | None = None
-    chunk_size: int = CHUNK_SIZE
-    device: str = "auto"
-    threads: int = 1                 # torch threads per worker
-    die_once: str | None = None      # test hook: a marker file; the first worker to create it dies mid-shard
-    preload = ("molret.models.embedder",)   # imported once by a process pool's server
-
-    def setup(self) -> None:
-        import torch
-        from molret.models.embedder import load_embedder
-        from molret.models.encoding import pick_device
-        torch.set_num_threads(self.threads)
-        self._embedder = load_embedder(self.model, pick_device(self.device))
-
-    def run(self, shard: int) -> ShardResult:
-        hook = None
-        if self.die_once:
-            from functools import partial
-            from molret.library.distribute import die_once
-            hook = partial(die_once, self.die_once)
-        return embed_shard(self.library, self.out, shard, self.num_shards, self._embedder, dtype=self.dtype,
-                           options=self.options, batch_size=self.batch_size, chunk_size=self.chunk_size,
-                           on_chunk=hook)
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_embedder"}   # the model is loaded by each worker
-
-
-def remove_stale_temporaries(folder, names) -> int:
-    """Remove the temporary files that killed writers of the shards ``names`` left (call only once
-    those shards are finished: nobody writes them any more); returns how many."""
-    removed = 0
-    for name in names:
-        for p in Path(folder).glob(f".{name}.*.tmp*"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed += 1
-    return removed
-
-
-def embed_all_shards(job: EmbedShardsJob, distribute, progress: bool = False):
-    """Every shard of ``job`` on the engine of ``distribute`` (``molret.library.distribute.DistributeOptions``):
-    a ``ShardRun`` whose results are the ``ShardResult`` of each shard."""
-    from tqdm.auto import tqdm
-    from molret.library.distribute import run_shards
-    from molret.library.reading import library_kind
-    library_kind(job.library)   # a missing library fails before any worker starts
-    with tqdm(total=job.num_shards, desc="shards", unit="shard", disable=not progress) as bar:
-        run = run_shards(job, range(job.num_shards), distribute, lambda shard, result: bar.update(1))
-    remove_stale_temporaries(job.out, [shard_name(i, job.num_shards) for i in range(job.num_shards)])
-    return run

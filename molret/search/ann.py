@@ -180,12 +180,15 @@ def _new_faiss_index(kind: str, dim: int, n: int, params: IndexParams):
 
 
 def train_faiss_index(rows, kind: str, params: IndexParams):
-    """(a trained, empty FAISS index of ``kind`` for ``rows``, its IVF quantizer or None): trained once, on
-    the sample of rows that ``params.seed`` picks (``build_faiss_index`` and the distributed build share it)."""
+    """A trained, empty FAISS index of ``kind`` for ``rows``: trained once, on the sample of rows that
+    ``params.seed`` picks (``build_faiss_index`` and the distributed build share it)."""
     n, dim = rows.shape
     if n == 0:
         raise MolretError("cannot build an index over an empty library")
     index, quantizer = _new_faiss_index(kind, dim, n, params)
+    if quantizer is not None:
+        index.own_fields = True  # the index frees its quantizer (and keeps it alive as long as it lives)
+        quantizer.this.disown()
     if kind in ("ivf", "ivfpq"):
         n_train = params.train_size or min(n, max(64 * index.nlist, 200_000))
         n_train = max(n_train, index.nlist)
@@ -194,14 +197,7 @@ def train_faiss_index(rows, kind: str, params: IndexParams):
         index.train(normalise_rows(_training_rows(rows, n_train, params.seed)))
     elif not index.is_trained:  # HNSW-SQ trains its scalar quantizer
         index.train(normalise_rows(_training_rows(rows, min(n, params.train_size or 100_000), params.seed)))
-    return index, quantizer
-
-
-def own_quantizer(index, quantizer) -> None:
-    """Make ``index`` free its IVF quantizer (and keep it alive as long as it lives)."""
-    if quantizer is not None:
-        index.own_fields = True
-        quantizer.this.disown()
+    return index
 
 
 def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progress: bool = False):
@@ -210,12 +206,11 @@ def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progres
     params = (params or IndexParams()).check()
     rows = _as_rows(emb)
     n = len(rows)
-    index, quantizer = train_faiss_index(rows, kind, params)
+    index = train_faiss_index(rows, kind, params)
     with tqdm(total=n, desc=f"building {kind} index", unit="mol", disable=not progress, mininterval=1.0) as bar:
         for _, block in rows.chunks(ADD_CHUNK):
             index.add(normalise_rows(block))
             bar.update(len(block))
-    own_quantizer(index, quantizer)
     return index
 
 
@@ -228,7 +223,7 @@ class AnnIndex:
         self.n, self.dim = self.rows.shape
         self.kind = choose_kind(self.n, kind)
         self.params = (params or IndexParams()).check()
-        # a shard folder's record numbers stay memory-mapped (ShardedVector: take); an array is used as is
+        # a shard folder's record numbers stay memory-mapped (a ShardedVector, with take)
         self.order = order if order is None or hasattr(order, "parts") else np.asarray(order, dtype=np.int64)
         if self.order is not None and len(self.order) != self.n:
             raise MolretError(f"order has {len(self.order)} entries for {self.n} embeddings")
@@ -349,9 +344,8 @@ def index_tag(kind: str, params: IndexParams, n: int, dim: int, signature: str) 
 
 
 def write_faiss_index(index, path) -> None:
-    faiss = _faiss()
     with atomic_path(path, suffix=".faiss") as tmp:
-        faiss.write_index(index, str(tmp))
+        _faiss().write_index(index, str(tmp))
 
 
 def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = None, *, signature: str = "",
@@ -397,7 +391,7 @@ def store_index(index, path, meta_path, kind: str, params: IndexParams, signatur
                 **extra) -> None:
     """Write a built index and then its metadata (both atomically: the metadata says the index is complete)."""
     write_faiss_index(index, path)
-    meta = {"kind": kind, "params": dataclasses.asdict(params), "n": int(index.ntotal), "dim": int(index.d),
-            "signature": signature, "build_seconds": round(build_seconds, 3), "file_bytes": Path(path).stat().st_size,
-            **extra}
-    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    atomic_write_text(meta_path, json.dumps({
+        "kind": kind, "params": dataclasses.asdict(params), "n": int(index.ntotal), "dim": int(index.d),
+        "signature": signature, "build_seconds": round(build_seconds, 3), "file_bytes": Path(path).stat().st_size,
+        **extra}, indent=1))

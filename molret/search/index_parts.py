@@ -69,8 +69,8 @@ def build_in_parts(lib, kind: str, params, distribute, progress: bool = False):
     import faiss
     from tqdm.auto import tqdm
     from molret.library.distribute import run_shards
-    from molret.search.ann import (choose_kind, open_index, own_quantizer, store_index, stored_index_paths,
-                                   train_faiss_index, write_faiss_index)
+    from molret.search.ann import (choose_kind, open_index, store_index, stored_index_paths, train_faiss_index,
+                                   write_faiss_index)
     params = params.check()
     rows = lib.embeddings
     n, dim = rows.shape
@@ -86,8 +86,7 @@ def build_in_parts(lib, kind: str, params, distribute, progress: bool = False):
     stem = path.with_suffix("")
     trained, parts = Path(f"{stem}.trained.faiss"), Path(f"{stem}.parts")
     if not trained.is_file():
-        index, quantizer = train_faiss_index(rows, kind, params)
-        own_quantizer(index, quantizer)
+        index = train_faiss_index(rows, kind, params)
         write_faiss_index(index, trained)
         del index
     parts.mkdir(exist_ok=True)
