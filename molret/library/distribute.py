@@ -26,6 +26,7 @@ import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol
 
 from molret.utils.errors import MolretError
@@ -216,8 +217,10 @@ def ray_start(options: DistributeOptions) -> RayStart:
     t0 = time.perf_counter()
     address = options.cluster or os.environ.get("RAY_ADDRESS")
     try:
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        if address:   # a cluster's workers get this molret package (uploaded once); its dependencies they must have
+            import molret
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                     runtime_env={"py_modules": [str(Path(molret.__file__).parent)]})
         else:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -268,7 +271,10 @@ class RayDistributor:
                 actor, shard = pending.pop(done[0])
                 try:
                     results[shard] = ray.get(done[0])
-                except RayActorError:
+                except RayActorError as e:
+                    if getattr(e, "actor_init_failed", False):
+                        why = str(e).strip().splitlines()[-1][:300]
+                        raise MolretError(f"a Ray worker could not start (shard {shard}): {why}") from None
                     self.retries[shard] += 1
                     if self.retries[shard] > o.max_retries:
                         raise MolretError(f"shard {shard}: its worker died {self.retries[shard]} times") from None
