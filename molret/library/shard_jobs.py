@@ -24,7 +24,9 @@ class EmbedShardsJob:
     device: str = "auto"
     threads: int = 1                 # torch threads per worker
     die_once: str | None = None      # test hook: a marker file; the first worker to create it dies mid-shard
-    preload = ("molret.models.embedder",)   # imported once by a process pool's server
+    # imported once by a process pool's server (what loading a model and embedding a chunk import)
+    preload = ("molret.models.embedder", "molret.models.encoders", "molret.models.checkpoint", "transformers",
+               "torch_geometric", "rdkit.Chem", "molret.chem.smiles_graph", "molret.library.reading")
 
     def setup(self) -> None:
         import torch
