@@ -65,7 +65,8 @@ def embed_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="graph batch size (default: the model's eval batch size)")
     p.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="molecules parsed and embedded at a time")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; with --shards: per worker, 0 meaning 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_library_args(p)
     return p

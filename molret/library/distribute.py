@@ -221,8 +221,8 @@ def ray_start(options: DistributeOptions) -> RayStart:
             import molret
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
                      runtime_env={"py_modules": [str(Path(molret.__file__).parent)]})
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        else:   # on this machine only (its token-authentication notice is not for the user of one run)
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local Ray"
         raise MolretError(f"cannot start or join Ray at {where}: {str(e).splitlines()[0][:300]}") from None
