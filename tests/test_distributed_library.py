@@ -41,7 +41,7 @@ LONG_SMI = SMI + "".join(f"{smi} extra{k}\n" for k, smi in enumerate(MORE))
 def ray_local():
     """One local Ray for the module (2 CPUs, no dashboard); shut down after it."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-optional.txt)")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

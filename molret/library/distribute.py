@@ -209,8 +209,9 @@ class RayStart:
 
 
 def ray_start(options: DistributeOptions) -> RayStart:
-    """Connect to Ray: the cluster named, RAY_ADDRESS, an already initialised Ray (kept), or a local
-    Ray started now (with as many CPUs as the machine; no dashboard)."""
+    """Connect to Ray: the cluster named, RAY_ADDRESS, an already initialised Ray (kept), or a new local
+    Ray started now (with as many CPUs as the machine; no dashboard; never a `ray start` cluster of this
+    machine unless named: --cluster auto)."""
     ray = import_ray()
     if ray.is_initialized():
         return RayStart("initialised", 0.0, False)
@@ -218,11 +219,11 @@ def ray_start(options: DistributeOptions) -> RayStart:
     address = options.cluster or os.environ.get("RAY_ADDRESS")
     try:
         if address:   # a cluster's workers get this molret package (uploaded once); its dependencies they must have
-            import molret
+            package = Path(__file__).resolve().parents[1]
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
-                     runtime_env={"py_modules": [str(Path(molret.__file__).parent)]})
+                     runtime_env={"py_modules": [str(package)]})
         else:   # on this machine only (its token-authentication notice is not for the user of one run)
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = address or "a local Ray"
         raise MolretError(f"cannot start or join Ray at {where}: {str(e).splitlines()[0][:300]}") from None
