@@ -58,6 +58,9 @@ def main(argv=None):
     p.add_argument("--library", required=True)
     p.add_argument("--work", required=True, help="folder for the two shard folders (emptied first)")
     p.add_argument("--limit", type=int, default=0, help="embed only the first N graphs of a raw.zip")
+    p.add_argument("--one-thread-env", action="store_true",
+                   help="start the by-hand processes with OMP_NUM_THREADS=1 (what Ray sets for a 1-CPU worker)")
+    p.add_argument("--ray-first", action="store_true", help="run the Ray side first")
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -65,12 +68,25 @@ def main(argv=None):
     hand, on_ray = work / "hand", work / "ray"
     for d in (hand, on_ray):
         shutil.rmtree(d, ignore_errors=True)
-    out = {"library": str(args.library), "limit": args.limit, "model": str(args.model), "cpus": os.cpu_count()}
+    out = {"library": str(args.library), "limit": args.limit, "model": str(args.model), "cpus": os.cpu_count(),
+           "one_thread_env": args.one_thread_env, "ray_first": args.ray_first}
+    env = dict(os.environ, OMP_NUM_THREADS="1") if args.one_thread_env else None
+    if args.ray_first:
+        _ray_side(args, library, on_ray, out)
+    _hand_side(args, library, hand, out, env)
+    if not args.ray_first:
+        _ray_side(args, library, on_ray, out)
+    out["ratio_ray_over_hand"] = round(out["ray_wall_s"] / out["hand_wall_s"], 3)
+    out["same_bytes"] = _same_bytes(hand, on_ray)
+    out["molecules"] = sum(json.loads(m.read_text())["count"] for m in hand.glob("shard-*.json"))
+    print(json.dumps(out, indent=1))
 
+
+def _hand_side(args, library, hand, out, env) -> None:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     procs = [subprocess.Popen(_embed_cmd(args.model, library, hand, "--shard", f"{i}/2"), stderr=subprocess.PIPE,
-                              text=True) for i in range(2)]
+                              text=True, env=env) for i in range(2)]
     errs = [pr.communicate()[1] for pr in procs]
     out["hand_wall_s"] = round(time.perf_counter() - t0, 1)
     if any(pr.returncode for pr in procs):
@@ -78,6 +94,8 @@ def main(argv=None):
     out["hand_lines"] = [e.strip().splitlines()[-1] for e in errs]
     out["hand_load"] = [load0, os.getloadavg()]
 
+
+def _ray_side(args, library, on_ray, out) -> None:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     pr = subprocess.run(_embed_cmd(args.model, library, on_ray, "--shards", "2", "--workers", "2", "--engine", "ray"),
@@ -90,11 +108,6 @@ def main(argv=None):
     started = re.search(r"started in ([0-9.]+) s", last)
     out["ray_start_s"] = float(started.group(1)) if started else None
     out["ray_load"] = [load0, os.getloadavg()]
-
-    out["ratio_ray_over_hand"] = round(out["ray_wall_s"] / out["hand_wall_s"], 3)
-    out["same_bytes"] = _same_bytes(hand, on_ray)
-    out["molecules"] = sum(json.loads(m.read_text())["count"] for m in hand.glob("shard-*.json"))
-    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
