@@ -68,10 +68,11 @@ def build_in_parts(lib, kind: str, params, distribute, progress: bool = False):
     None when the index was already stored)."""
     import faiss
     from tqdm.auto import tqdm
-    from molret.library.distribute import run_shards
+    from molret.library.distribute import pick_engine, run_shards
     from molret.search.ann import (choose_kind, open_index, store_index, stored_index_paths, train_faiss_index,
                                    write_faiss_index)
     params = params.check()
+    pick_engine(distribute)   # Ray asked for but missing: said before any training
     rows = lib.embeddings
     n, dim = rows.shape
     kind = choose_kind(n, kind)
