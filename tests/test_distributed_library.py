@@ -254,3 +254,13 @@ def test_graph_decoder_on_ray_gives_the_rows_of_one_process(ray_local, tmp_path,
     assert code == 0, cap.err
     assert sharded.read_text() == one.read_text()
     assert "damaged graph file" in one.read_text() and one.read_text().count("\texact") == 8
+
+
+@NEEDS_RAY
+def test_gpus_the_cluster_lacks_are_one_error(ray_local):
+    from molret.library.distribute import RayDistributor
+    from molret.utils.errors import MolretError
+    with pytest.raises(MolretError, match="--gpus-per-worker 0.5: the Ray cluster has 0 GPU"):
+        RayDistributor(DistributeOptions(engine="ray", gpus_per_worker=0.5)).workers_for(ray_local, 4)
+    assert RayDistributor(DistributeOptions(engine="ray")).workers_for(ray_local, 8) == 2   # one per CPU
+    assert RayDistributor(DistributeOptions(engine="ray", workers=5)).workers_for(ray_local, 3) == 3

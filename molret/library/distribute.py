@@ -242,9 +242,12 @@ class RayDistributor:
 
     def workers_for(self, ray, n_shards: int) -> int:
         o = self.options
+        res = ray.cluster_resources()
+        if o.gpus_per_worker > res.get("GPU", 0):   # the actors could never be placed: say so instead of waiting
+            raise MolretError(f"--gpus-per-worker {o.gpus_per_worker:g}: the Ray cluster has "
+                              f"{res.get('GPU', 0):g} GPU(s)")
         if o.workers:
             return max(1, min(o.workers, n_shards))
-        res = ray.cluster_resources()
         k = int(res.get("CPU", 1) // o.cpus_per_worker)
         if o.gpus_per_worker > 0:
             k = min(k, int(res.get("GPU", 0) / o.gpus_per_worker))
