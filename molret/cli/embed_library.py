@@ -25,12 +25,14 @@ with --cluster auto|ray://HOST:10001 or RAY_ADDRESS), each worker loading the mo
 Ray installed, a local process pool writes the same files. --gpus-per-worker 0.5 puts two workers
 on each GPU. By hand, one shard per process, anywhere that sees DIR:
 
-  for i in 0 1; do nice python embed_library.py --model best.pt --library lib.smi --out lib.shards \\
-      --shard $i/2 --threads 1 & done; wait
+  for i in 0 1; do OMP_NUM_THREADS=1 nice python embed_library.py --model best.pt --library lib.smi \\
+      --out lib.shards --shard $i/2 --threads 1 & done; wait
 
-A finished shard is skipped on a rerun; a killed one left nothing but .*.tmp files and is redone
-(a worker that dies is replaced and its shard redone). Then `embed_library.py index --out DIR`
-builds and stores the approximate index once, and `embed_library.py search` uses it.
+or on N GPUs: CUDA_VISIBLE_DEVICES=$i ... --device cuda --shard $i/N (OMP_NUM_THREADS=1: each by-hand
+shard ran 3x faster with it on a loaded 2-core machine; docs/experiments.md, "Libraries of millions").
+A finished shard is skipped on a rerun; a killed one left nothing but .*.tmp files and is redone (a
+worker that dies is replaced and its shard redone). Then `embed_library.py index --out DIR` builds
+and stores the approximate index once, and `embed_library.py search` uses it.
 """
 
 
@@ -47,8 +49,9 @@ def embed_parser() -> argparse.ArgumentParser:
     from molret.library.shards import CHUNK_SIZE, DTYPES
     p = argparse.ArgumentParser(
         prog="embed_library.py", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Embed a molecule library (one shard, or every shard distributed) into a shard folder (memory-mapped .npy per shard, a "
-                    "manifest per shard). Subcommands: `index` (build the folder's ANN index), `search`.")
+        description="Embed a molecule library (one shard, or every shard distributed) into a shard folder "
+                    "(memory-mapped .npy per shard, a manifest per shard). Subcommands: `index` (build the folder's "
+                    "ANN index), `search`.")
     p.add_argument("--model", required=True, metavar="CKPT",
                    help="checkpoint written by main.py, or an ensemble's model file (recipe.py's model.pt)")
     p.add_argument("--library", required=True, metavar="FILE",
