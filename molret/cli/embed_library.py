@@ -28,8 +28,8 @@ on each GPU. By hand, one shard per process, anywhere that sees DIR:
   for i in 0 1; do OMP_NUM_THREADS=1 nice python embed_library.py --model best.pt --library lib.smi \\
       --out lib.shards --shard $i/2 --threads 1 & done; wait
 
-or on N GPUs: CUDA_VISIBLE_DEVICES=$i ... --device cuda --shard $i/N (OMP_NUM_THREADS=1: each by-hand
-shard ran 3x faster with it on a loaded 2-core machine; docs/experiments.md, "Libraries of millions").
+or on N GPUs: CUDA_VISIBLE_DEVICES=$i ... --device cuda --shard $i/N (OMP_NUM_THREADS=1, as Ray sets
+for its workers: by-hand shards were much slower without it; docs/experiments.md, "Libraries of millions").
 A finished shard is skipped on a rerun; a killed one left nothing but .*.tmp files and is redone (a
 worker that dies is replaced and its shard redone). Then `embed_library.py index --out DIR` builds
 and stores the approximate index once, and `embed_library.py search` uses it.
