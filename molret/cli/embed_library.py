@@ -159,8 +159,8 @@ def run_embed_distributed(args) -> dict:
     done = [run.results[i] for i in range(args.shards)]
     computed = [r for r in done if not r.skipped]
     molecules = sum(r.count for r in done)
-    how = (f"Ray ({run.workers} workers, started in {run.start_seconds:.1f} s)" if run.engine == "ray"
-           else f"{run.workers} local processes")
+    how = (f"Ray ({run.workers} workers, started in {run.start_seconds:.1f} s)" if run.engine == "ray" and run.workers
+           else f"{run.workers} local processes" if run.workers else "no worker started")
     redo = f", {run.retries} redone after a worker died" if run.retries else ""
     print(f"{args.shards} shards in {Path(args.out)}: {molecules:,} molecules, {sum(r.invalid for r in done)} invalid "
           f"skipped; {len(computed)} embedded now, {len(done) - len(computed)} already finished{redo}; "

@@ -61,13 +61,33 @@ def remove_stale_temporaries(folder, names) -> int:
     return removed
 
 
+def already_finished(job: EmbedShardsJob) -> dict | None:
+    """{shard: ShardResult} when every shard of ``job`` is finished (the model loaded here once to check its
+    key; only when every manifest is there), else None."""
+    from molret.library.shards import finished_shards
+    if not all((Path(job.out) / f"{shard_name(i, job.num_shards)}.json").is_file() for i in range(job.num_shards)):
+        return None
+    job.setup()
+    try:
+        return finished_shards(job.library, job.out, job.num_shards, job._embedder, dtype=job.dtype,
+                               options=job.options)
+    finally:
+        del job._embedder
+
+
 def embed_all_shards(job: EmbedShardsJob, distribute, progress: bool = False):
     """Every shard of ``job`` on the engine of ``distribute`` (``molret.library.distribute.DistributeOptions``):
     a ``ShardRun`` whose results are the ``ShardResult`` of each shard."""
+    import time
     from tqdm.auto import tqdm
-    from molret.library.distribute import run_shards
+    from molret.library.distribute import ShardRun, pick_engine, run_shards
     from molret.library.reading import library_kind
     library_kind(job.library)   # a missing library fails before any worker starts
+    engine = pick_engine(distribute)
+    t0 = time.perf_counter()
+    done = already_finished(job)
+    if done is not None:   # a rerun: no worker started
+        return ShardRun(done, engine, 0, time.perf_counter() - t0)
     with tqdm(total=job.num_shards, desc="shards", unit="shard", disable=not progress) as bar:
         run = run_shards(job, range(job.num_shards), distribute, lambda shard, result: bar.update(1))
     remove_stale_temporaries(job.out, [shard_name(i, job.num_shards) for i in range(job.num_shards)])

@@ -226,6 +226,35 @@ def _shard_done(folder: Path, name: str, expect: dict) -> dict | None:
     return m
 
 
+def _expectation(lib_path: Path, embedder, count: int, dtype: str, options) -> dict:
+    """What every shard of this embedding shares (checked against folder.json and the manifests)."""
+    from molret.library.caches import embedder_key
+    from molret.library.reading import library_fingerprint, library_kind
+    return {"model_key": embedder_key(embedder), "fingerprint": library_fingerprint(lib_path, options),
+            "num_shards": count, "dtype": dtype, "dim": int(embedder.dim),
+            "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
+
+
+def _finished(folder: Path, index: int, count: int, expect: dict):
+    done = _shard_done(folder, shard_name(index, count), expect)
+    if done is None:
+        return None
+    return ShardResult(folder, index, count, done["count"], done["invalid"], True, done.get("seconds", 0.0),
+                       done.get("invalid_examples", []))
+
+
+def finished_shards(library, out_dir, count: int, embedder, *, dtype: str = "float16", options=None):
+    """{shard: ShardResult} when every shard of ``count`` is already finished in ``out_dir`` for this
+    embedding (nothing computed, nothing written), else None."""
+    from molret.library.reading import ReaderOptions
+    folder = Path(out_dir)
+    if not all((folder / f"{shard_name(i, count)}.json").is_file() for i in range(count)):
+        return None
+    expect = _expectation(Path(library), embedder, count, dtype, options or ReaderOptions())
+    out = {i: _finished(folder, i, count, expect) for i in range(count)}
+    return out if all(r is not None for r in out.values()) else None
+
+
 # ---------------------------------------------------------------- embedding
 
 @dataclass
@@ -252,23 +281,19 @@ def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: st
     from tqdm.auto import tqdm
     from molret.models import encoding as inference
     from molret.utils.files import check_writable_dir
-    from molret.library.reading import ReaderOptions, SkippedRows, library_fingerprint, library_kind
-    from molret.library.caches import embedder_key
+    from molret.library.reading import ReaderOptions, SkippedRows
     if dtype not in DTYPES or not 0 <= index < count or chunk_size < 1:
         raise MolretError(f"bad shard arguments: dtype {dtype!r} (one of {', '.join(DTYPES)}), shard {index}/{count}, "
                           f"chunk size {chunk_size}")
     lib_path = Path(library)
     options = options or ReaderOptions()
     folder = check_writable_dir(out_dir)
-    expect = {"model_key": embedder_key(embedder), "fingerprint": library_fingerprint(lib_path, options),
-              "num_shards": count, "dtype": dtype, "dim": int(embedder.dim),
-              "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
+    expect = _expectation(lib_path, embedder, count, dtype, options)
     check_folder(folder, expect)
     name = shard_name(index, count)
-    done = _shard_done(folder, name, expect)
+    done = _finished(folder, index, count, expect)
     if done is not None:
-        return ShardResult(folder, index, count, done["count"], done["invalid"], True, done.get("seconds", 0.0),
-                           done.get("invalid_examples", []))
+        return done
     if not (folder / FOLDER_FILE).is_file():
         atomic_write_text(folder / FOLDER_FILE, json.dumps({"format": "molret-shard-folder", **expect,
                                                             "library": str(lib_path.resolve())}, indent=1))
