@@ -1,4 +1,4 @@
-"""Command line of embed_library.py: embed a library's shards (one, or all distributed), build a shard folder's index, search it.
+"""Command line of embed_library.py: embed a library's shards (one, or all distributed), index and search them.
 
     python embed_library.py --model CKPT --library FILE --out DIR --shard I/N [--dtype float16]
     python embed_library.py --model CKPT --library FILE --out DIR --shards N [--cluster auto|ADDRESS] [--workers K]
@@ -159,12 +159,12 @@ def run_embed_distributed(args) -> dict:
     done = [run.results[i] for i in range(args.shards)]
     computed = [r for r in done if not r.skipped]
     molecules = sum(r.count for r in done)
-    how = (f"Ray ({run.workers} workers, started in {run.start_seconds:.1f} s)" if run.engine == "ray" and run.workers
-           else f"{run.workers} local processes" if run.workers else "no worker started")
+    how = ("(no worker started)" if not run.workers else f"on {run.workers} local processes"
+           if run.engine != "ray" else f"on Ray ({run.workers} workers, started in {run.start_seconds:.1f} s)")
     redo = f", {run.retries} redone after a worker died" if run.retries else ""
     print(f"{args.shards} shards in {Path(args.out)}: {molecules:,} molecules, {sum(r.invalid for r in done)} invalid "
           f"skipped; {len(computed)} embedded now, {len(done) - len(computed)} already finished{redo}; "
-          f"{run.seconds:.1f} s on {how}", file=sys.stderr)
+          f"{run.seconds:.1f} s {how}", file=sys.stderr)
     return {"run": run, "results": done}
 
 

@@ -1,4 +1,7 @@
-"""Every shard of a library embedding as a distributed job (``molret.library.distribute``): a worker loads the model once and embeds shard after shard."""
+"""Every shard of a library embedding as a distributed job: a worker loads the model once, embeds shard after shard.
+
+The job runs on ``molret.library.distribute`` (Ray actors or a local process pool).
+"""
 from __future__ import annotations
 
 import contextlib
