@@ -310,3 +310,33 @@ def test_cli_embed_index_search_and_mixed_models(smi, tiny_ckpt, loaded, tmp_pat
     assert "mixes shards" in _one_error_line(*_cli(capsys, "index", "--out", mixed))
     (mixed / SH.FOLDER_FILE).unlink()
     assert "mixes shards" in _one_error_line(*_cli(capsys, "index", "--out", mixed))
+
+
+# ------------------------------------------------------------- line offsets
+
+def test_line_offsets_are_mapped_and_folders_without_them_still_open(smi, loaded, tmp_path):
+    from molret.library.shard_folder import ShardedVector
+    out = tmp_path / "off"
+    for i in range(2):
+        _embed(smi, out, i, 2, loaded)
+    lib = open_shard_folder(out)
+    ids, smiles = [lib.ids[i] for i in range(len(lib))], [lib.smiles[i] for i in range(len(lib))]
+    assert all(t.mapped and isinstance(t._starts, np.memmap) for t in lib.ids.tables + lib.smiles.tables)
+    assert isinstance(lib.rows, ShardedVector) and isinstance(lib.rows.parts[0], np.memmap)
+    assert lib.rows[7] == np.asarray(lib.rows)[7] and list(lib.rows.take([11, 0])) == list(np.asarray(lib.rows)[[11, 0]])
+    # opening reads no text: text files of the same size without a single newline still open
+    name = SH.shard_name(0, 2)
+    text = (out / f"{name}.ids.txt").read_bytes()
+    (out / f"{name}.ids.txt").write_bytes(text.replace(b"\n", b" "))
+    assert len(open_shard_folder(out)) == 12
+    (out / f"{name}.ids.txt").write_bytes(text)
+    # a folder written before the offsets files: the text is scanned, the same lines come back
+    for p in out.glob("*.offsets.npy"):
+        p.unlink()
+    old = open_shard_folder(out)
+    assert not any(t.mapped for t in old.ids.tables)
+    assert [old.ids[i] for i in range(len(old))] == ids and [old.smiles[i] for i in range(len(old))] == smiles
+    # offsets that do not fit their text: one clear error
+    np.save(out / f"{name}.ids.offsets.npy", np.arange(3, dtype=np.int64))
+    with pytest.raises(MolretError, match="does not fit its text file"):
+        open_shard_folder(out)

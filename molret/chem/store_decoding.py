@@ -68,9 +68,23 @@ def _decode_chunk(indices):
     return out, learned
 
 
-def _retry(status: str) -> bool:
+def worth_retrying(status: str) -> bool:
     """Failures that a larger table may fix (not a damaged graph, not a structure RDKit refuses)."""
     return status != STATUS_EXACT and not status.startswith("damaged")
+
+
+def decode_graphs(store, table: EnvironmentTable, indices, wide: bool = False) -> tuple[list, list]:
+    """One worker's share of a pass: graphs ``indices`` of ``store`` decoded in order with ``table``
+    (which learns from each exact one, as a ``decode_store`` worker's does); returns
+    ([(graph, SMILES or None, status)], [(identifier, environment) learned])."""
+    _init_worker(store, table, WIDE_MAX_STEPS if wide else DEFAULT_MAX_STEPS, wide)
+    indices = list(indices)
+    out, learned = [], []
+    for i in range(0, len(indices), CHUNK):
+        o, le = _decode_chunk(indices[i:i + CHUNK])
+        out += o
+        learned += le
+    return out, learned
 
 
 def decode_store(store, table: EnvironmentTable | None = None, *, workers: int | None = None,
@@ -89,7 +103,7 @@ def decode_store(store, table: EnvironmentTable | None = None, *, workers: int |
     for _ in range(max_passes):
         known = len(table)
         passes.append(_run_pass(store, table, todo, workers, wide, smiles, status, bar))
-        todo = [g for g in todo if _retry(status[g])]
+        todo = [g for g in todo if worth_retrying(status[g])]
         if not todo or (wide and len(table) == known):
             break
         # nothing learned: the next pass lets unconstrained atoms search; a wide pass that learned

@@ -198,3 +198,29 @@ def index_options(args) -> IndexOptions:
     d = IndexParams()
     params = IndexParams(**{f: getattr(args, a, getattr(d, f)) for f, a in INDEX_FLAGS.items()})
     return IndexOptions(getattr(args, "index", "auto"), params, getattr(args, "index_threads", 0)).check()
+
+
+def add_distribute_args(p: argparse.ArgumentParser, workers: bool = True) -> None:
+    """The flags of ``molret.library.distribute.DistributeOptions`` (where the shards run); ``workers=False``
+    where the script has its own --workers (its value is then the workers' count)."""
+    from molret.library.distribute import ENGINES, DistributeOptions
+    d = DistributeOptions()
+    p.add_argument("--cluster", metavar="auto|ADDRESS",
+                   help="run on a Ray cluster: auto (the one `ray start` runs here) or its address, e.g. "
+                        "ray://HOST:10001 (default: RAY_ADDRESS when set, else a local Ray for this run)")
+    if workers:
+        p.add_argument("--workers", type=int, default=d.workers, metavar="K",
+                       help="workers (0: one per CPU of the machine or cluster, at most one per shard)")
+    p.add_argument("--gpus-per-worker", type=float, default=d.gpus_per_worker, metavar="F",
+                   help="Ray: fraction of a GPU per worker (0: CPU workers)")
+    p.add_argument("--engine", default=d.engine, choices=ENGINES,
+                   help="auto: Ray when installed, else local processes")
+    p.add_argument("--max-retries", type=int, default=d.max_retries,
+                   help="times a shard is redone after its worker died")
+
+
+def distribute_options(args, threads: int = 1):
+    """DistributeOptions from the flags of ``add_distribute_args``, range-checked."""
+    from molret.library.distribute import DistributeOptions
+    return DistributeOptions(args.engine, args.cluster, args.workers, threads, args.gpus_per_worker,
+                             args.max_retries).check()

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from molret.cli.common import add_distribute_args, distribute_options
 from molret.utils.errors import GraphFormatError, MolretError
 
 ROWS_CACHE = "smiles-rows.npz"
@@ -151,6 +152,28 @@ def decode_graph_library(path, cache_dir=None, *, workers: int | None = None, pr
     return out
 
 
+def decode_graph_library_in_shards(args, known_smiles=()) -> GraphLibraryDecoding:
+    """``decode_graph_library``'s rows, decoded in ``args.shards`` shards per pass on Ray or local processes
+    (``molret.library.decode_shards``; not cached: the distributed run is for libraries too large to redo
+    in one process, and its shards are not kept)."""
+    from molret.library.decode_shards import decode_in_shards
+    from molret.library.reading import graph_layout, library_kind
+    from molret.data.graph_store import GraphSource
+    p = Path(args.library)
+    if library_kind(p) != "graphs":
+        raise MolretError(f"{p} is not a graph library: give a raw.zip, a folder of .graph files, or a folder "
+                          f"holding raw/ or raw.zip")
+    t0 = time.perf_counter()
+    progress = not args.no_progress and sys.stderr.isatty()
+    on_pass = (lambda n, solved: print(f"pass {n}: {solved:,} graphs decoded exactly", file=sys.stderr)) \
+        if progress else None
+    dec = decode_in_shards(p.resolve(), args.shards, distribute_options(args), known_smiles, on_pass=on_pass)
+    source = GraphSource(graph_layout(p)[0])
+    for r in dec.unparsed:
+        dec.status[r] = _file_error(source, dec.ids[r])
+    return GraphLibraryDecoding(dec.ids, dec.smiles, dec.status, time.perf_counter() - t0, False, None)
+
+
 def _clean(text) -> str:
     return "" if text is None else " ".join(str(text).split())
 
@@ -197,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a SMILES file (CSV/TSV with a SMILES column, or id<TAB>SMILES lines) whose structures' "
                         "Morgan environments join the shipped table before decoding (repeatable): molecules "
                         "you know help decode the graphs of their relatives")
+    p.add_argument("--shards", type=int, metavar="N",
+                   help="decode in N shards per pass, scheduled on Ray (a local Ray unless --cluster or RAY_ADDRESS; "
+                        "without Ray installed, local processes); --workers is then the number of workers. The "
+                        "same rows as one process")
+    add_distribute_args(p, workers=False)
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -206,6 +234,10 @@ def run(args) -> dict:
     from molret.utils.files import atomic_write_text, check_writable_dir
     if args.workers < 1:
         raise MolretError(f"--workers must be at least 1, got {args.workers}")
+    if args.shards is not None and not 1 <= args.shards <= 100_000:
+        raise MolretError(f"--shards must be between 1 and 100,000, got {args.shards}")
+    if args.shards is not None:
+        distribute_options(args)   # range-checked before anything is read
     out = Path(args.out)
     if out.is_dir():
         raise MolretError(f"--out {out} is a folder: give a file name")
@@ -213,8 +245,11 @@ def run(args) -> dict:
     progress = not args.no_progress and sys.stderr.isatty()
     from molret.library.reading import read_smiles_map
     known = [smi for path in args.known_smiles for smi in read_smiles_map(path).values()]
-    dec = decode_graph_library(args.library, args.cache_dir, workers=args.workers, progress=progress,
-                               use_cache=not args.no_cache, known_smiles=known)
+    if args.shards is not None:
+        dec = decode_graph_library_in_shards(args, known)
+    else:
+        dec = decode_graph_library(args.library, args.cache_dir, workers=args.workers, progress=progress,
+                                   use_cache=not args.no_cache, known_smiles=known)
     atomic_write_text(out, tsv_text(dec))
     how = (f"from the cache {dec.cache_file}" if dec.cached else
            f"in {dec.seconds:.1f} s" + (f", cached in {dec.cache_file.parent}" if dec.cache_file else ""))

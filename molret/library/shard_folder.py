@@ -1,11 +1,13 @@
 """Reading a shard folder (written by molret.library.shards): shard names, manifests, and the folder opened as one library.
 
 ``open_shard_folder`` returns the library in shard order (shard 0's molecules,
-then shard 1's, ...): ids and SMILES as lazily decoded line tables (8 bytes
-per molecule in memory), the embeddings as the per-shard memmaps seen as one
+then shard 1's, ...): ids and SMILES as lazily decoded line tables (their
+line offsets memory-mapped from the ``.offsets.npy`` files written at embed
+time, so opening reads no text; folders written before are scanned), the
+embeddings as the per-shard memmaps seen as one
 ``[N, D]`` array (``ShardedArray``: row gathers and chunked scans, no copy),
-and each molecule's record number in the library (``rows``: the library
-order, used to break score ties as a whole-library search does).
+and each molecule's record number in the library (``rows``, memory-mapped:
+the library order, used to break score ties as a whole-library search does).
 """
 from __future__ import annotations
 
@@ -57,26 +59,90 @@ def mismatch(a: dict, b: dict) -> str | None:
     return None
 
 
-class LineTable:
-    """The lines of a text file as a read-only sequence of str, decoded on access
-    (8 bytes per line in memory instead of a Python string each)."""
+def line_offsets_ext(text_ext: str) -> str:
+    """The offsets file of a shard's text file: ``.ids.txt`` -> ``.ids.offsets.npy``."""
+    return text_ext[:-len(".txt")] + ".offsets.npy"
 
-    def __init__(self, path, count: int):
+
+class LineTable:
+    """The lines of a text file as a read-only sequence of str, decoded on access.
+
+    With ``offsets`` (an ``.offsets.npy`` written at embed time: int64 [count + 1] line starts, the last
+    being the file's size) both files are memory-mapped and nothing is read at open; without it (folders
+    written before), the text is scanned once for its newlines (16 bytes per line in memory)."""
+
+    def __init__(self, path, count: int, offsets=None):
         self.path = Path(path)
         size = self.path.stat().st_size
         self._buf = np.memmap(self.path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+        off = _read_offsets(offsets, count, size) if offsets is not None else None
+        self.mapped = off is not None
+        if off is not None:
+            self._starts, self._ends = off[:-1], off[1:]
+            self._newline = 1
+            return
         ends = np.flatnonzero(self._buf == 10)
         if len(ends) != count:
             raise MolretError(f"{self.path}: {len(ends)} lines, its manifest says {count}")
         self._starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if count else np.zeros(0, np.int64)
-        self._ends = ends
+        self._ends, self._newline = ends, 0
 
     def __len__(self) -> int:
         return len(self._ends)
 
     def __getitem__(self, i: int) -> str:
         i = range(len(self))[i]
-        return bytes(self._buf[self._starts[i]:self._ends[i]]).decode("utf-8")
+        return bytes(self._buf[int(self._starts[i]):int(self._ends[i]) - self._newline]).decode("utf-8")
+
+
+def _read_offsets(path, count: int, size: int):
+    """The memory-mapped offsets at ``path`` when they fit a text of ``count`` lines and ``size`` bytes
+    (checked at both ends only: reading them all would cost what the offsets save), else None."""
+    try:
+        off = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise MolretError(f"cannot read {path}: {e}") from None
+    if off.dtype != np.int64 or off.shape != (count + 1,) or int(off[0]) != 0 or int(off[-1]) != size:
+        raise MolretError(f"{path} does not fit its text file ({count:,} lines, {size:,} bytes): remove it "
+                          f"(the text is then scanned) or embed the shard again")
+    return off
+
+
+class ShardedVector:
+    """Row-wise concatenation of per-shard 1-d memmaps (the record numbers), without copying them."""
+
+    def __init__(self, parts: list, offsets: np.ndarray):
+        self.parts, self.offsets = parts, offsets
+        self.dtype = parts[0].dtype if parts else np.dtype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+    def take(self, idx) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.int64)
+        out = np.empty(idx.shape, self.dtype)
+        part = np.searchsorted(self.offsets, idx, side="right") - 1
+        for s in np.unique(part):
+            sel = part == s
+            out[sel] = np.asarray(self.parts[s])[idx[sel] - self.offsets[s]]
+        return out
+
+    def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)):
+            i = range(len(self))[i]
+            s = int(np.searchsorted(self.offsets, i, side="right") - 1)
+            return self.parts[s][i - int(self.offsets[s])]
+        return np.asarray(self)[i]
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.concatenate([np.asarray(p) for p in self.parts]) if self.parts else np.zeros(0, self.dtype)
+        return a.astype(dtype) if dtype is not None else a
 
 
 class ShardedArray:
@@ -152,7 +218,8 @@ class ShardLibrary:
     ids: _ConcatLines
     smiles: _ConcatLines               # "" where unknown (meta["smiles_decoded"]: decoded from the graphs)
     embeddings: ShardedArray           # memory-mapped, L2-normalised rows
-    rows: np.ndarray                   # int64 record number in the library of each row (the library order)
+    rows: ShardedVector                # int64 record number in the library of each row (the library order;
+                                       # np.asarray(rows) for one array, rows.take(idx) for some)
     model_key: str
     meta: dict                         # folder.json plus totals (count, invalid, num_shards, signature)
 
@@ -193,18 +260,19 @@ def open_shard_folder(folder) -> ShardLibrary:
         name = shard_name(m["shard"], n)
         try:
             emb = np.load(folder / f"{name}.npy", mmap_mode="r")
-            r = np.load(folder / f"{name}.rows.npy")
+            r = np.load(folder / f"{name}.rows.npy", mmap_mode="r")
         except (OSError, ValueError) as e:
             raise MolretError(f"{folder}: cannot open shard {name}: {e}") from None
         if emb.shape[0] != m["count"] or len(r) != m["count"]:
             raise MolretError(f"{folder}: shard {name} has {emb.shape[0]} rows, its manifest says {m['count']}")
         parts.append(emb)
         rows.append(r)
-        ids.append(LineTable(folder / f"{name}.ids.txt", m["count"]))
-        smiles.append(LineTable(folder / f"{name}.smiles.txt", m["count"]))
+        ids.append(LineTable(folder / f"{name}.ids.txt", m["count"], folder / f"{name}{line_offsets_ext('.ids.txt')}"))
+        smiles.append(LineTable(folder / f"{name}.smiles.txt", m["count"],
+                                folder / f"{name}{line_offsets_ext('.smiles.txt')}"))
     emb = ShardedArray(parts)
     sig = hashlib.sha1(json.dumps([[m["shard"], m["count"], m["written"]] for m in manifests]).encode()).hexdigest()
     meta = {**ref, "count": len(emb), "invalid": sum(m["invalid"] for m in manifests), "signature": sig,
             "smiles_decoded": all(m.get("smiles_decoded", False) for m in manifests)}
     return ShardLibrary(folder, _ConcatLines(ids, emb.offsets), _ConcatLines(smiles, emb.offsets), emb,
-                        np.concatenate(rows), ref["model_key"], meta)
+                        ShardedVector(rows, emb.offsets), ref["model_key"], meta)

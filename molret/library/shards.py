@@ -45,7 +45,8 @@ import numpy as np
 
 from molret.utils.errors import MolretError
 from molret.utils.files import atomic_path, atomic_write_text
-from molret.library.shard_folder import (FOLDER_FILE, mismatch, read_json, shard_manifests, shard_name)
+from molret.library.shard_folder import (FOLDER_FILE, line_offsets_ext, mismatch, read_json, shard_manifests,
+                                         shard_name)
 
 FORMAT_VERSION = 1
 DTYPES = ("float16", "float32")
@@ -173,6 +174,26 @@ def _clean_line(text) -> str:
     return "" if text is None else str(text).replace("\r", " ").replace("\n", " ")
 
 
+class _LineWriter:
+    """Lines written to a text file, with the byte offset of each line's start kept (the line tables of
+    ``molret.library.shard_folder`` memory-map them instead of scanning the text at every open)."""
+
+    def __init__(self, f):
+        self.f, self.ends, self.size = f, [], 0
+
+    def write(self, texts) -> None:
+        data = [(_clean_line(x) + "\n").encode("utf-8") for x in texts]
+        lengths = np.fromiter((len(b) for b in data), dtype=np.int64, count=len(data))
+        self.ends.append(self.size + np.cumsum(lengths))
+        self.size += int(lengths.sum())
+        self.f.write(b"".join(data))
+
+    def save_offsets(self, path) -> None:
+        """int64 [n + 1] saved to ``path``: line i is bytes offsets[i] .. offsets[i + 1] - 2 (then its newline)."""
+        with open(path, "wb") as f:
+            np.save(f, np.concatenate([np.zeros(1, np.int64)] + self.ends), allow_pickle=False)
+
+
 # --------------------------------------------------------------- manifests
 
 def check_folder(folder, expect: dict) -> None:
@@ -205,6 +226,35 @@ def _shard_done(folder: Path, name: str, expect: dict) -> dict | None:
     return m
 
 
+def _expectation(lib_path: Path, embedder, count: int, dtype: str, options) -> dict:
+    """What every shard of this embedding shares (checked against folder.json and the manifests)."""
+    from molret.library.caches import embedder_key
+    from molret.library.reading import library_fingerprint, library_kind
+    return {"model_key": embedder_key(embedder), "fingerprint": library_fingerprint(lib_path, options),
+            "num_shards": count, "dtype": dtype, "dim": int(embedder.dim),
+            "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
+
+
+def _finished(folder: Path, index: int, count: int, expect: dict):
+    done = _shard_done(folder, shard_name(index, count), expect)
+    if done is None:
+        return None
+    return ShardResult(folder, index, count, done["count"], done["invalid"], True, done.get("seconds", 0.0),
+                       done.get("invalid_examples", []))
+
+
+def finished_shards(library, out_dir, count: int, embedder, *, dtype: str = "float16", options=None):
+    """{shard: ShardResult} when every shard of ``count`` is already finished in ``out_dir`` for this
+    embedding (nothing computed, nothing written), else None."""
+    from molret.library.reading import ReaderOptions
+    folder = Path(out_dir)
+    if not all((folder / f"{shard_name(i, count)}.json").is_file() for i in range(count)):
+        return None
+    expect = _expectation(Path(library), embedder, count, dtype, options or ReaderOptions())
+    out = {i: _finished(folder, i, count, expect) for i in range(count)}
+    return out if all(r is not None for r in out.values()) else None
+
+
 # ---------------------------------------------------------------- embedding
 
 @dataclass
@@ -225,29 +275,25 @@ class ShardResult:
 
 def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: str = "float16",
                 options=None, batch_size: int | None = None, chunk_size: int = CHUNK_SIZE,
-                progress: bool = False) -> ShardResult:
+                progress: bool = False, on_chunk=None) -> ShardResult:
     """Embed shard ``index``/``count`` of ``library`` into ``out_dir`` with ``embedder`` (a checkpoint or an
-    ensemble, ``molret.models.embedder``; skipped when already finished)."""
+    ensemble; skipped when already finished); ``on_chunk(shard, molecules so far)`` after each chunk."""
     from tqdm.auto import tqdm
     from molret.models import encoding as inference
     from molret.utils.files import check_writable_dir
-    from molret.library.reading import ReaderOptions, SkippedRows, library_fingerprint, library_kind
-    from molret.library.caches import embedder_key
+    from molret.library.reading import ReaderOptions, SkippedRows
     if dtype not in DTYPES or not 0 <= index < count or chunk_size < 1:
         raise MolretError(f"bad shard arguments: dtype {dtype!r} (one of {', '.join(DTYPES)}), shard {index}/{count}, "
                           f"chunk size {chunk_size}")
     lib_path = Path(library)
     options = options or ReaderOptions()
     folder = check_writable_dir(out_dir)
-    expect = {"model_key": embedder_key(embedder), "fingerprint": library_fingerprint(lib_path, options),
-              "num_shards": count, "dtype": dtype, "dim": int(embedder.dim),
-              "smiles_decoded": library_kind(lib_path) == "graphs"}   # graph libraries: SMILES from the decoder
+    expect = _expectation(lib_path, embedder, count, dtype, options)
     check_folder(folder, expect)
     name = shard_name(index, count)
-    done = _shard_done(folder, name, expect)
+    done = _finished(folder, index, count, expect)
     if done is not None:
-        return ShardResult(folder, index, count, done["count"], done["invalid"], True, done.get("seconds", 0.0),
-                           done.get("invalid_examples", []))
+        return done
     if not (folder / FOLDER_FILE).is_file():
         atomic_write_text(folder / FOLDER_FILE, json.dumps({"format": "molret-shard-folder", **expect,
                                                             "library": str(lib_path.resolve())}, indent=1))
@@ -256,26 +302,31 @@ def embed_shard(library, out_dir, index: int, count: int, embedder, *, dtype: st
     with contextlib.ExitStack() as stack:
         # Entered in this order, replaced in reverse on success (rows, smiles, ids, embeddings); removed on error.
         tmp = {ext: stack.enter_context(atomic_path(folder / f"{name}{ext}"))
-               for ext in (".npy", ".ids.txt", ".smiles.txt", ".rows.npy")}
+               for ext in (".npy", ".ids.txt", ".smiles.txt", ".rows.npy", line_offsets_ext(".ids.txt"),
+                           line_offsets_ext(".smiles.txt"))}
         out = _NpyAppender(stack.enter_context(open(tmp[".npy"], "r+b")), expect["dim"], dtype)
-        f_ids, f_smi = (stack.enter_context(open(tmp[e], "w", encoding="utf-8", newline="\n"))
-                        for e in (".ids.txt", ".smiles.txt"))
+        lines = {e: _LineWriter(stack.enter_context(open(tmp[e], "wb"))) for e in (".ids.txt", ".smiles.txt")}
         bar = stack.enter_context(tqdm(total=shard_size_hint(lib_path, index, count), desc=f"shard {index}/{count}",
                                        unit="mol", disable=not progress, mininterval=1.0))
         for seen, chunk_rows, smiles, store in shard_chunks(lib_path, index, count, options, chunk_size, skipped):
             if len(store):
                 emb = embedder.encode_store(store, batch_size, inference.SEARCH_AMP).astype(np.float32)
                 out.append(emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12))
-                f_ids.write("".join(_clean_line(x) + "\n" for x in store.cids))
-                f_smi.write("".join(_clean_line(x) + "\n" for x in smiles))
-                rows.extend(chunk_rows)
+                lines[".ids.txt"].write(store.cids)
+                lines[".smiles.txt"].write(smiles)
+                rows.append(np.asarray(chunk_rows, dtype=np.int64))
             bar.update(seen)
+            if on_chunk is not None:
+                on_chunk(index, sum(len(r) for r in rows))
         out.finish()
+        rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         with open(tmp[".rows.npy"], "wb") as f:
-            np.save(f, np.asarray(rows, dtype=np.int64), allow_pickle=False)
-    seconds = time.perf_counter() - t0
+            np.save(f, rows, allow_pickle=False)
+        for ext, writer in lines.items():
+            writer.save_offsets(tmp[line_offsets_ext(ext)])
     manifest = {"format": "molret-shard", "version": FORMAT_VERSION, **expect, "shard": index, "count": len(rows),
-                "invalid": skipped.count, "invalid_examples": skipped.examples, "seconds": round(seconds, 3),
-                "library": str(lib_path.resolve()), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "invalid": skipped.count, "invalid_examples": skipped.examples, "library": str(lib_path.resolve()),
+                "seconds": round(time.perf_counter() - t0, 3), "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_text(folder / f"{name}.json", json.dumps(manifest, indent=1))
-    return ShardResult(folder, index, count, len(rows), skipped.count, False, seconds, skipped.examples)
+    return ShardResult(folder, index, count, len(rows), skipped.count, False, manifest["seconds"], skipped.examples)
+

@@ -179,15 +179,16 @@ def _new_faiss_index(kind: str, dim: int, n: int, params: IndexParams):
     return index, quantizer
 
 
-def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progress: bool = False):
-    """A trained and filled FAISS index of ``kind`` (ivf, ivfpq, hnsw) over ``emb`` rows."""
-    from tqdm.auto import tqdm
-    params = (params or IndexParams()).check()
-    rows = _as_rows(emb)
+def train_faiss_index(rows, kind: str, params: IndexParams):
+    """A trained, empty FAISS index of ``kind`` for ``rows``: trained once, on the sample of rows that
+    ``params.seed`` picks (``build_faiss_index`` and the distributed build share it)."""
     n, dim = rows.shape
     if n == 0:
         raise MolretError("cannot build an index over an empty library")
     index, quantizer = _new_faiss_index(kind, dim, n, params)
+    if quantizer is not None:
+        index.own_fields = True  # the index frees its quantizer (and keeps it alive as long as it lives)
+        quantizer.this.disown()
     if kind in ("ivf", "ivfpq"):
         n_train = params.train_size or min(n, max(64 * index.nlist, 200_000))
         n_train = max(n_train, index.nlist)
@@ -196,13 +197,20 @@ def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progres
         index.train(normalise_rows(_training_rows(rows, n_train, params.seed)))
     elif not index.is_trained:  # HNSW-SQ trains its scalar quantizer
         index.train(normalise_rows(_training_rows(rows, min(n, params.train_size or 100_000), params.seed)))
+    return index
+
+
+def build_faiss_index(emb, kind: str, params: IndexParams | None = None, progress: bool = False):
+    """A trained and filled FAISS index of ``kind`` (ivf, ivfpq, hnsw) over ``emb`` rows."""
+    from tqdm.auto import tqdm
+    params = (params or IndexParams()).check()
+    rows = _as_rows(emb)
+    n = len(rows)
+    index = train_faiss_index(rows, kind, params)
     with tqdm(total=n, desc=f"building {kind} index", unit="mol", disable=not progress, mininterval=1.0) as bar:
         for _, block in rows.chunks(ADD_CHUNK):
             index.add(normalise_rows(block))
             bar.update(len(block))
-    if quantizer is not None:
-        index.own_fields = True  # the index frees its quantizer (and keeps it alive as long as it lives)
-        quantizer.this.disown()
     return index
 
 
@@ -215,7 +223,8 @@ class AnnIndex:
         self.n, self.dim = self.rows.shape
         self.kind = choose_kind(self.n, kind)
         self.params = (params or IndexParams()).check()
-        self.order = None if order is None else np.asarray(order, dtype=np.int64)
+        # a shard folder's record numbers stay memory-mapped (a ShardedVector, with take)
+        self.order = order if order is None or hasattr(order, "parts") else np.asarray(order, dtype=np.int64)
         if self.order is not None and len(self.order) != self.n:
             raise MolretError(f"order has {len(self.order)} entries for {self.n} embeddings")
         t0 = time.perf_counter()
@@ -297,7 +306,7 @@ class AnnIndex:
         score; how many other rows score exactly the same), as molret.search.index.SearchIndex.rank."""
         s = self.exact_scores(query)
         t = s[index]
-        tie = self.order if self.order is not None else np.arange(self.n)
+        tie = np.asarray(self.order, dtype=np.int64) if self.order is not None else np.arange(self.n)
         before = int((s > t).sum() + ((s == t) & (tie < tie[index])).sum())
         return before + 1, float(t), int((s == t).sum()) - 1
 
@@ -318,7 +327,7 @@ class AnnIndex:
         for r in range(len(q)):
             c = np.unique(cand[r][cand[r] >= 0])
             s = (self.rows.take(c).astype(np.float64) * q64[r]).sum(axis=1)
-            tie = self.order[c] if self.order is not None else c
+            tie = self.order.take(c) if self.order is not None else c
             best = np.lexsort((tie, -s))[:k]
             out_i[r, :len(best)], out_s[r, :len(best)] = c[best], s[best]
         return out_s, out_i
@@ -335,9 +344,8 @@ def index_tag(kind: str, params: IndexParams, n: int, dim: int, signature: str) 
 
 
 def write_faiss_index(index, path) -> None:
-    faiss = _faiss()
     with atomic_path(path, suffix=".faiss") as tmp:
-        faiss.write_index(index, str(tmp))
+        _faiss().write_index(index, str(tmp))
 
 
 def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = None, *, signature: str = "",
@@ -351,9 +359,7 @@ def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = Non
     kind = choose_kind(n, kind)
     if kind == "exact":
         return AnnIndex(rows, kind, params, order)
-    folder = Path(folder)
-    tag = index_tag(kind, params, n, dim, signature)
-    path, meta_path = folder / f"index-{kind}-{tag}.faiss", folder / f"index-{kind}-{tag}.json"
+    path, meta_path = stored_index_paths(folder, kind, params, n, dim, signature)
     if path.is_file() and meta_path.is_file():
         t0 = time.perf_counter()
         try:
@@ -369,10 +375,23 @@ def open_index(folder, emb, kind: str = "auto", params: IndexParams | None = Non
     if not build:
         raise MolretError(f"no stored {kind} index in {folder} for these parameters (build it first)")
     ann = AnnIndex(rows, kind, params, order, progress=progress)
-    write_faiss_index(ann.index, path)
-    meta = {"kind": kind, "params": dataclasses.asdict(params), "n": n, "dim": dim, "signature": signature,
-            "build_seconds": round(ann.build_seconds, 3), "file_bytes": path.stat().st_size}
-    atomic_write_text(meta_path, json.dumps(meta, indent=1))
+    store_index(ann.index, path, meta_path, kind, params, signature, ann.build_seconds)
     ann.load_seconds = 0.0
     ann.stored_path = path
     return ann
+
+
+def stored_index_paths(folder, kind: str, params: IndexParams, n: int, dim: int, signature: str) -> tuple:
+    """(index file, its metadata file) of the ``kind`` index over a folder for these build parameters."""
+    tag = index_tag(kind, params, n, dim, signature)
+    return Path(folder) / f"index-{kind}-{tag}.faiss", Path(folder) / f"index-{kind}-{tag}.json"
+
+
+def store_index(index, path, meta_path, kind: str, params: IndexParams, signature: str, build_seconds: float,
+                **extra) -> None:
+    """Write a built index and then its metadata (both atomically: the metadata says the index is complete)."""
+    write_faiss_index(index, path)
+    atomic_write_text(meta_path, json.dumps({
+        "kind": kind, "params": dataclasses.asdict(params), "n": int(index.ntotal), "dim": int(index.d),
+        "signature": signature, "build_seconds": round(build_seconds, 3), "file_bytes": Path(path).stat().st_size,
+        **extra}, indent=1))
