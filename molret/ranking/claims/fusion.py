@@ -19,6 +19,7 @@ from molret.evaluation.metrics import ranks_of_targets
 from molret.ranking.claims.ranker import RankerOptions, fit_ranker
 from molret.ranking.claims.statements import stated_matrix
 from molret.ranking.claims.structure import attribute_matrix
+from molret.utils.errors import MolretError
 
 WEIGHT_GRID = (0.0, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
 TOP_K_LIMITS = (1, 100_000)
@@ -66,7 +67,7 @@ def fit_claims_weight(similarity: np.ndarray, bonus: np.ndarray, targets: np.nda
     def score(w: float) -> float:
         return float(np.mean(1.0 / ranks_of_targets(fuse_claims(similarity, bonus, w), targets)))
     best_w, best = 0.0, score(0.0)
-    for w in list(grid) + []:
+    for w in grid:
         s = score(w)
         if s > best + 1e-12:
             best_w, best = w, s
@@ -115,18 +116,32 @@ def pool_claims_bonus(square: np.ndarray, texts, stores, data_dir, cache_dir, op
                    "top_k": int(columns.shape[1])}
 
 
-def claims_pool(square: np.ndarray, n_val: int, inputs, data_dir, cache_dir, opts: ClaimsOptions, names=None,
-                rerank: str = "none", temperature: float = 0.05, n_iter: int | None = None) -> tuple:
-    """The ensemble step's claims fusion: (the fused square, its bonus, its report). The report holds the
-    pool report without claims (names fused as given), the fitted weight and the timings; printed."""
+def check_claims(top_k: int, save_model=None) -> None:
+    """The claims scorer's options, checked before any work."""
+    if not TOP_K_LIMITS[0] <= top_k <= TOP_K_LIMITS[1]:
+        raise MolretError(f"--claims-top-k must be within {TOP_K_LIMITS[0]}..{TOP_K_LIMITS[1]}, got {top_k}")
+    if save_model:
+        raise MolretError("--claims is not stored in the model file (--save-model): leave out one of them")
+
+
+def pool_claims(opts, square: np.ndarray, n_val: int, inputs, data_dir, names=None) -> tuple:
+    """The ensemble step's claims fusion (``opts``: the EnsembleOptions; ``inputs``: the pool's
+    challenge_pool_inputs; ``data_dir``: the folder of the training pairs): (the fused square, the weighted
+    bonus added to it, the report). The report holds the pool report without claims (names fused as given),
+    the fitted weight and the timings, printed."""
     from molret.evaluation.pool import final_report, format_report
+    check_claims(opts.claims_top_k, opts.save_model)
+    if data_dir is None:
+        raise MolretError("--claims fits its ranker on the training pairs: give --data-dir")
+    claims_opts = ClaimsOptions(top_k=opts.claims_top_k)
     _, val_texts, val_graphs, _, test_texts, test_graphs = inputs
     bonus, stats = pool_claims_bonus(square, list(val_texts) + list(test_texts), (val_graphs, test_graphs),
-                                     data_dir, cache_dir, opts)
+                                     data_dir, opts.cache_dir, claims_opts)
     weight = fit_claims_weight(square[:n_val], bonus[:n_val])
-    without, _ = final_report(square, n_val, rerank, temperature, names, n_iter=n_iter)
-    print(f"claims scorer ({opts.ranker.ranker}, top {stats['top_k']}): fitted in {stats['fit_s']:.1f} s, scored "
-          f"in {stats['score_s']:.1f} s; weight fitted on val {weight:g}; without claims:")
+    without, _ = final_report(square, n_val, opts.rerank, opts.rerank_temperature, names, n_iter=opts.sinkhorn_iters)
+    print(f"claims scorer ({claims_opts.ranker.ranker}, top {stats['top_k']}): fitted in {stats['fit_s']:.1f} s, "
+          f"scored in {stats['score_s']:.1f} s; weight fitted on val {weight:g}; the pool without claims:")
     for line in format_report(without):
         print("    " + line)
-    return fuse_claims(square, bonus, weight), bonus, {"weight": weight, **stats, "without": without}
+    return fuse_claims(square, bonus, weight), (weight * bonus).astype(np.float32), \
+        {"weight": weight, **stats, "without": without}

@@ -45,7 +45,7 @@ CHAIN_ROOTS = {"meth": 1, "eth": 2, "prop": 3, "but": 4, "pent": 5, "hex": 6, "h
                "tricos": 23, "tetracos": 24, "pentacos": 25, "hexacos": 26, "heptacos": 27, "octacos": 28,
                "nonacos": 29, "triacont": 30, "hentriacont": 31, "dotriacont": 32, "tetratriacont": 34}
 _ROOT = re.compile(r"(?<!cyclo)(" + "|".join(sorted(CHAIN_ROOTS, key=len, reverse=True)) +
-                   r")(a(?:" + _MULT + r")?(?:en|yn)|an|en|yn)(?=[a-z0-9-])")
+                   r")(a(?:-[\d,]+-)?(" + _MULT + r")?(?:en|yn)|an|en|yn)(?=[a-z0-9-])")
 TERPENOID_CARBONS = {"hemiterpenoid": 5, "monoterpenoid": 10, "sesquiterpenoid": 15, "diterpenoid": 20,
                      "sesterterpenoid": 25, "triterpenoid": 30, "tetraterpenoid": 40, "carotenoid": 40}
 SUGAR_CODE = re.compile(r"(?<![A-Za-z])(?:Glc|Gal|Man|Fuc|Xyl|Rha|Ara|Fru|Rib|Neu5Ac|Neu5Gc|Kdo|Qui|"
@@ -227,7 +227,7 @@ def double_bonds_of(d: Description) -> float | None:
     low = s.lower()
     located = [MULTIPLIERS.get(m.group(1) or "", 1)
                for m in re.finditer(r"\d+(?:\(\d+\))?(?:,\d+(?:\(\d+\))?)*-(" + _MULT + r")?en(?=[eoyai-]|\b)", low)]
-    rooted = [MULTIPLIERS.get(m.group(2)[1:-2], 1) for m in _ROOT.finditer(low) if "en" in m.group(2)]
+    rooted = [MULTIPLIERS.get(m.group(3) or "", 1) for m in _ROOT.finditer(low) if m.group(2).endswith("en")]
     n = max([ez, sum(located)] + rooted)
     if re.search(r"polyunsaturated", d.class_text):
         n = max(n, 2)
