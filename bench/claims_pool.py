@@ -55,6 +55,25 @@ def rule_table(texts, smiles) -> list:
     return rows
 
 
+def catches(square, n_val, stated, attrs, top_k=50) -> dict:
+    """Per rule: the (val query, candidate) pairs of the learned top-k where the candidate ranks above the true
+    molecule, the rule agrees with the true molecule and disagrees with the candidate (what it can demote)."""
+    from molret.ranking.claims.ranker import RULE_ATTRIBUTE, RULE_KIND, agreement
+    from molret.ranking.claims.statements import RULES
+    out = {r.name: 0 for r in RULES}
+    for q in range(n_val):
+        cols = np.argsort(-square[q])[:top_k]
+        above = cols[square[q, cols] > square[q, q]]
+        if not len(above):
+            continue
+        st = np.repeat(stated[q:q + 1], len(above) + 1, axis=0)
+        ag = agreement(st, attrs[np.concatenate([[q], above])][:, RULE_ATTRIBUTE], RULE_KIND)
+        hit = (ag[0] == 1) & (ag[1:] == 0)
+        for j in np.flatnonzero(hit.any(axis=0)):
+            out[RULES[j].name] += int(hit[:, j].sum())
+    return out
+
+
 def family_mask(family: str) -> np.ndarray:
     from molret.ranking.claims.statements import RULES
     named = {r for rules in FAMILIES.values() for r in rules}
@@ -102,6 +121,8 @@ def main(argv=None):
     p.add_argument("--temperature", type=float, default=0.02)
     p.add_argument("--ablation", action="store_true", help="also the rule families left out, on the first run")
     p.add_argument("--timing-only", action="store_true")
+    p.add_argument("--catches", action="store_true", help="only the per-rule catches (see catches()) on the first run")
+    p.add_argument("--importance", action="store_true", help="only the ranker's features by total gain (LightGBM)")
     p.add_argument("--json")
     args = p.parse_args(argv)
     from molret.evaluation.pool import challenge_pool_inputs, pool_name_features
@@ -114,6 +135,15 @@ def main(argv=None):
     texts = list(val_texts) + list(test_texts)
     result = {}
     opts = fusion.ClaimsOptions()
+    if args.importance:
+        from molret.ranking.claims.ranker import feature_names
+        ranker = fit_ranker(*fusion.training_claims(args.data_dir, args.cache_dir), RankerOptions())
+        gain = ranker.model.booster_.feature_importance("gain")
+        order = np.argsort(-gain)
+        print("ranker features by total gain (share):")
+        for i in order[:25]:
+            print(f"  {feature_names()[i]:28s} {gain[i] / gain.sum():.3f}")
+        return
     if args.timing_only:
         square, n_val = seed_square(args.runs[0], args)
         t = time.perf_counter()
@@ -140,6 +170,14 @@ def main(argv=None):
         cols = fusion.top_k_columns(square, opts.top_k)
         scores = ranker.score(ps, attrs, np.repeat(np.arange(len(square)), cols.shape[1]), cols.ravel())
         return fusion.claims_bonus(scores.reshape(cols.shape), cols, square.shape)
+    if args.catches:
+        square, n_val = seed_square(args.runs[0], args)
+        caught = catches(square, n_val, stated, attrs)
+        print(f"wrong candidates above the true molecule (learned top-{opts.top_k}, val) that a rule demotes:")
+        for name, n in sorted(caught.items(), key=lambda kv: -kv[1]):
+            if n:
+                print(f"  {name:22s} {n}")
+        return
     for run in args.runs:
         print(f"{run}:")
         square, n_val = seed_square(run, args)

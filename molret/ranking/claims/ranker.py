@@ -71,6 +71,12 @@ def pair_features(stated: np.ndarray, attrs: np.ndarray, queries: np.ndarray, mo
     return np.concatenate([agree, diff, n_agree, n_disagree, n_agree - n_disagree], axis=1).astype(np.float32)
 
 
+def feature_names() -> list:
+    """The names of pair_features' columns."""
+    return ([f"agree:{r.name}" for r in RULES] + [f"diff:{RULES[i].name}" for i in COUNT_RULES]
+            + ["rules agreeing", "rules disagreeing", "agreeing - disagreeing"])
+
+
 def training_pairs(stated: np.ndarray, attrs: np.ndarray, opts: RankerOptions):
     """(query index, molecule index, label, group sizes) of the training pairs: query i's molecule is i; its
     negatives are the molecules nearest it in (standardised) attributes and random ones; queries with an
