@@ -104,6 +104,19 @@ def test_unknown_molecules_are_nan_rows():
     assert m.shape == (2, len(ATTRIBUTES)) and not np.isnan(m[0]).any() and np.isnan(m[1]).all()
 
 
+def test_attributes_are_cached_by_their_smiles(tmp_path, monkeypatch):
+    from molret.ranking.claims import structure
+    first = structure.cached_attribute_matrix(["CCO", None], tmp_path)
+    assert len(list(tmp_path.glob("claims-attributes-*.npz"))) == 1
+
+    def no_recompute(smiles):
+        raise AssertionError("recomputed")
+    monkeypatch.setattr(structure, "attribute_matrix", no_recompute)
+    np.testing.assert_array_equal(structure.cached_attribute_matrix(["CCO", None], tmp_path), first)
+    with pytest.raises(AssertionError, match="recomputed"):   # other SMILES, another key
+        structure.cached_attribute_matrix(["CCN"], tmp_path)
+
+
 # ------------------------------------------------------------ agreement and the ranker
 
 def test_agreement_by_kind_hand_computed():

@@ -18,7 +18,7 @@ import numpy as np
 from molret.evaluation.metrics import ranks_of_targets
 from molret.ranking.claims.ranker import RankerOptions, fit_ranker
 from molret.ranking.claims.statements import stated_matrix
-from molret.ranking.claims.structure import attribute_matrix
+from molret.ranking.claims.structure import cached_attribute_matrix
 from molret.utils.errors import MolretError
 
 WEIGHT_GRID = (0.0, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
@@ -97,7 +97,7 @@ def training_claims(data_dir, cache_dir) -> tuple:
     if list(graphs.cids) != list(cids):
         keep = {c: i for i, c in enumerate(graphs.cids)}
         texts = [t for c, t in zip(cids, texts) if c in keep]
-    return stated_matrix(texts), attribute_matrix(store_smiles(graphs, cache))
+    return stated_matrix(texts), cached_attribute_matrix(store_smiles(graphs, cache), cache)
 
 
 def pool_claims_bonus(square: np.ndarray, texts, stores, data_dir, cache_dir, opts: ClaimsOptions) -> tuple:
@@ -107,7 +107,7 @@ def pool_claims_bonus(square: np.ndarray, texts, stores, data_dir, cache_dir, op
     ranker = fit_ranker(*training_claims(data_dir, cache_dir), opts.ranker)
     t1 = time.perf_counter()
     stated = stated_matrix(list(texts))
-    attrs = np.concatenate([attribute_matrix(store_smiles(s, cache_dir)) for s in stores])
+    attrs = np.concatenate([cached_attribute_matrix(store_smiles(s, cache_dir), cache_dir) for s in stores])
     columns = top_k_columns(square, opts.top_k)
     queries = np.repeat(np.arange(len(square)), columns.shape[1])
     scores = ranker.score(stated, attrs, queries, columns.ravel()).reshape(columns.shape)

@@ -2,14 +2,24 @@
 against, computed with RDKit from a molecule's SMILES.
 
 ``attributes(smiles)`` gives {attribute: value} (None for a SMILES RDKit cannot read); ``attribute_matrix``
-a [molecules, attributes] matrix (NaN rows for unknown molecules) in ``ATTRIBUTES`` order.
+a [molecules, attributes] matrix (NaN rows for unknown molecules) in ``ATTRIBUTES`` order, cached in a folder
+by ``cached_attribute_matrix`` (molret.utils.cache; keyed by the SMILES, this module's tables and RDKit's version).
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections import deque
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
+
+from molret.utils import cache
+from molret.utils.errors import MolretError
+
+log = logging.getLogger(__name__)
+ATTRIBUTES_VERSION = 1   # bump when an attribute's value can change for the same molecule
 
 # class word -> SMARTS alternatives (any one matching); generic bonds (~) where a class allows any saturation
 CLASS_SMARTS = {
@@ -190,4 +200,31 @@ def attribute_matrix(smiles) -> np.ndarray:
             a = attributes(s)
             if a is not None:
                 out[i] = [a[k] for k in ATTRIBUTES]
+    return out
+
+
+def attributes_key(smiles) -> str:
+    """sha1 of what an attribute matrix depends on: the SMILES, the attributes and patterns, RDKit's version."""
+    import rdkit
+    h = hashlib.sha1(f"molret-claims-attributes-v{ATTRIBUTES_VERSION}:rdkit-{rdkit.__version__}".encode())
+    h.update(repr((ATTRIBUTES, CLASS_SMARTS, GROUP_SMARTS, ELEMENTS)).encode())
+    h.update(cache.json_array(list(smiles)).tobytes())
+    return h.hexdigest()
+
+
+def cached_attribute_matrix(smiles, cache_dir=None) -> np.ndarray:
+    """``attribute_matrix(smiles)``, read from (else written to) ``cache_dir`` when given."""
+    smiles = list(smiles)
+    if cache_dir is None:
+        return attribute_matrix(smiles)
+    key = attributes_key(smiles)
+    file = Path(cache_dir) / f"claims-attributes-{key[:16]}.npz"
+    hit = cache.load(file, key, ATTRIBUTES_VERSION)
+    if hit is not None and hit["attributes"].shape == (len(smiles), len(ATTRIBUTES)):
+        return hit["attributes"]
+    out = attribute_matrix(smiles)
+    try:
+        cache.save(file, key, ATTRIBUTES_VERSION, {"attributes": out})
+    except MolretError as e:
+        log.warning(f"could not cache the claims attributes in {file}: {e}")
     return out
