@@ -5,12 +5,15 @@
 2. The pool figures of the recipe's ensemble of saved members per seed folder (member weights fitted on val as
    ``ensemble_method.py --fit-weights``): learned-only re-ranked pool LRAP and with names re-ranked, without and
    with the claims score (its weight fitted on val, fused before Sinkhorn and before the names are fitted).
-3. Which rules carry the gain: the claims score with one family of rules left out (refitted, weight refitted),
-   on the first seed.
-4. The scorer's time for the pool's queries x their top-k (fit on the training pairs + score), run alone.
+3. Which rules carry the gain (--ablation, instead of 2): the claims score with one family of rules left out
+   (ranker and weight refitted), on the first seed, learned-only re-ranked; --catches: per rule, the wrong
+   candidates above the true molecule in the learned top-50 that it can demote; --importance: the ranker's
+   features by gain.
+4. --timing-only: the scorer's time for the pool's queries x their top-50 (fit on the training pairs + score),
+   cold (every attribute computed) and warm (attributes cached); run it under flock /tmp/cpu.lock.
 
     python bench/claims_pool.py --runs /tmp/r29/rec-s0 /tmp/r29/rec-s1 --data-dir D --cache-dir C \\
-        [--temperature 0.02] [--ablation] [--json out.json]
+        [--temperature 0.02] [--ablation | --catches | --importance | --timing-only] [--json out.json]
 """
 from __future__ import annotations
 
@@ -108,8 +111,9 @@ def figures(square, n_val, bonus, names, args) -> dict:
         out[label] = {"claims_weight": w, "pool_lrap": report["pool_lrap"],
                       "reranked": report["pool_lrap_reranked"],
                       "names_reranked": report["names"]["pool_lrap_reranked"] if "names" in report else None}
+        with_names = f"; with names re-ranked {out[label]['names_reranked']:.4f}" if names is not None else ""
         print(f"  {label:7s} claims (weight {w:g}): learned-only pool LRAP {report['pool_lrap']:.4f}, re-ranked "
-              f"{report['pool_lrap_reranked']:.4f}; with names re-ranked {out[label]['names_reranked']:.4f}")
+              f"{report['pool_lrap_reranked']:.4f}{with_names}")
     return out
 
 
@@ -119,7 +123,8 @@ def main(argv=None):
     p.add_argument("--data-dir", required=True)
     p.add_argument("--cache-dir")
     p.add_argument("--temperature", type=float, default=0.02)
-    p.add_argument("--ablation", action="store_true", help="also the rule families left out, on the first run")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead of the runs' figures: the rule families left out, on the first run, learned-only")
     p.add_argument("--timing-only", action="store_true")
     p.add_argument("--catches", action="store_true", help="only the per-rule catches (see catches()) on the first run")
     p.add_argument("--importance", action="store_true", help="only the ranker's features by total gain (LightGBM)")
@@ -203,19 +208,21 @@ def main(argv=None):
             if n:
                 print(f"  {name:22s} {n}")
         return
-    for run in args.runs:
+    names = None if args.ablation else pool_name_features(val_texts, test_texts, val_graphs, test_graphs,
+                                                          data_dir=args.data_dir, cache_dir=args.cache_dir)[0]
+    for run in ([] if args.ablation else args.runs):
         print(f"{run}:")
         square, n_val = seed_square(run, args)
-        names, _ = pool_name_features(val_texts, test_texts, val_graphs, test_graphs, data_dir=args.data_dir,
-                                      cache_dir=args.cache_dir)
-        bonus = bonus_of(square)
-        result[run] = figures(square, n_val, bonus, names, args)
-        if args.ablation and run == args.runs[0]:
-            result["ablation"] = {}
-            for family in list(FAMILIES) + ["groups", "classes"]:
-                print(f" without the {family} rules:")
-                result["ablation"][family] = figures(square, n_val, bonus_of(square, family_mask(family)), names,
-                                                     args)["with"]
+        result[run] = figures(square, n_val, bonus_of(square), names, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.ablation:   # learned-only (no names: their fit is the slow part), on the first run
+        square, n_val = seed_square(args.runs[0], args)
+        result["ablation"] = {}
+        for family in ["none"] + list(FAMILIES) + ["groups", "classes"]:
+            print(f" without the {family} rules:")
+            mask = family_mask(family) if family != "none" else None
+            result["ablation"][family] = figures(square, n_val, bonus_of(square, mask), None, args)["with"]
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
