@@ -35,7 +35,7 @@ class RankerOptions:
     trees: int = 200
     learning_rate: float = 0.05
     leaves: int = 15
-    threads: int = 2
+    threads: int = 1              # LightGBM's: 2 threads ran 4x slower than 1 on the 2 shared cores (oversubscribed)
     seed: int = 0
 
     def check(self) -> None:
