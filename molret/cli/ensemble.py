@@ -5,6 +5,7 @@ import argparse
 
 from molret.cli.common import add_inference_args
 from molret.cli.flags import add_names_arg, ranged
+from molret.ranking.claims.fusion import TOP_K_LIMITS
 from molret.ranking.ensemble import NORMALIZATIONS
 from molret.ranking.ensemble_engine import EnsembleOptions
 from molret.ranking.pseudo_labels import MARGIN_LIMITS
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "the same label share one fitted weight, split equally (fewer weights fitted on val)")
     add_names_arg(p, "none", "with the ensemble's scores, weights fitted on val; needs --data-dir (or --models) for "
                              "the texts and graphs")
+    p.add_argument("--claims", action="store_true",
+                   help="fuse the claims scorer with the ensemble's scores before re-ranking (and before the names): "
+                        "rules read what each query states (charge, chain lengths, groups, rings, classes...), a "
+                        "ranker fitted on the training pairs of --data-dir scores how each of the query's top "
+                        "candidates agrees; its weight is fitted on val; the pool report is printed with and without "
+                        "it (docs/experiments.md \"Claims scorer (issue 31)\"); needs --data-dir")
+    p.add_argument("--claims-top-k", type=ranged(int, "claims_top_k", (TOP_K_LIMITS[0], TOP_K_LIMITS[1], False)),
+                   default=50, metavar="K", help="with --claims: the candidates scored per query (default: 50)")
     p.add_argument("--pseudo-labels", metavar="TSV",
                    help="write the confident one-to-one matches of the re-ranked (and name-fused) val + test pool as "
                         "training pairs (cid<TAB>query) for a second round (main.py --extra-pairs); needs --rerank "
@@ -103,6 +112,7 @@ def options_from_args(args) -> EnsembleOptions:
         weights=args.weights, normalize=args.normalize, rerank=args.rerank,
         rerank_temperature=args.rerank_temperature, sinkhorn_iters=args.sinkhorn_iters,
         fit_weights=args.fit_weights, test_members=args.test_members, groups=args.groups, names=args.names,
+        claims_top_k=args.claims_top_k if args.claims else 0,
         pseudo_labels=args.pseudo_labels, pseudo_margin=args.pseudo_margin, unlabelled_by=args.unlabelled_by,
         out=args.out, save_similarity=args.save_similarity, save_model=args.save_model,
         reduce_dim=args.reduce_dim, hubness_temperature=args.hubness_temperature, device=args.device,

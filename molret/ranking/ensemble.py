@@ -313,3 +313,18 @@ def cross_fitted_lrap(matrices: list[np.ndarray], groups: list[str], targets: np
         combined = combine([m[score_rows] for m in matrices], w, normalize)
         reciprocal[score_rows] = 1.0 / ranks_of_targets(combined, targets[score_rows])
     return float(reciprocal.mean())
+
+
+def use_final_test_matrices(members: list[Member], paths: list) -> None:
+    """test_members: each member's test matrix replaced by that of its final fit (same shape and ids)."""
+    if len(paths) != len(members):
+        raise MolretError(f"--test-members has {len(paths)} paths for {len(members)} members")
+    for m, path in zip(members, paths):
+        final = member_from_path(path)
+        if "test" not in final.splits:
+            raise MolretError(f"--test-members: {path} has no test matrix")
+        s, rows, cols = final.splits["test"]
+        if "test" in m.splits and (s.shape != m.splits["test"][0].shape or (rows, cols) != m.splits["test"][1:]):
+            raise MolretError(f"--test-members: {path}'s test matrix is not over the same queries and molecules "
+                              f"as {m.name}'s")
+        m.splits["test"] = (s, rows, cols)

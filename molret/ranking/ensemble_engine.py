@@ -13,7 +13,8 @@ import numpy as np
 
 from molret.evaluation.metrics import retrieval_metrics
 from molret.ranking.ensemble import (Member, check_aligned, checkpoint_embeddings, combine, member_from_embeddings,
-                                     member_from_path, val_targets)
+                                     member_from_path, use_final_test_matrices, val_targets)
+from molret.ranking.claims.fusion import pool_claims
 from molret.ranking.rerank import SINKHORN_ITERS, rerank
 from molret.utils.errors import MolretError
 
@@ -34,6 +35,7 @@ class EnsembleOptions:
     test_members: list | None = None                 # the final fit: one saved member per member
     groups: list | None = None                       # with fit_weights: one label per member
     names: str = "none"                              # none or opsin
+    claims_top_k: int = 0                            # the claims scorer's candidates per query (0: none)
     pseudo_labels: str | None = None
     pseudo_margin: float = 0.5
     unlabelled_by: str | None = None
@@ -68,21 +70,6 @@ def load_members(opts: EnsembleOptions) -> list[Member]:
         if seen[m.name] > 1:
             m.name = f"{m.name} (#{seen[m.name]})"
     return members
-
-
-def use_final_test_matrices(members: list[Member], paths: list) -> None:
-    """test_members: each member's test matrix replaced by that of its final fit (same shape and ids)."""
-    if len(paths) != len(members):
-        raise MolretError(f"--test-members has {len(paths)} paths for {len(members)} members")
-    for m, path in zip(members, paths):
-        final = member_from_path(path)
-        if "test" not in final.splits:
-            raise MolretError(f"--test-members: {path} has no test matrix")
-        s, rows, cols = final.splits["test"]
-        if "test" in m.splits and (s.shape != m.splits["test"][0].shape or (rows, cols) != m.splits["test"][1:]):
-            raise MolretError(f"--test-members: {path}'s test matrix is not over the same queries and molecules "
-                              f"as {m.name}'s")
-        m.splits["test"] = (s, rows, cols)
 
 
 def ensemble_split(members: list[Member], split: str, opts: EnsembleOptions, do_rerank: bool = True):
@@ -220,12 +207,12 @@ def run_ensemble(opts: EnsembleOptions) -> EnsembleResult:
     if opts.fit_weights:
         fit_weights(opts, members, pool, pool_results)
     results = val_report(opts, members)   # val metrics by member name and "ensemble"; "pool": the pool report
-    names, weights = pool_report(opts, members, pool, pool_results)
+    names, weights, claims = pool_report(opts, members, pool, pool_results)
     if pool_results:
         results["pool"] = pool_results
     result = EnsembleResult(results, list(opts.weights) if opts.weights is not None else [1.0 / n] * n,
                             dict(weights) if names is not None and weights else None)
-    write_outputs(opts, members, result, names, weights, pool_results)
+    write_outputs(opts, members, result, names, weights, pool_results, claims)
     return result
 
 
@@ -271,17 +258,18 @@ def val_report(opts: EnsembleOptions, members: list[Member]) -> dict:
 
 
 def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_results: dict) -> tuple:
-    """The pool report (names fused and fitted, re-ranked), pseudo-labels and the unlabelled report, as asked:
-    (name features or None, fitted name weights or None)."""
-    names, weights = None, None
+    """The pool report (claims and names fused and fitted, re-ranked), pseudo-labels and the unlabelled report,
+    as asked: (name features or None, fitted name weights or None, the weighted claims bonus or None)."""
+    names, weights, claims = None, None, None
     # the options that need the pool's texts and graphs (the first one names the error)
-    needs_pool = [flag for flag, on in (("--names", opts.names != "none"), ("--pseudo-labels", opts.pseudo_labels),
+    needs_pool = [flag for flag, on in (("--names", opts.names != "none"), ("--claims", opts.claims_top_k),
+                                        ("--pseudo-labels", opts.pseudo_labels),
                                         ("--unlabelled-by", opts.unlabelled_by)) if on]
     if not pool:
         if needs_pool:
             raise MolretError(f"{needs_pool[0]} needs members with val and test embeddings (embeddings folders or "
                               "--models)")
-        return names, weights
+        return names, weights, claims
     from molret.evaluation.pool import final_report, format_report, pool_metrics_of
     check_aligned(members, "pool")
     square, rows, cols = ensemble_split(members, "pool", opts, do_rerank=False)
@@ -294,6 +282,8 @@ def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_r
         # the pairs dictionary of the data folder's whole train.tsv, as main.py and predictions.py use
         names, pool_results["names_stats"] = pool_name_features(
             inputs[1], inputs[4], inputs[2], inputs[5], data_dir=pool_data_dir(opts), cache_dir=opts.cache_dir)
+    if opts.claims_top_k:   # fused before the names are fitted and before re-ranking (the report without: printed)
+        square, claims, pool_results["claims"] = pool_claims(opts, square, n_val, inputs, pool_data_dir(opts), names)
     report, weights = final_report(square, n_val, opts.rerank, opts.rerank_temperature, names,
                                    n_iter=opts.sinkhorn_iters)
     pool_results["ensemble"] = report
@@ -311,12 +301,12 @@ def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_r
         print("    " + line)
     if opts.unlabelled_by:
         pool_results["unlabelled"] = unlabelled_report(opts, members, square, n_val, inputs[1], names, weights)
-    return names, weights
+    return names, weights, claims
 
 
 def write_outputs(opts: EnsembleOptions, members: list[Member], result: EnsembleResult, names, weights,
-                  pool_results: dict) -> None:
-    """--save-similarity, --out, --save-model and --json."""
+                  pool_results: dict, claims=None) -> None:
+    """--save-similarity, --out (the claims bonus of the test block added), --save-model and --json."""
     if opts.save_similarity:
         from molret.utils.files import atomic_np_save, atomic_write_text
         folder = Path(opts.save_similarity)
@@ -333,7 +323,7 @@ def write_outputs(opts: EnsembleOptions, members: list[Member], result: Ensemble
         if missing:
             raise MolretError(f"cannot write {opts.out}: member {missing[0]} has no test matrix")
         s, _, _ = ensemble_split(members, "test", opts, do_rerank=False)
-        s = _test_matrix(s, opts, names, weights, members[0].n_val)
+        s = _test_matrix(s, opts, names, weights, members[0].n_val, claims)
         from molret.evaluation.submission import write_submission
         write_submission(s, opts.out)
         result.submission = str(opts.out)
@@ -345,8 +335,9 @@ def write_outputs(opts: EnsembleOptions, members: list[Member], result: Ensemble
         atomic_write_text(opts.json, json.dumps(result.metrics, indent=2) + "\n")
 
 
-def _test_matrix(s: np.ndarray, opts: EnsembleOptions, names, weights, n_val: int) -> np.ndarray:
+def _test_matrix(s: np.ndarray, opts: EnsembleOptions, names, weights, n_val: int, claims=None) -> np.ndarray:
     from molret.evaluation.pool import test_matrix
+    s = s if claims is None else s + claims[n_val:, n_val:]   # the claims bonus of the test block
     return test_matrix(s, opts.rerank, opts.rerank_temperature, names, weights, n_val, opts.sinkhorn_iters)
 
 

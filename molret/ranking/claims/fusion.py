@@ -1,0 +1,147 @@
+"""The claims score fused with the ensemble's pool scores (``ensemble_method.py --claims``), before re-ranking.
+
+The ranker (``molret.ranking.claims.ranker``) is fitted on the training pairs of the data folder, then scores
+each query's top-k candidates of the learned square; its scores, standardised (one scale for the whole pool),
+become a bonus ``score - the row's lowest top-k score`` on those candidates and 0 elsewhere, so a
+candidate outside the top-k never passes one inside on claims alone. The fused matrix is
+``similarity + weight * bonus``; the weight is fitted on the val rows like the names' weights (the pool MRR
+of the val queries over a grid), so weight 0 gives exactly the learned scores.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from molret.evaluation.metrics import ranks_of_targets
+from molret.ranking.claims.ranker import RankerOptions, fit_ranker
+from molret.ranking.claims.statements import stated_matrix
+from molret.ranking.claims.structure import cached_attribute_matrix
+from molret.utils.errors import MolretError
+
+WEIGHT_GRID = (0.0, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)
+TOP_K_LIMITS = (1, 100_000)
+
+
+@dataclass
+class ClaimsOptions:
+    """The claims scorer of the ensemble step."""
+    top_k: int = 50
+    ranker: RankerOptions = field(default_factory=RankerOptions)
+
+
+def top_k_columns(square: np.ndarray, k: int) -> np.ndarray:
+    """[Q, min(k, M)] the columns of each row's k highest scores (in no particular order)."""
+    k = min(k, square.shape[1])
+    return np.argpartition(-square, k - 1, axis=1)[:, :k] if k < square.shape[1] else \
+        np.tile(np.arange(square.shape[1]), (len(square), 1))
+
+
+def claims_bonus(scores: np.ndarray, columns: np.ndarray, shape: tuple) -> np.ndarray:
+    """[shape] the bonus of ranker ``scores`` [Q, k] of ``columns`` [Q, k]: standardised by their std over the
+    whole matrix, minus each row's lowest, on those columns; 0 elsewhere."""
+    bonus = np.zeros(shape, np.float32)
+    if scores.size == 0:
+        return bonus
+    z = scores / max(float(np.std(scores)), 1e-12)
+    np.put_along_axis(bonus, columns, (z - z.min(axis=1, keepdims=True)).astype(np.float32), axis=1)
+    return bonus
+
+
+def fuse_claims(similarity: np.ndarray, bonus: np.ndarray, weight: float) -> np.ndarray:
+    """``similarity + weight * bonus`` (float64); weight 0 gives the learned scores exactly."""
+    fused = np.array(similarity, dtype=np.float64, copy=True)
+    if weight:
+        fused += weight * bonus
+    return fused
+
+
+def fit_claims_weight(similarity: np.ndarray, bonus: np.ndarray, targets: np.ndarray | None = None,
+                      grid=WEIGHT_GRID) -> float:
+    """The weight of ``grid`` (then refined around the best) maximising the mean reciprocal rank of the rows of
+    ``similarity + weight * bonus`` (``targets``: each row's true column; default the diagonal)."""
+    targets = np.arange(len(similarity)) if targets is None else np.asarray(targets)
+
+    def score(w: float) -> float:
+        return float(np.mean(1.0 / ranks_of_targets(fuse_claims(similarity, bonus, w), targets)))
+    best_w, best = 0.0, score(0.0)
+    for w in grid:
+        s = score(w)
+        if s > best + 1e-12:
+            best_w, best = w, s
+    for factor in (0.7, 0.85, 1.2, 1.4):
+        s = score(best_w * factor)
+        if s > best + 1e-12:
+            best_w, best = best_w * factor, s
+    return round(float(best_w), 6)
+
+
+def store_smiles(store, cache_dir) -> list:
+    """The SMILES of a GraphStore's graphs (None where the decoder could not rebuild one), decoded once and
+    cached beside the molecule features' decodings (molret.chem.store_decoding)."""
+    from molret.chem.store_decoding import cached_decode_store, decoding_key
+    file = Path(cache_dir) / f"decoded-{decoding_key(store)[:16]}.npz" if cache_dir is not None else None
+    return cached_decode_store(store, file).smiles
+
+
+def training_claims(data_dir, cache_dir) -> tuple:
+    """(stated [N, R], attributes [N, A]) of the data folder's training pairs."""
+    from molret.data.challenge import default_cache_dir, read_pairs_tsv, resolve_data_dir
+    from molret.data.graph_store import GraphSource, load_graphs
+    paths = resolve_data_dir(data_dir)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir(data_dir)
+    cids, texts = read_pairs_tsv(paths.need("train"))
+    graphs = load_graphs("train", cids, GraphSource(paths.need("raw")), cache, None, False)
+    if list(graphs.cids) != list(cids):
+        keep = {c: i for i, c in enumerate(graphs.cids)}
+        texts = [t for c, t in zip(cids, texts) if c in keep]
+    return stated_matrix(texts), cached_attribute_matrix(store_smiles(graphs, cache), cache)
+
+
+def pool_claims_bonus(square: np.ndarray, texts, stores, data_dir, cache_dir, opts: ClaimsOptions) -> tuple:
+    """(bonus [Q, M] of the square pool, timings): the ranker fitted on ``data_dir``'s training pairs scores the
+    top-k candidates of each row of ``square`` (queries ``texts``, molecules the graphs of ``stores``)."""
+    t0 = time.perf_counter()
+    ranker = fit_ranker(*training_claims(data_dir, cache_dir), opts.ranker)
+    t1 = time.perf_counter()
+    stated = stated_matrix(list(texts))
+    attrs = np.concatenate([cached_attribute_matrix(store_smiles(s, cache_dir), cache_dir) for s in stores])
+    columns = top_k_columns(square, opts.top_k)
+    queries = np.repeat(np.arange(len(square)), columns.shape[1])
+    scores = ranker.score(stated, attrs, queries, columns.ravel()).reshape(columns.shape)
+    bonus = claims_bonus(scores, columns, square.shape)
+    return bonus, {"fit_s": round(t1 - t0, 2), "score_s": round(time.perf_counter() - t1, 2),
+                   "top_k": int(columns.shape[1])}
+
+
+def check_claims(top_k: int, save_model=None) -> None:
+    """The claims scorer's options, checked before any work."""
+    if not TOP_K_LIMITS[0] <= top_k <= TOP_K_LIMITS[1]:
+        raise MolretError(f"--claims-top-k must be within {TOP_K_LIMITS[0]}..{TOP_K_LIMITS[1]}, got {top_k}")
+    if save_model:
+        raise MolretError("--claims is not stored in the model file (--save-model): leave out one of them")
+
+
+def pool_claims(opts, square: np.ndarray, n_val: int, inputs, data_dir, names=None) -> tuple:
+    """The ensemble step's claims fusion (``opts``: the EnsembleOptions; ``inputs``: the pool's
+    challenge_pool_inputs; ``data_dir``: the folder of the training pairs): (the fused square, the weighted
+    bonus added to it, the report). The report holds the pool report without claims (names fused as given),
+    the fitted weight and the timings, printed."""
+    from molret.evaluation.pool import final_report, format_report
+    check_claims(opts.claims_top_k, opts.save_model)
+    if data_dir is None:
+        raise MolretError("--claims fits its ranker on the training pairs: give --data-dir")
+    claims_opts = ClaimsOptions(top_k=opts.claims_top_k)
+    _, val_texts, val_graphs, _, test_texts, test_graphs = inputs
+    bonus, stats = pool_claims_bonus(square, list(val_texts) + list(test_texts), (val_graphs, test_graphs),
+                                     data_dir, opts.cache_dir, claims_opts)
+    weight = fit_claims_weight(square[:n_val], bonus[:n_val])
+    without, _ = final_report(square, n_val, opts.rerank, opts.rerank_temperature, names, n_iter=opts.sinkhorn_iters)
+    print(f"claims scorer ({claims_opts.ranker.ranker}, top {stats['top_k']}): fitted in {stats['fit_s']:.1f} s, "
+          f"scored in {stats['score_s']:.1f} s; weight fitted on val {weight:g}; the pool without claims:")
+    for line in format_report(without):
+        print("    " + line)
+    return fuse_claims(square, bonus, weight), (weight * bonus).astype(np.float32), \
+        {"weight": weight, **stats, "without": without}
