@@ -22,8 +22,10 @@ def choices_help(intro: str, table: dict) -> str:
 # --names: what each choice does; every script's --names (main.py, ensemble_method.py, recipe.py, predictions.py,
 # search.py, serve.py) takes its choices and help from this table (add_names_arg)
 NAMES = {"none": "the learned scores alone",
-         "opsin": "resolve the chemical names in each query (OPSIN when Java is there, the chemicals synonyms "
-                  "table, the training pairs) and fuse the structures they name with the learned scores"}
+         "opsin": "resolve the chemical names in each query (OPSIN when Java is there, the glycan notation, the "
+                  "chemicals synonyms table and the other offline name tables, the training pairs, salts and "
+                  "hydrates from their parts; then other spellings and the names the description builds) and "
+                  "fuse the structures they name with the learned scores"}
 
 
 def add_names_arg(parser, default, detail: str, extra: dict | None = None) -> None:

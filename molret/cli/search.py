@@ -16,10 +16,16 @@ from molret.utils.files import atomic_write_text
 from molret.library.reading import library_kind
 from molret.api.retriever import MolRetriever, SearchOptions
 from molret.search.engine import HUBNESS_TEMPERATURE, QUERY_THREADS, Hit, LibrarySearch
-from molret.cli.flags import add_names_arg
+from molret.cli.flags import add_names_arg, choices_help
 from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
                                reader_options)
 from molret.library.shard_folder import is_shard_folder
+
+# --hubness: each choice, whether it corrects, and what it does (the flag's choices and help are made from it)
+HUBNESS_CHOICES = {"none": (False, "the library's scores as they are"),
+                   "isoftmax": (True, "inverted-softmax correction against a bank of queries: molecules close to "
+                                      "many bank queries lose score")}
+HUBNESS = {name: doc for name, (_, doc) in HUBNESS_CHOICES.items()}
 
 EPILOG = """\
 --library may also be a shard folder written by embed_library.py (a library of millions): it is searched
@@ -66,10 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fusion weights of --names: EXACT SUBJECT PARENT [FORM] (default: those fitted on the "
                         "challenge's val pool; FORM, the named structure in another charge state or tautomer, "
                         "keeps its default when only three are given)")
-    p.add_argument("--hubness", default=None, choices=["none", "isoftmax"],
-                   help="isoftmax: inverted-softmax hubness correction against a bank of queries (molecules close "
-                        "to many bank queries lose score); default: isoftmax with the bank and temperature of a "
-                        "model file that carries them (a recipe's model.pt), none otherwise")
+    p.add_argument("--hubness", default=None, choices=list(HUBNESS),
+                   help=choices_help("hubness correction", HUBNESS) + "; default: isoftmax with the bank and "
+                        "temperature of a model file that carries them (a recipe's model.pt), none otherwise")
     p.add_argument("--hubness-bank", metavar="FILE",
                    help="the bank: cid<TAB>text lines (train.tsv) or one query per line (default: the model file's "
                         "bank, else train.tsv of the checkpoint's data folder)")
@@ -109,7 +114,7 @@ def read_query_lines(path) -> list:
 def search_options(args, data_dir, model_bank: bool = False) -> SearchOptions:
     """The SearchOptions of search.py's (and serve.py's) flags; ``data_dir``: the model's data folder (the
     default hubness bank is its train.tsv, unless ``model_bank``: the model file carries its own)."""
-    bank, hubness = None, {"isoftmax": True, "none": False}.get(getattr(args, "hubness", None))
+    bank, hubness = None, {name: on for name, (on, _) in HUBNESS_CHOICES.items()}.get(getattr(args, "hubness", None))
     if hubness and (getattr(args, "hubness_bank", None) or not model_bank):
         bank = read_bank(args.hubness_bank or default_bank(data_dir))
     return SearchOptions(backend=args.backend, index=index_options(args), reader=reader_options(args),
