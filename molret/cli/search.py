@@ -21,11 +21,10 @@ from molret.cli.common import (add_index_args, add_inference_args, add_library_a
                                reader_options)
 from molret.library.shard_folder import is_shard_folder
 
-# --hubness: each choice, whether it corrects, and what it does (the flag's choices and help are made from it)
-HUBNESS_CHOICES = {"none": (False, "the library's scores as they are"),
-                   "isoftmax": (True, "inverted-softmax correction against a bank of queries: molecules close to "
-                                      "many bank queries lose score")}
-HUBNESS = {name: doc for name, (_, doc) in HUBNESS_CHOICES.items()}
+# --hubness: each choice and what it does (the flag's choices and help are made from it)
+HUBNESS = {"none": "the library's scores as they are",
+           "isoftmax": "inverted-softmax correction against a bank of queries: molecules close to many bank queries "
+                       "lose score"}
 
 EPILOG = """\
 --library may also be a shard folder written by embed_library.py (a library of millions): it is searched
@@ -114,7 +113,8 @@ def read_query_lines(path) -> list:
 def search_options(args, data_dir, model_bank: bool = False) -> SearchOptions:
     """The SearchOptions of search.py's (and serve.py's) flags; ``data_dir``: the model's data folder (the
     default hubness bank is its train.tsv, unless ``model_bank``: the model file carries its own)."""
-    bank, hubness = None, {name: on for name, (on, _) in HUBNESS_CHOICES.items()}.get(getattr(args, "hubness", None))
+    choice = getattr(args, "hubness", None)
+    bank, hubness = None, (None if choice is None else choice != "none")
     if hubness and (getattr(args, "hubness_bank", None) or not model_bank):
         bank = read_bank(args.hubness_bank or default_bank(data_dir))
     return SearchOptions(backend=args.backend, index=index_options(args), reader=reader_options(args),
