@@ -42,7 +42,8 @@ MEMBERS = [
     ("gatv2", ["--conv", "gatv2", *MOL_FEATURES]),
     ("gat", ["--conv", "gat", *MOL_FEATURES]),
 ]
-GNN_MEMBERS = 2               # the default --members: the fastest two (the fast members below do the rest)
+GNN_MEMBERS = 0               # the default --members: with the claims scorer and names 3.0 the pool is higher
+                              # without them (docs/experiments.md "The recipe re-planned by measurement")
 # The fast members: an MLP over the curated features (--conv features), a fixed number of epochs, ~1 minute
 # each; member i is kind i % len(FAST_KINDS), with its own seed. Settings: docs/experiments.md "Chemistry features member".
 FAST = ["--conv", "features", "--hidden-dim", "512", "--proj-hidden", "0", "--dropout", "0.2", "--batch-size", "256",
@@ -53,14 +54,18 @@ FAST_KINDS = [
     ("feat-desc", ["--mol-features", "maccs,morgan,fragments,elements,rings,descriptors"]),
     ("feat-morgan3", ["--mol-features", "maccs,morgan3,fragments,elements,rings"]),
 ]
-FAST_MEMBERS = 8              # the default --fast-members
-FAST_MEMBER_MINUTES = 1.6     # a fast member's wall time with its start and embeddings, two at once
+FAST_LIMIT = 4 * len(FAST_KINDS)   # --fast-members at most; without it the budget decides, up to this many
+FAST_WITH_GNN = 8             # the fast members when graph-network members share the budget (--members > 0)
+FAST_MEMBER_MINUTES = 1.6     # a fast member's wall time with its start and embeddings, two at once, before one
+                              # has finished in this run (then their measured mean is used)
                               # (docs/experiments.md "The recipe's time plan")
 FIRST_ROUND = 2               # with --rounds 2: the first 2 members (the fastest, and the best alone) train first
-FINISH_MINUTES = 2.0          # kept for the ensemble, names and re-ranking at the end
+FINISH_MINUTES = 2.5          # kept for the ensemble, names, claims and re-ranking at the end (their inputs are
+                              # prepared and cached before the members start)
 PSEUDO_MINUTES = 1.0          # the round-1 ensemble that writes the pseudo-labels
 MEMBER_OVERHEAD_MINUTES = 2.0  # a member's start, final evaluation, test embedding and the budget's overrun
                                # (docs/experiments.md "The recipe's time plan")
+CLAIMS_TOP_K = 50             # the claims scorer's candidates per query (ensemble_method.py --claims-top-k)
 PSEUDO_MARGIN = 0.5            # docs/experiments.md "What moves the pool metric": pseudo-label precision by margin
 # the members' bag-of-words text view: buckets, table width, word dropout (docs/experiments.md "What moves the pool metric")
 TEXT_BOW, TEXT_BOW_RANK, TEXT_BOW_DROPOUT = 32768, 0, 0.8
@@ -72,15 +77,28 @@ RERANK_TEMPERATURE = 0.02
 # model.pt's library search: hubness corrected against the training texts (docs/experiments.md "One model")
 LIBRARY_HUBNESS_TEMPERATURE = 0.05
 LOSS = "hard-infonce"           # docs/experiments.md "Loss of the members with the view": above clip for the MLP member with the view, seeds 1 and 2
-
-
 @dataclass
 class Plan:
     members: list            # (name, flags) of the graph-network members of the last round
     slots: int               # members trained at once
     member_minutes: float    # --time-budget of each graph-network member
     first_round: list = field(default_factory=list)  # (name, flags) of round 1 when there are 2 rounds
-    fast: list = field(default_factory=list)         # (name, flags) of the fast members (last round)
+    fast: list = field(default_factory=list)         # (name, flags) of the fast members (last round), in order
+    auto: bool = False       # the fast members the budget allows: those after the first batch are optional
+    final_fit: bool = False  # each fast member trained again on train + val for the submission
+
+
+@dataclass
+class Job:
+    """One member to train: main.py ``flags`` with ``seed`` (and a ``--time-budget`` of ``minutes``; None: its
+    flags' epochs). An ``optional`` job starts only while the budget's deadline allows it; one that ``needs``
+    another starts only after that one trained."""
+    name: str
+    flags: list
+    seed: int
+    minutes: float | None = None
+    optional: bool = False
+    needs: str | None = None
 
 
 def fast_members(n: int) -> list:
@@ -92,36 +110,65 @@ def fast_members(n: int) -> list:
     return out
 
 
-def plan(minutes: float, cores: int, n_members: int, rounds: int = 1, n_fast: int = 0,
+def plan(minutes: float, cores: int, n_members: int = GNN_MEMBERS, rounds: int = 1, n_fast: int | None = None,
          final_fit: bool = False) -> Plan:
     """Members and time per graph-network member that fit ``minutes`` of
-    wall time: the ``n_fast`` fast members first (a fixed number of epochs,
+    wall time: the fast members first (a fixed number of epochs,
     FAST_MEMBER_MINUTES each), the ``n_members`` graph-network members share
-    the rest. With 2 rounds, the first FIRST_ROUND graph-network members
-    train first (their ensemble writes the pseudo-labels), then every member
-    trains on train + pseudo-labels (those of round 1 continue from their
-    round-1 weights). ``final_fit``: each fast member trains a second time,
-    on train + val, for the submission's test matrix."""
+    the rest. ``n_fast`` None: the budget decides (``fast_jobs``): up to
+    FAST_LIMIT fast members without graph-network members (FAST_WITH_GNN
+    with them), at least one batch. With 2 rounds, the first FIRST_ROUND
+    graph-network members train first (their ensemble writes the
+    pseudo-labels), then every member trains on train + pseudo-labels (those
+    of round 1 continue from their round-1 weights). ``final_fit``: each fast
+    member trains a second time, on train + val, for the submission's test
+    matrix."""
+    if rounds == 2 and n_members == 0:
+        raise MolretError("--rounds 2 trains its first round with graph-network members: give --members 1 or more")
+    auto = n_fast is None and not n_members
+    if n_fast is None:
+        n_fast = FAST_WITH_GNN if n_members else FAST_LIMIT
     if n_members + n_fast == 0:
         raise MolretError("the recipe needs at least one member (--members or --fast-members)")
     slots = max(1, min(2, cores))
     first = MEMBERS[:min(FIRST_ROUND, n_members)] if rounds == 2 else []
-    fast_minutes = -(-n_fast // slots) * FAST_MEMBER_MINUTES * (2 if final_fit else 1)
+    # the fast members the plan counts on: all when given, the first batch when the budget decides the rest
+    counted = min(n_fast, slots) if auto else n_fast
+    fast_minutes = -(-counted // slots) * FAST_MEMBER_MINUTES * (2 if final_fit and not auto else 1)
     usable = minutes - FINISH_MINUTES - (PSEUDO_MINUTES if first else 0.0) - fast_minutes
     batches = -(-n_members // slots) + -(-len(first) // slots)
     member_minutes = usable / batches - MEMBER_OVERHEAD_MINUTES if batches else 0.0
     if (member_minutes < 1.0 and batches) or usable < 0:
-        raise MolretError(f"--minutes {minutes:g} is too short for {n_fast} fast and {n_members} graph-network "
-                          f"members on {slots} core(s) in {rounds} round(s); give at least "
+        what = "the first batch of fast members" if auto else f"{n_fast} fast and {n_members} graph-network members"
+        raise MolretError(f"--minutes {minutes:g} is too short for {what} on {slots} core(s)"
+                          f"{f' in {rounds} rounds' if rounds == 2 else ''}; give at least "
                           f"{math.ceil(minutes - usable + batches * (MEMBER_OVERHEAD_MINUTES + 1))}")
-    return Plan(MEMBERS[:n_members], slots, member_minutes, first, fast_members(n_fast))
+    return Plan(MEMBERS[:n_members], slots, member_minutes, first, fast_members(n_fast), auto, final_fit)
 
+
+def fast_jobs(p: Plan, first_seed: int) -> list:
+    """The fast members as jobs, in the order the budget buys them (docs/experiments.md "The recipe re-planned
+    by measurement"): the first two of each kind, their final fit, then the next two of each kind and theirs.
+    Member i keeps seed ``first_seed + i`` and its final fit the same seed. With ``p.auto`` every job after
+    the first batch is optional (the deadline decides); else every one runs."""
+    step = 2 * len(FAST_KINDS)
+    jobs = []
+    for start in range(0, len(p.fast), step):
+        block = list(enumerate(p.fast))[start:start + step]
+        jobs += [Job(name, flags, first_seed + i) for i, (name, flags) in block]
+        if p.final_fit:
+            jobs += [Job(f"{name}-final", [*flags, "--train-on-val"], first_seed + i, needs=name)
+                     for i, (name, flags) in block]
+    for j, job in enumerate(jobs):
+        job.optional = p.auto and j >= p.slots
+    return jobs
 
 def build_parser() -> argparse.ArgumentParser:
     from molret.cli.flags import add_names_arg, ranged
     from molret.ranking.rerank import METHODS as RERANK_METHODS
     from molret.training.losses import LOSSES
     from molret.ranking.pseudo_labels import MARGIN_LIMITS
+    from molret.ranking.claims.fusion import TOP_K_LIMITS
     p = argparse.ArgumentParser(prog="recipe.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data-dir", default="data", help="challenge data folder")
@@ -132,10 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name", default="recipe", help="folder under --runs-dir holding the members")
     p.add_argument("--runs-dir", default="runs", help="where run folders are written")
     p.add_argument("--members", type=ranged(int, "members", (0, len(MEMBERS), False)), default=GNN_MEMBERS,
-                   help=f"graph-network members to train (0..{len(MEMBERS)}: {', '.join(n for n, _ in MEMBERS)})")
-    p.add_argument("--fast-members", type=ranged(int, "fast_members", (0, 4 * len(FAST_KINDS), False)),
-                   default=FAST_MEMBERS, help=f"fast members (an MLP over curated RDKit features of the decoded "
-                                              f"molecule, ~1 min each; 0..{4 * len(FAST_KINDS)})")
+                   help=f"graph-network members to train after the fast members, sharing what is left of the budget "
+                        f"(0..{len(MEMBERS)}: {', '.join(n for n, _ in MEMBERS)}); with them, {FAST_WITH_GNN} fast "
+                        f"members unless --fast-members says otherwise")
+    p.add_argument("--fast-members", type=ranged(int, "fast_members", (0, FAST_LIMIT, False)), default=None,
+                   help=f"fast members (an MLP over curated RDKit features of the decoded molecule, ~1 min each; "
+                        f"0..{FAST_LIMIT}); default: as many as the budget allows, up to {FAST_LIMIT}, each started "
+                        f"only when its measured duration still fits")
     p.add_argument("--no-final-fit", action="store_true",
                    help="skip the final fit: by default each fast member trains a second time on train + val "
                         "(main.py --train-on-val, same epochs and seed) and that copy gives the submission's test "
@@ -145,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-model", default="minilm", help="the members' frozen text encoder (as main.py's)")
     p.add_argument("--max-epochs", type=ranged(int, "epochs"), default=300, help="epochs at most per member (the budget decides)")
     add_names_arg(p, "auto", "the ensemble's name weights fitted on val", extra={"auto": "as opsin"})
+    p.add_argument("--no-claims", action="store_true",
+                   help="leave out the claims scorer: by default what each query states (charge, chain lengths, "
+                        "counts of groups, units, class words) is checked against its top candidates' decoded "
+                        "structures by a ranker trained on the training pairs, fused with a weight fitted on val "
+                        "(ensemble_method.py --claims)")
+    p.add_argument("--claims-top-k", type=ranged(int, "claims_top_k", (TOP_K_LIMITS[0], TOP_K_LIMITS[1], False)),
+                   default=CLAIMS_TOP_K, metavar="K", help="the claims scorer's candidates per query")
     p.add_argument("--rerank", default="sinkhorn", choices=list(RERANK_METHODS),
                    help="re-ranking of the ensemble (the challenge's one-to-one structure)")
     p.add_argument("--rerank-temperature", type=ranged(float, "rerank_temperature", (0.0, 10.0, True)),
@@ -204,56 +261,98 @@ def train_members(args, p: Plan, runs_dir: Path, members: list, minutes: float |
     """Run ``members`` ((name, flags)), ``p.slots`` at a time, member i with
     seed ``first_seed + i`` and a time budget of ``minutes`` (None: its
     flags' epochs): (their run folders, the names of those already trained)."""
-    pending, kept = [], []
-    for i, (name, flags) in enumerate(members):
-        state = member_state(runs_dir / name)
+    jobs = [Job(name, flags, first_seed + i, minutes) for i, (name, flags) in enumerate(members)]
+    _, kept, _ = run_jobs(args, p.slots, runs_dir, jobs)
+    return [runs_dir / name for name, _ in members], kept
+
+
+def run_jobs(args, slots: int, runs_dir: Path, jobs: list, deadline: float | None = None) -> tuple[list, list, dict]:
+    """Train ``jobs`` in order, ``slots`` at a time. An optional job starts only when it is expected to finish
+    by ``deadline`` (a ``time.perf_counter()`` value): its expected wall time is the mean of the jobs finished
+    so far in this run (FAST_MEMBER_MINUTES before the first). A job whose ``needs`` did not train is skipped.
+    Returns (names trained or kept, names already trained before, {"skipped": [...], "minutes": [...]})."""
+    done, kept, skipped, durations = [], [], [], []
+    pending = []
+    for job in jobs:
+        state = member_state(runs_dir / job.name)
         if state == "done":
-            log.info(f"member {name}: already trained (kept)")
-            kept.append(name)
-            continue
-        if state == "started" and not args.resume:
-            raise MolretError(f"{runs_dir / name} holds an interrupted member: add --resume, or another --run-name")
-        pending.append((name, member_command(args, runs_dir, name, flags, first_seed + i, minutes,
-                                             state == "started")))
+            log.info(f"member {job.name}: already trained (kept)")
+            done.append(job.name)
+            kept.append(job.name)
+        elif state == "started" and not args.resume:
+            raise MolretError(f"{runs_dir / job.name} holds an interrupted member: add --resume, or another --run-name")
+        else:
+            pending.append((job, state == "started"))
+
+    def expected_seconds() -> float:
+        return 60 * (sum(durations) / len(durations) if durations else FAST_MEMBER_MINUTES)
+
+    def decision(job: Job) -> str:
+        """start, wait (for the member it needs, queued or training) or skip (why)."""
+        if job.needs is not None and job.needs not in done:
+            queued = [j.name for j, _ in pending] + [r[0].name for r in running]
+            return "wait" if job.needs in queued else f"skip: {job.needs} did not train"
+        if job.optional and deadline is not None and time.perf_counter() + expected_seconds() > deadline:
+            return f"skip: it would end after the budget's deadline (~{expected_seconds() / 60:.1f} min a member)"
+        return "start"
+
     running: list = []
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     try:
         while pending or running:
-            while pending and len(running) < p.slots:
-                name, cmd = pending.pop(0)
-                logf = open(runs_dir / f"{name}.out", "a")
-                log.info(f"member {name}: training ({' '.join(cmd[2:])})")
-                running.append((name, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
-            time.sleep(2)
+            for item in list(pending):
+                if len(running) >= slots:
+                    break
+                job, resume = item
+                what = decision(job)
+                if what == "wait":
+                    continue
+                pending.remove(item)
+                if what != "start":
+                    skipped.append(job.name)
+                    log.info(f"member {job.name}: {what}")
+                    continue
+                cmd = member_command(args, runs_dir, job.name, job.flags, job.seed, job.minutes, resume)
+                logf = open(runs_dir / f"{job.name}.out", "a")
+                log.info(f"member {job.name}: training ({' '.join(cmd[2:])})")
+                running.append((job, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf,
+                                time.perf_counter()))
+            if not running:
+                continue
+            time.sleep(1)
             for item in list(running):
-                name, proc, logf = item
+                job, proc, logf, started = item
                 if proc.poll() is not None:
                     running.remove(item)
                     logf.close()
                     if proc.returncode != 0:
-                        raise MolretError(f"member {name} failed (exit {proc.returncode}); its log: "
-                                          f"{runs_dir / (name + '.out')}")
-                    log.info(f"member {name}: done")
+                        raise MolretError(f"member {job.name} failed (exit {proc.returncode}); its log: "
+                                          f"{runs_dir / (job.name + '.out')}")
+                    durations.append((time.perf_counter() - started) / 60)
+                    done.append(job.name)
+                    log.info(f"member {job.name}: done ({durations[-1]:.1f} min)")
     except BaseException:
-        for _, proc, _ in running:  # Ctrl-C: each member saves its last.pt on SIGINT
+        for _, proc, _, _ in running:  # Ctrl-C: each member saves its last.pt on SIGINT
             proc.send_signal(2)
-        for _, proc, _ in running:
+        for _, proc, _, _ in running:
             proc.wait()
         raise
-    return [runs_dir / name for name, _ in members], kept
+    return done, kept, {"skipped": skipped, "minutes": [round(d, 2) for d in durations]}
 
 
-def train_fast_members(args, p: Plan, runs_dir: Path, final_fit: bool) -> tuple[list, list, list]:
-    """The fast members, then (``final_fit``) each again on train + val with
-    the same epochs and seed: (their folders, the final fit's folders or [],
-    the names of those already trained)."""
-    folders, kept = train_members(args, p, runs_dir, p.fast, None, args.seed + 100)
-    if not (final_fit and p.fast):
-        return folders, [], kept
-    log.info(f"final fit: the {len(p.fast)} fast members again on train + val, for the submission")
-    finals, kept_final = train_members(args, p, runs_dir, [(f"{n}-final", [*f, "--train-on-val"]) for n, f in p.fast],
-                                       None, args.seed + 100)
-    return folders, finals, kept + kept_final
+def train_fast_members(args, p: Plan, runs_dir: Path, deadline: float | None = None) -> tuple[list, list, list, dict]:
+    """The fast members and (``p.final_fit``) each again on train + val with the same epochs and seed, as
+    ``fast_jobs`` orders them (``deadline``: when the optional ones must be done): (the trained members'
+    folders in plan order, the folder of each one's test matrix: its final fit where that trained, else
+    itself; the names already trained; the schedule's report)."""
+    done, kept, report = run_jobs(args, p.slots, runs_dir, fast_jobs(p, args.seed + 100), deadline)
+    trained = [name for name, _ in p.fast if name in done]
+    if p.final_fit and trained:
+        finals = sum(f"{n}-final" in done for n in trained)
+        log.info(f"final fit: {finals} of the {len(trained)} fast members trained again on train + val give the "
+                 f"submission's test matrices")
+    tests = [runs_dir / (f"{n}-final" if f"{n}-final" in done else n) for n in trained]
+    return [runs_dir / n for n in trained], tests, kept, report
 
 
 def prepare_shared_inputs(data_dir: str, text_model: str, cache_dir: str = "", feature_sets=()) -> None:
@@ -280,6 +379,24 @@ def prepare_shared_inputs(data_dir: str, text_model: str, cache_dir: str = "", f
             attach_features(split.graphs, parse_families(families), cache_dir=data.cache_dir)
 
 
+def prepare_finish_inputs(data_dir: str, cache_dir: str, names: str, claims: bool) -> None:
+    """What the ensemble step reads besides the members, computed and cached before the members start, so
+    that the time left for the members is known: the names of the val + test queries resolved (OPSIN, the
+    tables) and the claims scorer's inputs (the decoded training, val and test molecules' attributes)."""
+    if names == "none" and not claims:
+        return
+    from molret.evaluation.pool import challenge_pool_inputs, pool_name_features
+    _, val_texts, val_graphs, _, test_texts, test_graphs = challenge_pool_inputs(data_dir, cache_dir or None)
+    if names != "none":
+        pool_name_features(val_texts, test_texts, val_graphs, test_graphs, data_dir=data_dir, cache_dir=cache_dir or None)
+    if claims:
+        from molret.ranking.claims.fusion import store_smiles, training_claims
+        from molret.ranking.claims.structure import cached_attribute_matrix
+        training_claims(data_dir, cache_dir)
+        for store in (val_graphs, test_graphs):
+            cached_attribute_matrix(store_smiles(store, cache_dir), cache_dir)
+
+
 def member_group(folder: Path) -> str:
     """A member's weight group: its fast-member kind ("feat-nomorgan-2" -> "feat-nomorgan"), else its name."""
     kind = folder.name.rsplit("-", 1)[0]
@@ -298,7 +415,8 @@ def ensemble(args, folders: list, json_path: Path, pseudo_labels: Path | None = 
     opts = EnsembleOptions(
         members=[str(f / "embeddings") for f in folders], fit_weights=True, groups=[member_group(f) for f in folders],
         rerank=args.rerank, rerank_temperature=args.rerank_temperature, names=names_mode(args.names),
-        data_dir=args.data_dir, json=str(json_path), cache_dir=args.cache_dir or None)
+        data_dir=args.data_dir, json=str(json_path), cache_dir=args.cache_dir or None,
+        claims_top_k=0 if args.no_claims or pseudo_labels is not None else args.claims_top_k)
     if pseudo_labels is not None:
         opts.pseudo_labels, opts.pseudo_margin = str(pseudo_labels), args.pseudo_margin
     else:
@@ -357,40 +475,52 @@ def run(argv=None) -> dict:
         paths.need(what)
     if args.rounds == 2 and args.rerank == "none":
         raise MolretError("--rounds 2 needs --rerank sinkhorn or dual-softmax (pseudo-labels are re-ranked matches)")
+    from molret.data.challenge import default_cache_dir
+    args.cache_dir = args.cache_dir or str(default_cache_dir(args.data_dir))  # one folder for every step's caches
     cores = os.cpu_count() or 1
     final_fit = not args.no_final_fit
     p = plan(args.minutes, cores, args.members, args.rounds, args.fast_members, final_fit)  # fails before any work
     feature_sets = [flags[flags.index("--mol-features") + 1] if "--mol-features" in flags else "default"
                     for _, flags in p.fast + p.members]
     prepare_shared_inputs(args.data_dir, args.text_model, args.cache_dir, feature_sets)
-    log.info(f"text and molecule features ready ({time.perf_counter() - start:.0f} s)")
-    p = plan(args.minutes - (time.perf_counter() - start) / 60, cores, args.members, args.rounds, args.fast_members,
-             final_fit)
+    prepare_finish_inputs(args.data_dir, args.cache_dir, names_mode(args.names), not args.no_claims)
+    prepared = time.perf_counter() - start
+    log.info(f"text and molecule features, names and claims inputs ready ({prepared:.0f} s)")
+    p = plan(args.minutes - prepared / 60, cores, args.members, args.rounds, args.fast_members, final_fit)
     if p.first_round:
         log.info(f"recipe round 1: {len(p.first_round)} members ({', '.join(n for n, _ in p.first_round)}); their "
                  f"ensemble, names and {args.rerank} write the pseudo-labels")
-    log.info(f"recipe{' round 2' if p.first_round else ''}: {len(p.fast)} fast members (~{FAST_MEMBER_MINUTES:g} "
-             f"min each), then {len(p.members)} graph-network members ({', '.join(n for n, _ in p.members)}), "
-             f"{p.slots} at a time, {p.member_minutes:.1f} min of training each; then ensemble, names, {args.rerank}")
+    how_many = f"up to {len(p.fast)} fast members as the budget allows" if p.auto else f"{len(p.fast)} fast members"
+    gnn = ", ".join(n for n, _ in p.members)
+    then_gnn = f", then {len(p.members)} graph-network members ({gnn}), {p.member_minutes:.1f} min of training " \
+               f"each" if p.members else ""
+    log.info(f"recipe{' round 2' if p.first_round else ''}: {how_many}{' and their final fit' if final_fit else ''}"
+             f"{then_gnn}, {p.slots} at a time; then ensemble, {'' if args.no_claims else 'claims, '}names, "
+             f"{args.rerank}")
     kept, pseudo, n_pseudo, first, second = [], None, 0, None, p.members
     if p.first_round:
         kept, pseudo, n_pseudo, first, second = first_round(args, p, runs_dir)
-    fast_folders, final_folders, kept2 = train_fast_members(args, p, runs_dir, final_fit)
+    # the optional fast members must end by this time (the graph-network members, if any, take the rest)
+    deadline = start + 60 * (args.minutes - FINISH_MINUTES) if p.auto else None
+    fast_folders, test_folders, kept2, schedule = train_fast_members(args, p, runs_dir, deadline)
     if second:
         # the graph-network members get what is left of the budget (the plan's share, or more if the rest ran short)
         left = args.minutes - (time.perf_counter() - start) / 60
         p.member_minutes = max(1.0, (left - FINISH_MINUTES) / -(-len(second) // p.slots) - MEMBER_OVERHEAD_MINUTES)
         log.info(f"{len(second)} graph-network members, {p.member_minutes:.1f} min of training each")
     folders, kept3 = train_members(args, p, runs_dir, second, p.member_minutes, args.seed)
-    folders, kept2 = fast_folders + folders, kept2 + kept3
-    results = ensemble(args, folders, runs_dir / "ensemble.json", trained_on=pseudo if n_pseudo else None,
-                       test_folders=(final_folders + folders[len(final_folders):]) if final_folders else None,
+    results = ensemble(args, fast_folders + folders, runs_dir / "ensemble.json",
+                       trained_on=pseudo if n_pseudo else None,
+                       test_folders=(test_folders + folders) if final_fit and fast_folders else None,
                        model_file=runs_dir / "model.pt")
-    kept += kept2
+    kept += kept2 + kept3
     if p.first_round:
         results["round1"] = first
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
+    results["prepare_seconds"] = round(prepared, 1)
     results["members_kept"] = kept
+    results["fast_members"] = {"trained": [f.name for f in fast_folders], "test_matrices": [f.name for f in test_folders],
+                               **schedule}
     from molret.utils.files import atomic_write_text
     atomic_write_text(runs_dir / "recipe.json", json.dumps(results, indent=2) + "\n")
     print(f"recipe: {results['wall_seconds']:.0f} s wall; submission {args.out}; model {runs_dir / 'model.pt'} (search.py, "

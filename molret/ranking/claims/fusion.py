@@ -120,8 +120,6 @@ def check_claims(top_k: int, save_model=None) -> None:
     """The claims scorer's options, checked before any work."""
     if not TOP_K_LIMITS[0] <= top_k <= TOP_K_LIMITS[1]:
         raise MolretError(f"--claims-top-k must be within {TOP_K_LIMITS[0]}..{TOP_K_LIMITS[1]}, got {top_k}")
-    if save_model:
-        raise MolretError("--claims is not stored in the model file (--save-model): leave out one of them")
 
 
 def pool_claims(opts, square: np.ndarray, n_val: int, inputs, data_dir, names=None) -> tuple:
