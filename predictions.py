@@ -16,7 +16,9 @@ def main(argv=None):
     if result.get("pool"):
         from molret.evaluation.pool import format_report
         n_val = result["pool"]["n_val"]
-        print(f"pool: {n_val} val queries among {n_val + result['molecules']} val + test molecules")
+        claims = f" (claims bonus fused, weight {result['pool']['claims_weight']:g})" \
+            if "claims_weight" in result["pool"] else ""
+        print(f"pool: {n_val} val queries among {n_val + result['molecules']} val + test molecules{claims}")
         for line in format_report(result["pool"]):
             print("  " + line)
     if result.get("top_k"):

@@ -1,6 +1,6 @@
 """Library search quality: the val queries searched among all molecules of a
 library (by default every one of the 102,980 challenge molecules), with and
-without the hubness correction and the name fusion.
+without the hubness correction, the name fusion and (--claims) a model file's claims scorer.
 
     python bench/library_eval.py --model runs/<name>/best.pt --cache-dir /tmp/libcache
 
@@ -51,6 +51,11 @@ def main(argv=None):
                         "--model (a model file's names and hubness bank)")
     p.add_argument("--temperatures", nargs="+", type=float, default=[0.05],
                    help="hubness temperatures to try (each one a row)")
+    p.add_argument("--claims", choices=["none", "stored", "both"], default="none",
+                   help="the model file's claims scorer: off, on in every setting, or each setting both ways "
+                        "(a row '+claims' beside the row without)")
+    p.add_argument("--time-queries", type=int, default=0, metavar="N",
+                   help="also time engine.search (k=10) of the first N queries one at a time, per setting")
     p.add_argument("--json", help="write the table as JSON")
     p.add_argument("--default-names-weights", action="store_true",
                    help="names with the fitted defaults even when the model file carries its own weights")
@@ -74,30 +79,42 @@ def main(argv=None):
     q_emb = engine.encode(queries)
     bank = read_bank(args.bank)
     table = {}
-    for setting in args.settings:
-        temps = args.temperatures if "hubness" in setting else [None]
-        for temp in temps:
-            engine.names, engine.hub_offsets = None, None
-            t0 = time.perf_counter()
-            if setting == "model":
-                fusion = embedder.fusion
-                if fusion.hubness_bank is not None:
-                    engine.enable_hubness_embeddings(fusion.hubness_bank, fusion.hubness_temperature)
-                if fusion.names_weights:
-                    engine.enable_names(fusion.names_weights, cache_dir=args.cache_dir)
-            if "hubness" in setting:
-                engine.enable_hubness(bank, temp)
-            names_weights = embedder.fusion.names_weights if not args.default_names_weights else None
-            if "names" in setting and not engine.enable_names(names_weights, cache_dir=args.cache_dir):
-                print(f"{setting}: no name source (OPSIN, chemicals, training pairs), skipped")
-                continue
-            ranks = ranks_in_library(engine, queries, q_emb, true_rows)
-            name = setting + (f" T={temp:g}" if temp is not None else "")
-            table[name] = dict(summary(ranks), seconds=round(time.perf_counter() - t0, 1))
-            r = table[name]
-            print(f"{name:<24} MRR {r['mrr']:.4f}  top-1 {r['top1']:.3f}  top-10 {r['top10']:.3f}  "
-                  f"top-100 {r['top100']:.3f}  median rank {r['median_rank']:.0f}  ({r['seconds']:.0f} s)",
-                  flush=True)
+    scorer = None
+    if args.claims != "none":
+        from molret.api.retriever import MolRetriever
+        scorer = MolRetriever(embedder).claims_scorer()
+    claims_modes = {"none": [False], "stored": [True], "both": [False, True]}[args.claims]
+    for setting, temp, claims in [(s, t, c) for s in args.settings
+                                  for t in (args.temperatures if "hubness" in s else [None]) for c in claims_modes]:
+        engine.names, engine.hub_offsets, engine.claims = None, None, None
+        t0 = time.perf_counter()
+        if claims:
+            engine.enable_claims(scorer)
+        if setting == "model":
+            fusion = embedder.fusion
+            if fusion.hubness_bank is not None:
+                engine.enable_hubness_embeddings(fusion.hubness_bank, fusion.hubness_temperature)
+            if fusion.names_weights:
+                engine.enable_names(fusion.names_weights, cache_dir=args.cache_dir)
+        if "hubness" in setting:
+            engine.enable_hubness(bank, temp)
+        names_weights = embedder.fusion.names_weights if not args.default_names_weights else None
+        if "names" in setting and not engine.enable_names(names_weights, cache_dir=args.cache_dir):
+            print(f"{setting}: no name source (OPSIN, chemicals, training pairs), skipped")
+            continue
+        ranks = ranks_in_library(engine, queries, q_emb, true_rows)
+        name = setting + (f" T={temp:g}" if temp is not None else "") + ("+claims" if claims else "")
+        table[name] = dict(summary(ranks), seconds=round(time.perf_counter() - t0, 1))
+        r = table[name]
+        if args.time_queries:
+            t1 = time.perf_counter()
+            for i in range(min(args.time_queries, len(queries))):
+                engine.search(queries[i:i + 1], 10, query_emb=q_emb[i:i + 1])
+            r["ms_per_query"] = round((time.perf_counter() - t1) * 1e3 / min(args.time_queries, len(queries)), 1)
+        timed = f", search {r['ms_per_query']:.0f} ms/query" if args.time_queries else ""
+        print(f"{name:<24} MRR {r['mrr']:.4f}  top-1 {r['top1']:.3f}  top-10 {r['top10']:.3f}  "
+              f"top-100 {r['top100']:.3f}  median rank {r['median_rank']:.0f}  ({r['seconds']:.0f} s{timed})",
+              flush=True)
     print(f"{len(queries)} val queries among {len(engine):,} library molecules")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2) + "\n")

@@ -199,8 +199,8 @@ def test_pool_claims_checks_its_options():
     from molret.ranking.ensemble_engine import EnsembleOptions
     with pytest.raises(MolretError, match="--claims-top-k"):
         fusion.check_claims(0)
-    with pytest.raises(MolretError, match="model file"):
-        fusion.pool_claims(EnsembleOptions(claims_top_k=5, save_model="m.pt"), np.eye(2), 1, None, "d")
+    with pytest.raises(MolretError, match="--data-dir"):   # a model file is no longer refused: the next check
+        fusion.pool_claims(EnsembleOptions(claims_top_k=5, save_model="m.pt"), np.eye(2), 1, None, None)
     with pytest.raises(MolretError, match="--data-dir"):
         fusion.pool_claims(EnsembleOptions(claims_top_k=5), np.eye(2), 1, None, None)
 
@@ -241,7 +241,7 @@ def test_engine_fuses_the_claims_bonus_before_reranking_and_into_the_submission(
     def fake_pool_claims(opts, square, n_val, inputs, data_dir, names=None):
         seen["top_k"], seen["shape"] = opts.claims_top_k, square.shape
         bonus = 10.0 * np.eye(len(square), dtype=np.float32)
-        return square + bonus, bonus, {"weight": 10.0}
+        return square + bonus, bonus, {"weight": 10.0}, None
     monkeypatch.setattr(ensemble_engine, "pool_claims", fake_pool_claims)
     monkeypatch.setattr(ensemble_engine, "pool_inputs", lambda *a: (None,) * 6)
     res = ensemble_engine.run_ensemble(ensemble_engine.EnsembleOptions(

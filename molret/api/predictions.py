@@ -37,6 +37,7 @@ class PredictionOptions:
     rerank: str | None = None
     rerank_temperature: float | None = None
     names: str | None = None
+    claims: str | None = None                 # "stored" or "none"; None: stored when the model file has one
     no_pool: bool = False
     progress: bool = True
     library: str | None = None                # library mode: score against a molecule library
@@ -109,6 +110,8 @@ def check_library_options(opts: PredictionOptions) -> bool:
     from molret.library.shard_folder import is_shard_folder
     if opts.rerank not in (None, "none"):
         raise MolretError("--rerank assumes one molecule per query (the test set); it does not apply to --library")
+    if opts.claims not in (None, "none"):
+        raise MolretError("--claims applies to the test set (the model file's submission), not to --library")
     if opts.top_k is not None and opts.top_k < 1:
         raise MolretError(f"--top-k must be at least 1, got {opts.top_k}")
     if opts.smiles and not opts.top_k:
@@ -191,26 +194,17 @@ def predict(opts: PredictionOptions) -> dict:
                                              progress)
     text_emb, graph_emb = (embedder.join([p[i] for p in test_parts]) for i in (0, 1))
     similarity = _similarity(embedder, test_parts)
-    fusion = embedder.fusion
-    # a checkpoint: its run's settings, name weights fitted on val; a model file: what its submission used
-    default_rerank = (fusion.rerank, fusion.rerank_temperature) if embedder.ensemble else (
-        first.train.rerank, first.train.rerank_temperature)
-    method = opts.rerank if opts.rerank is not None else default_rerank[0]
-    temperature = opts.rerank_temperature if opts.rerank_temperature is not None else default_rerank[1]
-    default_names = ("opsin" if fusion.names_weights else "none") if embedder.ensemble else first.train.names
-    names_mode = opts.names if opts.names is not None else default_names
-    stored_weights = fusion.names_weights if embedder.ensemble else None
-    report, names, weights = {}, None, None
+    method, temperature, names_mode, stored_weights = _fusion_settings(embedder, opts)
+    scorer = _claims_scorer(retriever, opts.claims)
     if val is not None:
-        report, names, weights = _val_report(embedder, paths, cache_dir, val, source, (cids, queries), test_parts,
-                                             val_parts, method, temperature, names_mode, stored_weights)
-    elif names_mode != "none" and stored_weights:
-        from molret.evaluation.pool import pool_name_features
-        names, _ = pool_name_features([], queries, None, load_graphs("test", cids, source, cache_dir),
-                                      data_dir=paths.root, cache_dir=cache_dir)
-        weights = stored_weights
-    elif names_mode != "none":
-        raise MolretError("--names fits its weights on val.tsv, which this data folder lacks")
+        report, names, weights, claims = _val_report(embedder, paths, cache_dir, val, source, (cids, queries),
+                                                     test_parts, val_parts, method, temperature, names_mode,
+                                                     stored_weights, scorer)
+    else:
+        report, (names, weights, claims) = {}, _test_fusion(paths, cache_dir, source, (cids, queries), similarity,
+                                                            names_mode, stored_weights, scorer)
+    if claims is not None:   # the claims bonus before the names and the re-ranking, as the ensemble fused it
+        similarity = similarity + claims
     if method != "none" or weights:
         from molret.evaluation.pool import test_matrix
         similarity = test_matrix(similarity, method, temperature, names, weights, report.get("n_val", 0))
@@ -279,10 +273,54 @@ def _val_embeddings(member, val, source, cache_dir, device, batch_size) -> tuple
             embed_graphs(m.model, val_graphs, device, batch_size, m.cfg.train.amp))
 
 
+def _fusion_settings(embedder, opts: PredictionOptions) -> tuple:
+    """(re-ranking method, temperature, names mode, stored name weights or None) of ``opts`` and the model: a
+    checkpoint's run settings (name weights fitted on val); a model file's, what its submission used."""
+    first, fusion = embedder.members[0].cfg, embedder.fusion
+    default_rerank = (fusion.rerank, fusion.rerank_temperature) if embedder.ensemble else (
+        first.train.rerank, first.train.rerank_temperature)
+    method = opts.rerank if opts.rerank is not None else default_rerank[0]
+    temperature = opts.rerank_temperature if opts.rerank_temperature is not None else default_rerank[1]
+    default_names = ("opsin" if fusion.names_weights else "none") if embedder.ensemble else first.train.names
+    names_mode = opts.names if opts.names is not None else default_names
+    return method, temperature, names_mode, fusion.names_weights if embedder.ensemble else None
+
+
+def _test_fusion(paths, cache_dir, source, test, similarity, names_mode, stored_weights, scorer) -> tuple:
+    """Without val.tsv (or --no-pool): (name features, the stored name weights, the weighted claims bonus of
+    each test query's top-k among the test molecules), each None when not asked."""
+    cids, queries = test
+    names, weights, claims = None, None, None
+    if scorer is not None:
+        claims = scorer.weighted_bonus(queries, similarity, _attributes([("test", cids)], source, cache_dir))
+    if names_mode != "none" and stored_weights:
+        from molret.evaluation.pool import pool_name_features
+        names, _ = pool_name_features([], queries, None, load_graphs("test", cids, source, cache_dir),
+                                      data_dir=paths.root, cache_dir=cache_dir)
+        weights = stored_weights
+    elif names_mode != "none":
+        raise MolretError("--names fits its weights on val.tsv, which this data folder lacks")
+    return names, weights, claims
+
+
+def _claims_scorer(retriever, choice):
+    """The model file's ClaimsScorer when ``choice`` (--claims) asks for it (None: when the file carries one)."""
+    on = choice == "stored" if choice is not None else retriever.default_claims
+    return retriever.claims_scorer() if on else None
+
+
+def _attributes(splits, source, cache_dir) -> np.ndarray:
+    """The claims attributes of the molecules of ``splits`` ((split, CIDs) pairs, in order)."""
+    from molret.ranking.claims.fusion import store_attributes
+    return store_attributes([load_graphs(split, c, source, cache_dir) for split, c in splits], cache_dir)
+
+
 def _val_report(embedder, paths, cache_dir, val, source, test, test_parts, val_parts, method, temperature,
-                names_mode, weights=None):
-    """Pool metrics on val.tsv (``val``: its CIDs and texts; ``test``: the test CIDs and queries), with name
-    fusion when asked (its weights fitted on val, or ``weights``): (report, name features or None, weights or None)."""
+                names_mode, weights=None, scorer=None):
+    """Pool metrics on val.tsv (``val``: its CIDs and texts; ``test``: the test CIDs and queries), with the
+    claims bonus of ``scorer`` (fused into the square pool, as the ensemble did) and name fusion when asked
+    (its weights fitted on val, or ``weights``): (report, name features or None, weights or None, the weighted
+    claims bonus of the test block or None)."""
     from molret.evaluation.pool import final_report, pool_name_features
     val_cids, val_texts = val
     names = None
@@ -294,7 +332,16 @@ def _val_report(embedder, paths, cache_dir, val, source, test, test_parts, val_p
     # the square pool: val + test queries x val + test molecules
     square = _similarity(embedder, [(np.concatenate([v[0], t[0]]), np.concatenate([v[1], t[1]]))
                                     for v, t in zip(val_parts, test_parts)])
+    claims = None
+    if scorer is not None:
+        from molret.ranking.claims.fusion import fuse_claims
+        bonus = scorer.bonus(list(val_texts) + list(test[1]), square,
+                             _attributes([("val", val_cids), ("test", test[0])], source, cache_dir))
+        square = fuse_claims(square, bonus, scorer.weight)
+        claims = (scorer.weight * bonus[len(val_texts):, len(val_texts):]).astype(np.float32)
     report, weights = final_report(square, len(val_texts), method, temperature, names,
                                    weights=weights if names is not None else None)
     report["n_val"] = len(val_texts)
-    return report, names, weights
+    if scorer is not None:
+        report["claims_weight"] = scorer.weight
+    return report, names, weights, claims

@@ -39,6 +39,8 @@ class SearchOptions:
                                                   # bank); None: on when hubness_bank is given or the model
                                                   # file carries a bank (a library file only)
     hubness_temperature: float = HUBNESS_TEMPERATURE
+    claims: bool | None = None                    # the model file's claims scorer on; None: when the file carries
+                                                  # one (a library file only)
 
 
 class MolRetriever:
@@ -85,6 +87,19 @@ class MolRetriever:
         return embedder_key(self.embedder)
 
     @property
+    def default_claims(self) -> bool:
+        """True when the model file carries a claims scorer: its searches add the claims bonus unless told not to."""
+        return self.embedder.fusion.claims is not None
+
+    def claims_scorer(self):
+        """The model file's ``ClaimsScorer`` (a MolretError when it carries none, or one this molret cannot read)."""
+        if self.embedder.fusion.claims is None:
+            raise MolretError(f"{self.path} carries no claims scorer (ensemble_method.py --claims --save-model "
+                              f"writes one)")
+        from molret.ranking.claims.fusion import ClaimsScorer
+        return ClaimsScorer.from_state(self.embedder.fusion.claims, f"the claims scorer of {self.path}")
+
+    @property
     def default_names(self) -> bool:
         """True when the model file carries name-fusion weights: its searches fuse names unless told not to."""
         return bool(self.embedder.fusion.names_weights)
@@ -128,7 +143,8 @@ class MolRetriever:
     def open_search(self, library, options: SearchOptions | None = None, progress: bool = False):
         """A ``LibrarySearch`` over ``library``: a shard folder (through its stored index), a library path
         (embedded and cached), or what ``embed_library`` returned. Names are fused when ``options.names``
-        says so (None: when the model file carries name weights, with those weights)."""
+        says so (None: when the model file carries name weights, with those weights); the claims bonus when
+        ``options.claims`` says so (None: when the model file carries a claims scorer)."""
         from molret.library.shard_folder import is_shard_folder
         from molret.search.engine import LibrarySearch
         from molret.search.opening import memory_index, open_folder_index
@@ -154,6 +170,8 @@ class MolRetriever:
             weights = dict(base, **dict(zip(FEATURES, opts.names_weights))) if opts.names_weights else base
             engine.enable_names(weights, opts.reader, opts.cache_dir)
         fusion = self.embedder.fusion
+        if opts.claims if opts.claims is not None else (self.default_claims and not folder):
+            engine.enable_claims(self.claims_scorer())
         if opts.hubness_bank is not None and opts.hubness is not False:
             engine.enable_hubness(list(opts.hubness_bank), opts.hubness_temperature)
         elif fusion.hubness_bank is not None and (opts.hubness or (opts.hubness is None and not folder)):
@@ -163,17 +181,19 @@ class MolRetriever:
         return engine
 
     def search(self, queries: Sequence[str], library, k: int = 10, index: str = "auto",
-               names: bool | None = None) -> list:
+               names: bool | None = None, claims: bool | None = None) -> list:
         """The ``k`` best molecules of ``library`` for each query: one list of ``Hit`` (rank, id, score,
         smiles) per query. ``library``: a path or what ``embed_library`` returned; ``index``: auto, exact,
         ivf, ivfpq or hnsw; ``names``: fuse the chemical names of the queries (as search.py --names opsin;
-        None: when the model file carries name weights). Each call opens the library anew (its embeddings
+        None: when the model file carries name weights); ``claims``: add the claims bonus (None: when the model
+        file carries a claims scorer). Each call opens the library anew (its embeddings
         from the cache): for many calls, keep the engine of ``open_search`` and call its ``search``."""
         if isinstance(queries, str):
             raise MolretError("search takes a list of queries (got one string)")
         if k < 1:
             raise MolretError(f"k must be at least 1, got {k}")
-        engine = self.open_search(library, SearchOptions(index=IndexOptions(kind=index), names=names))
+        engine = self.open_search(library, SearchOptions(index=IndexOptions(kind=index), names=names,
+                                                               claims=claims))
         return engine.search(list(queries), k)
 
 

@@ -36,6 +36,19 @@ def add_names_arg(parser, default, detail: str, extra: dict | None = None) -> No
                         help=choices_help("chemical names in the queries", table) + f"; {detail}")
 
 
+# --claims of search.py, serve.py and predictions.py: what each choice does (the flag's choices and help)
+CLAIMS = {"none": "the scores without the claims bonus",
+          "stored": "the claims scorer a model file carries (ensemble_method.py --claims --save-model): each "
+                    "query's top-k molecules get the bonus of their attributes' agreement with what the query "
+                    "states, fused before the names"}
+
+
+def add_claims_arg(parser, detail: str) -> None:
+    """--claims with the choices of CLAIMS, its help made from them and ``detail`` (the script's default)."""
+    parser.add_argument("--claims", default=None, choices=list(CLAIMS),
+                        help=choices_help("claims bonus", CLAIMS) + f"; {detail}")
+
+
 HELP = {
     "conv": choices_help("graph layer", GRAPH_LAYERS),
     "mol_features": choices_help("curated RDKit features of each molecule (rebuilt from its graph by the decoder, or "

@@ -5,7 +5,7 @@ import argparse
 
 from molret.api.predictions import FULL_MATRIX_MAX, PredictionOptions
 from molret.api.predictions import predict as predict_options
-from molret.cli.flags import add_names_arg
+from molret.cli.flags import add_claims_arg, add_names_arg
 from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
                                reader_options)
 from molret.ranking.rerank import METHODS as RERANK_METHODS
@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="temperature of --rerank (default: the checkpoint's or the model file's, else 0.05)")
     add_names_arg(p, None, "weights fitted on val.tsv (a model file: its own weights; default: the checkpoint's "
                            "training setting, opsin for a model file that carries name weights)")
+    add_claims_arg(p, "the bonus of each query's top-k molecules in the val + test pool (the test molecules "
+                      "alone without val.tsv or with --no-pool), as the ensemble fused it; default: stored when "
+                      "the model file carries a claims scorer, none otherwise (and with --library)")
     p.add_argument("--no-pool", action="store_true",
                    help="skip the val report (pool metrics: val queries among val + test molecules)")
     add_inference_args(p, batch_help="embedding batch size (default: the training eval batch size)")
@@ -63,7 +66,7 @@ def prediction_options(args) -> PredictionOptions:
     return PredictionOptions(
         model=args.model, out=args.out, device=inference_device(args), data_dir=args.data_dir,
         cache_dir=args.cache_dir, batch_size=args.batch_size, save_embeddings=args.save_embeddings,
-        rerank=args.rerank, rerank_temperature=args.rerank_temperature, names=args.names, no_pool=args.no_pool,
+        rerank=args.rerank, rerank_temperature=args.rerank_temperature, names=args.names, claims=args.claims, no_pool=args.no_pool,
         progress=not args.no_progress, library=args.library, queries=args.queries, top_k=args.top_k,
         smiles=args.smiles, index=index_options(args), reader=reader_options(args))
 

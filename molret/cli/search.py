@@ -16,7 +16,7 @@ from molret.utils.files import atomic_write_text
 from molret.library.reading import library_kind
 from molret.api.retriever import MolRetriever, SearchOptions
 from molret.search.engine import HUBNESS_TEMPERATURE, QUERY_THREADS, Hit, LibrarySearch
-from molret.cli.flags import add_names_arg, choices_help
+from molret.cli.flags import add_claims_arg, add_names_arg, choices_help
 from molret.cli.common import (add_index_args, add_inference_args, add_library_args, index_options, inference_device,
                                reader_options)
 from molret.library.shard_folder import is_shard_folder
@@ -26,10 +26,13 @@ HUBNESS = {"none": "the library's scores as they are",
            "isoftmax": "inverted-softmax correction against a bank of queries: molecules close to many bank queries "
                        "lose score"}
 
+CLAIMS_DEFAULT = ("default: stored when the model file carries a claims scorer (on a library file: every molecule "
+                  "is then scored exactly), none otherwise")
+
 EPILOG = """\
 --library may also be a shard folder written by embed_library.py (a library of millions): it is searched
 through --index (built once and stored in the folder; auto: exact below 100,000 molecules), with the
-checkpoint that embedded it; --backend, --names and --hubness do not apply there. On a library file,
+checkpoint that embedded it; --backend, --names, --hubness and --claims do not apply there. On a library file,
 --index auto/exact is the exact search of --backend, and ivf/ivfpq/hnsw build that index in memory for
 this run (not stored: embed the library into a shard folder to keep it).
 """
@@ -80,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hubness-temperature", type=float, default=HUBNESS_TEMPERATURE,
                    help="temperature of --hubness isoftmax with --hubness-bank or a checkpoint (a model file's "
                         "bank keeps its own)")
+    add_claims_arg(p, CLAIMS_DEFAULT)
     add_index_args(p)
     add_library_args(p)
     return p
@@ -122,7 +126,8 @@ def search_options(args, data_dir, model_bank: bool = False) -> SearchOptions:
                          batch_size=args.batch_size, query_threads=args.query_threads,
                          names={"opsin": True, "none": False}.get(getattr(args, "names", None)),
                          names_weights=getattr(args, "names_weights", None), hubness_bank=bank, hubness=hubness,
-                         hubness_temperature=getattr(args, "hubness_temperature", HUBNESS_TEMPERATURE))
+                         hubness_temperature=getattr(args, "hubness_temperature", HUBNESS_TEMPERATURE),
+                         claims={"stored": True, "none": False}.get(getattr(args, "claims", None)))
 
 
 def open_search(args, progress: bool) -> LibrarySearch:
@@ -140,7 +145,8 @@ def _short(text: str, n: int = 110) -> str:
 
 def check_folder_flags(args) -> None:
     """Refuse the flags that need a library file (parsed graphs, every molecule scored) on a shard folder."""
-    for flag, value in (("--names", getattr(args, "names", None)), ("--hubness", getattr(args, "hubness", None))):
+    for flag, value in (("--names", getattr(args, "names", None)), ("--hubness", getattr(args, "hubness", None)),
+                        ("--claims", getattr(args, "claims", None))):
         if value not in (None, "none"):
             raise MolretError(f"{flag} {value} does not apply to the shard folder {args.library} (it keeps no parsed "
                               f"graphs and is searched through its index): search the library file itself")

@@ -6,9 +6,9 @@ import logging
 import sys
 from pathlib import Path
 
-from molret.cli.flags import add_names_arg
+from molret.cli.flags import add_claims_arg, add_names_arg
 from molret.cli.common import add_inference_args, add_library_args
-from molret.cli.search import open_search, report_library
+from molret.cli.search import CLAIMS_DEFAULT, open_search, report_library
 from molret.library.reading import library_kind
 from molret.search.engine import QUERY_THREADS
 from molret.search.index import BACKENDS, FAISS_AUTO_THRESHOLD
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "of recipe.py, ensemble_method.py --save-model)")
     add_names_arg(p, None, "as search.py --names; default: opsin with the weights of a model file that carries "
                            "them (a recipe's model.pt), none for a checkpoint")
+    add_claims_arg(p, CLAIMS_DEFAULT)
     p.add_argument("--library", required=True, metavar="FILE",
                    help="SMILES library (.smi/.csv/.tsv/.sdf[.gz]) or graph library (raw.zip, folder of .graph files, "
                         "or a folder with raw/ or raw.zip and optionally cids.txt)")

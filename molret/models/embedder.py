@@ -9,8 +9,8 @@ case and keeps its embeddings bit for bit.
 The model file (``save_ensemble``) holds the members' checkpoints (weights, config, vocabulary, tokenizer) with
 every tensor that members share (the frozen text encoder, a vocabulary) stored once, their weights, and what
 the submission fused and re-ranked with: the name-fusion weights and the re-ranking method and temperature;
-optionally the training texts' embeddings (library search's hubness bank) and a PCA projection (an opt-in,
-measured reduction of the joined width). It is read like a checkpoint, with the safe loader (tensors and
+optionally the claims scorer (its ranker, weight, scale and top-k), the training texts' embeddings (library
+search's hubness bank) and a PCA projection (an opt-in, measured reduction of the joined width). It is read like a checkpoint, with the safe loader (tensors and
 plain data only).
 """
 from __future__ import annotations
@@ -57,6 +57,9 @@ class Fusion:
     # embeddings (the training texts, as this model embeds them) and its temperature; None: off
     hubness_bank: np.ndarray | None = None
     hubness_temperature: float = 0.0
+    # the claims scorer fused before the names (molret.ranking.claims.fusion.ClaimsScorer.state: plain data,
+    # read back by ClaimsScorer.from_state where it is used); None: none
+    claims: dict | None = None
 
 
 class Embedder:
@@ -240,7 +243,8 @@ def save_ensemble(path, checkpoints: Sequence, weights: Sequence[float], fusion:
                "projection": None if projection is None else np.asarray(projection, dtype=np.float32),
                "hubness": None if fusion.hubness_bank is None else {
                    "bank": np.asarray(fusion.hubness_bank, dtype=np.float32),
-                   "temperature": float(fusion.hubness_temperature)}}
+                   "temperature": float(fusion.hubness_temperature)},
+               "claims": fusion.claims}
     atomic_torch_save(to_plain(content), path)
     return {"members": len(members), "bytes": Path(path).stat().st_size}
 
@@ -300,7 +304,25 @@ def load_embedder(path, device="cpu") -> Embedder:
                 not isinstance(t, (int, float)) or not t > 0:
             raise MolretError(f"{path}: its hubness bank is not a [texts, {embedder.dim}] matrix with a temperature > 0")
         fusion.hubness_bank, fusion.hubness_temperature = bank.float().numpy(), float(t)
+    fusion.claims = check_claims_entry(content.get("claims"), path)
     return embedder
+
+
+def check_claims_entry(claims, path):
+    """A model file's claims entry (None: none), checked for its shape; its ranker is read (and checked against
+    the rules of this molret) where it is used (molret.ranking.claims.fusion.ClaimsScorer.from_state)."""
+    if claims is None:
+        return None
+    ok = isinstance(claims, dict) and isinstance(claims.get("ranker"), dict)
+    if ok:
+        weight, scale, top_k = claims.get("weight"), claims.get("scale"), claims.get("top_k")
+        ok = isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0 and \
+            isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0 and \
+            isinstance(top_k, int) and top_k >= 1 and isinstance(claims["ranker"].get("model"), (str, dict))
+    if not ok:
+        raise MolretError(f"{path}: its claims scorer is not a ranker with a weight >= 0, a scale > 0 and a top-k "
+                          f">= 1: write the file again (ensemble_method.py --claims --save-model)")
+    return claims
 
 
 def _numbers(d) -> dict:

@@ -55,6 +55,7 @@ class EnsembleResult:
     names_weights: dict | None        # the fitted name-fusion weights, when names were fused
     submission: str | None = None
     model_file: dict | None = None    # {"path", "members", "bytes"} with save_model
+    claims: object | None = None      # the fitted ClaimsScorer (molret.ranking.claims.fusion), with claims
 
 
 def load_members(opts: EnsembleOptions) -> list[Member]:
@@ -207,11 +208,11 @@ def run_ensemble(opts: EnsembleOptions) -> EnsembleResult:
     if opts.fit_weights:
         fit_weights(opts, members, pool, pool_results)
     results = val_report(opts, members)   # val metrics by member name and "ensemble"; "pool": the pool report
-    names, weights, claims = pool_report(opts, members, pool, pool_results)
+    names, weights, claims, scorer = pool_report(opts, members, pool, pool_results)
     if pool_results:
         results["pool"] = pool_results
     result = EnsembleResult(results, list(opts.weights) if opts.weights is not None else [1.0 / n] * n,
-                            dict(weights) if names is not None and weights else None)
+                            dict(weights) if names is not None and weights else None, claims=scorer)
     write_outputs(opts, members, result, names, weights, pool_results, claims)
     return result
 
@@ -259,8 +260,9 @@ def val_report(opts: EnsembleOptions, members: list[Member]) -> dict:
 
 def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_results: dict) -> tuple:
     """The pool report (claims and names fused and fitted, re-ranked), pseudo-labels and the unlabelled report,
-    as asked: (name features or None, fitted name weights or None, the weighted claims bonus or None)."""
-    names, weights, claims = None, None, None
+    as asked: (name features or None, fitted name weights or None, the weighted claims bonus or None, the
+    fitted ClaimsScorer or None)."""
+    names, weights, claims, scorer = None, None, None, None
     # the options that need the pool's texts and graphs (the first one names the error)
     needs_pool = [flag for flag, on in (("--names", opts.names != "none"), ("--claims", opts.claims_top_k),
                                         ("--pseudo-labels", opts.pseudo_labels),
@@ -269,7 +271,7 @@ def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_r
         if needs_pool:
             raise MolretError(f"{needs_pool[0]} needs members with val and test embeddings (embeddings folders or "
                               "--models)")
-        return names, weights, claims
+        return names, weights, claims, scorer
     from molret.evaluation.pool import final_report, format_report, pool_metrics_of
     check_aligned(members, "pool")
     square, rows, cols = ensemble_split(members, "pool", opts, do_rerank=False)
@@ -283,7 +285,8 @@ def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_r
         names, pool_results["names_stats"] = pool_name_features(
             inputs[1], inputs[4], inputs[2], inputs[5], data_dir=pool_data_dir(opts), cache_dir=opts.cache_dir)
     if opts.claims_top_k:   # fused before the names are fitted and before re-ranking (the report without: printed)
-        square, claims, pool_results["claims"] = pool_claims(opts, square, n_val, inputs, pool_data_dir(opts), names)
+        square, claims, pool_results["claims"], scorer = pool_claims(opts, square, n_val, inputs,
+                                                                     pool_data_dir(opts), names)
     report, weights = final_report(square, n_val, opts.rerank, opts.rerank_temperature, names,
                                    n_iter=opts.sinkhorn_iters)
     pool_results["ensemble"] = report
@@ -301,7 +304,7 @@ def pool_report(opts: EnsembleOptions, members: list[Member], pool: bool, pool_r
         print("    " + line)
     if opts.unlabelled_by:
         pool_results["unlabelled"] = unlabelled_report(opts, members, square, n_val, inputs[1], names, weights)
-    return names, weights, claims
+    return names, weights, claims, scorer
 
 
 def write_outputs(opts: EnsembleOptions, members: list[Member], result: EnsembleResult, names, weights,
@@ -343,13 +346,16 @@ def _test_matrix(s: np.ndarray, opts: EnsembleOptions, names, weights, n_val: in
 
 def save_model_file(opts: EnsembleOptions, result: EnsembleResult, pool_results: dict) -> dict:
     """The ensemble's model file: the members' checkpoints (the final fit's with test_members) with the
-    weights used, the fitted name weights and the re-ranking."""
+    weights used, the fitted name weights, the claims scorer and the re-ranking."""
     from molret.models.embedder import Fusion, save_ensemble
     checkpoints = member_checkpoints(opts)
     report = pool_results.get("ensemble", {})
     metrics = {k: v for k, v in report.items() if isinstance(v, (int, float))}
     metrics.update({f"names_{k}": v for k, v in report.get("names", {}).items() if isinstance(v, (int, float))})
-    fusion = Fusion(result.names_weights, opts.rerank, opts.rerank_temperature, metrics)
+    if result.claims is not None:
+        metrics["claims_weight"] = result.claims.weight
+    fusion = Fusion(result.names_weights, opts.rerank, opts.rerank_temperature, metrics,
+                    claims=result.claims.state() if result.claims is not None else None)
     names = [Path(c).parent.name or str(c) for c in checkpoints]
     saved = save_ensemble(opts.save_model, checkpoints, result.member_weights, fusion, names)
     if opts.reduce_dim or opts.hubness_temperature:

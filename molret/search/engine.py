@@ -1,6 +1,6 @@
 """The library search engine: a loaded model plus one library's graph
 embeddings and index (``LibrarySearch``), optionally with a hubness
-correction and with the chemical names of the queries fused in.
+correction, the claims bonus and the chemical names of the queries fused in.
 
 The library and its cached embeddings are ``molret.library.reading`` and
 ``molret.library.caches``, the nearest-neighbour index ``molret.search.index`` (a
@@ -119,6 +119,7 @@ class LibrarySearch:
         self._position = None
         self.names = None               # (Candidates, weights, opsin, sources) once enable_names is called
         self.hub_offsets = None         # per-molecule offsets once enable_hubness is called
+        self.claims = None              # (ClaimsScorer, LazyAttributes of the rows) once enable_claims is called
 
     def enable_hubness(self, bank: Sequence[str], temperature: float = HUBNESS_TEMPERATURE,
                        chunk: int = 256) -> None:
@@ -154,8 +155,16 @@ class LibrarySearch:
 
     @property
     def rescored(self) -> bool:
-        """True when every molecule is scored exactly (names or hubness on), not through the index."""
-        return self.names is not None or self.hub_offsets is not None
+        """True when every molecule is scored exactly (names, hubness or claims on), not through the index."""
+        return self.names is not None or self.hub_offsets is not None or self.claims is not None
+
+    def enable_claims(self, scorer) -> None:
+        """Add the claims bonus of ``scorer`` (a ``molret.ranking.claims.fusion.ClaimsScorer``) from now on: each
+        query's top-k molecules (after the hubness offsets) get ``weight * bonus``, their attributes computed
+        from the library's SMILES on first use and kept (a row of unknown SMILES: unknown attributes)."""
+        from molret.ranking.claims.fusion import LazyAttributes
+        self._need_graphs("claims")
+        self.claims = (scorer, LazyAttributes(self.smiles))
 
     def enable_names(self, weights: dict | None = None, options: ReaderOptions | None = None, cache_dir=None,
                      training_pairs: bool = True) -> bool:
@@ -192,12 +201,16 @@ class LibrarySearch:
 
     def fused_scores(self, queries: Sequence[str], query_emb: np.ndarray) -> np.ndarray:
         """[Q, N] float64 scores: the cosine (a float32 product, as ``_all_scores``), minus the
-        hubness offsets, plus name evidence, as enabled."""
+        hubness offsets, plus the claims bonus, plus name evidence, as enabled (claims before names, as
+        the ensemble's pool fused them)."""
         # every molecule is scored: one float32 matrix product (an ensemble's rows are wide, and a float64
         # copy of the library per query cost more than the rest of the search), then float64
         base = self._all_scores(query_emb)
         if self.hub_offsets is not None:
             base -= self.hub_offsets[None, :]
+        if self.claims is not None:
+            scorer, attrs = self.claims
+            base = scorer.fuse(queries, base, attrs)
         if self.names is None:
             return base
         from molret.ranking.name_fusion import fuse, name_features

@@ -105,17 +105,64 @@ def training_pairs(stated: np.ndarray, attrs: np.ndarray, opts: RankerOptions):
             np.array(groups, np.int64))
 
 
-class ClaimsRanker:
-    """A fitted ranker: ``score(stated, attrs, queries, molecules)`` -> a score per pair (higher: better)."""
+STATE_VERSION = 1   # of ClaimsRanker.state (a model file's claims scorer)
 
-    def __init__(self, model, ranker: str):
-        self.model, self.ranker = model, ranker
+
+class ClaimsRanker:
+    """A fitted ranker: ``score(stated, attrs, queries, molecules)`` -> a score per pair (higher: better).
+
+    ``model``: a LightGBM Booster (lambdarank) or (coefficients [F], intercept) of the logistic model; both
+    written as plain data by ``state`` and read back by ``from_state`` (the same scores)."""
+
+    def __init__(self, model, ranker: str, threads: int = 1):
+        self.model, self.ranker, self.threads = model, ranker, threads
 
     def score(self, stated: np.ndarray, attrs: np.ndarray, queries: np.ndarray, molecules: np.ndarray) -> np.ndarray:
         x = pair_features(stated, attrs, queries, molecules)
         if self.ranker == "logistic":
-            return self.model.decision_function(np.nan_to_num(x, nan=-1.0)).astype(np.float64)
-        return np.asarray(self.model.predict(x, num_threads=self.model.n_jobs), np.float64)
+            coef, intercept = self.model
+            return (np.nan_to_num(x, nan=-1.0).astype(np.float64) @ coef + intercept).astype(np.float64)
+        return np.asarray(self.model.predict(x, num_threads=self.threads), np.float64)
+
+    def state(self) -> dict:
+        """The fitted ranker as plain data (strings, numbers, lists), with the feature names it was fitted on."""
+        if self.ranker == "logistic":
+            coef, intercept = self.model
+            model = {"coef": [float(c) for c in coef], "intercept": float(intercept)}
+        else:
+            model = self.model.model_to_string()
+        return {"version": STATE_VERSION, "ranker": self.ranker, "features": feature_names(), "model": model}
+
+    @classmethod
+    def from_state(cls, state, where: str = "the claims scorer", threads: int = 1) -> "ClaimsRanker":
+        """The ranker of ``state`` (``ClaimsRanker.state``); a state fitted on other features (another version
+        of the rules) or not a ranker's is one MolretError."""
+        redo = "re-run the ensemble (ensemble_method.py --claims --save-model) or turn claims off (--claims none)"
+        if not isinstance(state, dict) or state.get("ranker") not in RANKERS or state.get("version") != STATE_VERSION:
+            raise MolretError(f"{where}: not a claims ranker this molret reads: {redo}")
+        if state.get("features") != feature_names():
+            raise MolretError(f"{where} was fitted on other claims rules than this molret's "
+                              f"({len(state.get('features') or [])} features, {len(feature_names())} now): {redo}")
+        model = state.get("model")
+        if state["ranker"] == "logistic":
+            coef = model.get("coef") if isinstance(model, dict) else None
+            intercept = model.get("intercept") if isinstance(model, dict) else None
+            if not isinstance(coef, list) or len(coef) != len(feature_names()) or \
+                    not isinstance(intercept, (int, float)):
+                raise MolretError(f"{where}: its logistic model is not {len(feature_names())} coefficients and an "
+                                  f"intercept: {redo}")
+            return cls((np.asarray(coef, np.float64), float(intercept)), "logistic", threads)
+        import lightgbm
+        if not isinstance(model, str) or not model.startswith("tree"):
+            raise MolretError(f"{where}: its LightGBM model is not a model string: {redo}")
+        try:
+            booster = lightgbm.Booster(model_str=model)
+        except lightgbm.basic.LightGBMError as e:
+            raise MolretError(f"{where}: its LightGBM model cannot be read ({e}): {redo}") from None
+        if booster.num_feature() != len(feature_names()):
+            raise MolretError(f"{where}: its LightGBM model has {booster.num_feature()} features, not "
+                              f"{len(feature_names())}: {redo}")
+        return cls(booster, "lambdarank", threads)
 
 
 def fit_ranker(stated: np.ndarray, attrs: np.ndarray, opts: RankerOptions) -> ClaimsRanker:
@@ -128,10 +175,11 @@ def fit_ranker(stated: np.ndarray, attrs: np.ndarray, opts: RankerOptions) -> Cl
     if opts.ranker == "logistic":
         from sklearn.linear_model import LogisticRegression
         model = LogisticRegression(C=1.0, max_iter=2000).fit(np.nan_to_num(x, nan=-1.0), labels)
-        return ClaimsRanker(model, "logistic")
+        return ClaimsRanker((model.coef_[0].astype(np.float64), float(model.intercept_[0])), "logistic",
+                            opts.threads)
     import lightgbm
     model = lightgbm.LGBMRanker(objective="lambdarank", n_estimators=opts.trees, learning_rate=opts.learning_rate,
                                 num_leaves=opts.leaves, min_child_samples=20, n_jobs=opts.threads,
                                 random_state=opts.seed, deterministic=True, force_row_wise=True, verbose=-1)
     model.fit(x, labels, group=groups)
-    return ClaimsRanker(model, "lambdarank")
+    return ClaimsRanker(model.booster_, "lambdarank", opts.threads)
