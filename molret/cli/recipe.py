@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from molret.cli.recipe_plan import (FAST_KINDS, FAST_LIMIT, FAST_MEMBER_MINUTES, FAST_WITH_GNN, FINISH_MINUTES,
+                                    GNN_MEMBERS, MEMBER_OVERHEAD_MINUTES, MEMBERS, Plan, plan, fast_jobs)
+from molret.training.member_jobs import Job, run_jobs
 from molret.utils.errors import MolretError
 
 log = logging.getLogger("molret")
@@ -32,39 +32,6 @@ log = logging.getLogger("molret")
 # and (TEXT_BOW below) a learned bag-of-words view of the descriptions.
 TEXT = ["--text-pooling", "mean", "--freeze-text"]
 COMMON = [*TEXT, "--threads", "1", "--save-embeddings", "--no-write-submission", "--no-progress"]
-# The graph-network members, in launch order: diverse graph encoders over the same frozen text features,
-# each also reading the curated RDKit features of the decoded molecule (they lift a GCN member:
-# docs/experiments.md "Chemistry features member")
-MOL_FEATURES = ["--mol-features", "default"]
-MEMBERS = [
-    ("gcn", ["--conv", "gcn", *MOL_FEATURES]),
-    ("mlp", ["--conv", "mlp", *MOL_FEATURES]),
-    ("gatv2", ["--conv", "gatv2", *MOL_FEATURES]),
-    ("gat", ["--conv", "gat", *MOL_FEATURES]),
-]
-GNN_MEMBERS = 0               # the default --members: with the claims scorer and names 3.0 the pool is higher
-                              # without them (docs/experiments.md "The recipe re-planned by measurement")
-# The fast members: an MLP over the curated features (--conv features), a fixed number of epochs, ~1 minute
-# each; member i is kind i % len(FAST_KINDS), with its own seed. Settings: docs/experiments.md "Chemistry features member".
-FAST = ["--conv", "features", "--hidden-dim", "512", "--proj-hidden", "0", "--dropout", "0.2", "--batch-size", "256",
-        "--loss", "clip", "--epochs", "20"]
-FAST_KINDS = [
-    ("feat", []),
-    ("feat-nomorgan", ["--mol-features", "maccs,fragments,elements,rings"]),
-    ("feat-desc", ["--mol-features", "maccs,morgan,fragments,elements,rings,descriptors"]),
-    ("feat-morgan3", ["--mol-features", "maccs,morgan3,fragments,elements,rings"]),
-]
-FAST_LIMIT = 4 * len(FAST_KINDS)   # --fast-members at most; without it the budget decides, up to this many
-FAST_WITH_GNN = 8             # the fast members when graph-network members share the budget (--members > 0)
-FAST_MEMBER_MINUTES = 1.6     # a fast member's wall time with its start and embeddings, two at once, before one
-                              # has finished in this run (then their measured mean is used)
-                              # (docs/experiments.md "The recipe's time plan")
-FIRST_ROUND = 2               # with --rounds 2: the first 2 members (the fastest, and the best alone) train first
-FINISH_MINUTES = 2.5          # kept for the ensemble, names, claims and re-ranking at the end (their inputs are
-                              # prepared and cached before the members start)
-PSEUDO_MINUTES = 1.0          # the round-1 ensemble that writes the pseudo-labels
-MEMBER_OVERHEAD_MINUTES = 2.0  # a member's start, final evaluation, test embedding and the budget's overrun
-                               # (docs/experiments.md "The recipe's time plan")
 CLAIMS_TOP_K = 50             # the claims scorer's candidates per query (ensemble_method.py --claims-top-k)
 PSEUDO_MARGIN = 0.5            # docs/experiments.md "What moves the pool metric": pseudo-label precision by margin
 # the members' bag-of-words text view: buckets, table width, word dropout (docs/experiments.md "What moves the pool metric")
@@ -77,92 +44,6 @@ RERANK_TEMPERATURE = 0.02
 # model.pt's library search: hubness corrected against the training texts (docs/experiments.md "One model")
 LIBRARY_HUBNESS_TEMPERATURE = 0.05
 LOSS = "hard-infonce"           # docs/experiments.md "Loss of the members with the view": above clip for the MLP member with the view, seeds 1 and 2
-@dataclass
-class Plan:
-    members: list            # (name, flags) of the graph-network members of the last round
-    slots: int               # members trained at once
-    member_minutes: float    # --time-budget of each graph-network member
-    first_round: list = field(default_factory=list)  # (name, flags) of round 1 when there are 2 rounds
-    fast: list = field(default_factory=list)         # (name, flags) of the fast members (last round), in order
-    auto: bool = False       # the fast members the budget allows: those after the first batch are optional
-    final_fit: bool = False  # each fast member trained again on train + val for the submission
-
-
-@dataclass
-class Job:
-    """One member to train: main.py ``flags`` with ``seed`` (and a ``--time-budget`` of ``minutes``; None: its
-    flags' epochs). An ``optional`` job starts only while the budget's deadline allows it; one that ``needs``
-    another starts only after that one trained."""
-    name: str
-    flags: list
-    seed: int
-    minutes: float | None = None
-    optional: bool = False
-    needs: str | None = None
-
-
-def fast_members(n: int) -> list:
-    """(name, flags) of the first ``n`` fast members: the kinds in turn, then again (other seeds)."""
-    out = []
-    for i in range(n):
-        kind, flags = FAST_KINDS[i % len(FAST_KINDS)]
-        out.append((f"{kind}-{i // len(FAST_KINDS) + 1}", [*FAST, *flags]))
-    return out
-
-
-def plan(minutes: float, cores: int, n_members: int = GNN_MEMBERS, rounds: int = 1, n_fast: int | None = None,
-         final_fit: bool = False) -> Plan:
-    """Members and time per graph-network member that fit ``minutes`` of
-    wall time: the fast members first (a fixed number of epochs,
-    FAST_MEMBER_MINUTES each), the ``n_members`` graph-network members share
-    the rest. ``n_fast`` None: the budget decides (``fast_jobs``): up to
-    FAST_LIMIT fast members without graph-network members (FAST_WITH_GNN
-    with them), at least one batch. With 2 rounds, the first FIRST_ROUND
-    graph-network members train first (their ensemble writes the
-    pseudo-labels), then every member trains on train + pseudo-labels (those
-    of round 1 continue from their round-1 weights). ``final_fit``: each fast
-    member trains a second time, on train + val, for the submission's test
-    matrix."""
-    if rounds == 2 and n_members == 0:
-        raise MolretError("--rounds 2 trains its first round with graph-network members: give --members 1 or more")
-    auto = n_fast is None and not n_members
-    if n_fast is None:
-        n_fast = FAST_WITH_GNN if n_members else FAST_LIMIT
-    if n_members + n_fast == 0:
-        raise MolretError("the recipe needs at least one member (--members or --fast-members)")
-    slots = max(1, min(2, cores))
-    first = MEMBERS[:min(FIRST_ROUND, n_members)] if rounds == 2 else []
-    # the fast members the plan counts on: all when given, the first batch when the budget decides the rest
-    counted = min(n_fast, slots) if auto else n_fast
-    fast_minutes = -(-counted // slots) * FAST_MEMBER_MINUTES * (2 if final_fit and not auto else 1)
-    usable = minutes - FINISH_MINUTES - (PSEUDO_MINUTES if first else 0.0) - fast_minutes
-    batches = -(-n_members // slots) + -(-len(first) // slots)
-    member_minutes = usable / batches - MEMBER_OVERHEAD_MINUTES if batches else 0.0
-    if (member_minutes < 1.0 and batches) or usable < 0:
-        what = "the first batch of fast members" if auto else f"{n_fast} fast and {n_members} graph-network members"
-        raise MolretError(f"--minutes {minutes:g} is too short for {what} on {slots} core(s)"
-                          f"{f' in {rounds} rounds' if rounds == 2 else ''}; give at least "
-                          f"{math.ceil(minutes - usable + batches * (MEMBER_OVERHEAD_MINUTES + 1))}")
-    return Plan(MEMBERS[:n_members], slots, member_minutes, first, fast_members(n_fast), auto, final_fit)
-
-
-def fast_jobs(p: Plan, first_seed: int) -> list:
-    """The fast members as jobs, in the order the budget buys them (docs/experiments.md "The recipe re-planned
-    by measurement"): the first two of each kind, their final fit, then the next two of each kind and theirs.
-    Member i keeps seed ``first_seed + i`` and its final fit the same seed. With ``p.auto`` every job after
-    the first batch is optional (the deadline decides); else every one runs."""
-    step = 2 * len(FAST_KINDS)
-    jobs = []
-    for start in range(0, len(p.fast), step):
-        block = list(enumerate(p.fast))[start:start + step]
-        jobs += [Job(name, flags, first_seed + i) for i, (name, flags) in block]
-        if p.final_fit:
-            jobs += [Job(f"{name}-final", [*flags, "--train-on-val"], first_seed + i, needs=name)
-                     for i, (name, flags) in block]
-    for j, job in enumerate(jobs):
-        job.optional = p.auto and j >= p.slots
-    return jobs
-
 def build_parser() -> argparse.ArgumentParser:
     from molret.cli.flags import add_names_arg, ranged
     from molret.ranking.rerank import METHODS as RERANK_METHODS
@@ -249,95 +130,19 @@ def member_command(args, runs_dir: Path, name: str, flags: list, seed: int, minu
             "--seed", str(seed), "--runs-dir", str(runs_dir), "--run-name", name]
 
 
-def member_state(run_dir: Path) -> str:
-    """done (result.json), started (last.pt) or new."""
-    if (run_dir / "result.json").exists() and (run_dir / "embeddings" / "test_text_emb.npy").exists():
-        return "done"
-    return "started" if (run_dir / "last.pt").exists() else "new"
-
-
 def train_members(args, p: Plan, runs_dir: Path, members: list, minutes: float | None,
                   first_seed: int) -> tuple[list[Path], list[str]]:
     """Run ``members`` ((name, flags)), ``p.slots`` at a time, member i with
     seed ``first_seed + i`` and a time budget of ``minutes`` (None: its
     flags' epochs): (their run folders, the names of those already trained)."""
     jobs = [Job(name, flags, first_seed + i, minutes) for i, (name, flags) in enumerate(members)]
-    _, kept, _ = run_jobs(args, p.slots, runs_dir, jobs)
+    _, kept, _ = run_jobs(jobs, runs_dir, job_command(args, runs_dir), p.slots, args.resume)
     return [runs_dir / name for name, _ in members], kept
 
 
-def run_jobs(args, slots: int, runs_dir: Path, jobs: list, deadline: float | None = None) -> tuple[list, list, dict]:
-    """Train ``jobs`` in order, ``slots`` at a time. An optional job starts only when it is expected to finish
-    by ``deadline`` (a ``time.perf_counter()`` value): its expected wall time is the mean of the jobs finished
-    so far in this run (FAST_MEMBER_MINUTES before the first). A job whose ``needs`` did not train is skipped.
-    Returns (names trained or kept, names already trained before, {"skipped": [...], "minutes": [...]})."""
-    done, kept, skipped, durations = [], [], [], []
-    pending = []
-    for job in jobs:
-        state = member_state(runs_dir / job.name)
-        if state == "done":
-            log.info(f"member {job.name}: already trained (kept)")
-            done.append(job.name)
-            kept.append(job.name)
-        elif state == "started" and not args.resume:
-            raise MolretError(f"{runs_dir / job.name} holds an interrupted member: add --resume, or another --run-name")
-        else:
-            pending.append((job, state == "started"))
-
-    def expected_seconds() -> float:
-        return 60 * (sum(durations) / len(durations) if durations else FAST_MEMBER_MINUTES)
-
-    def decision(job: Job) -> str:
-        """start, wait (for the member it needs, queued or training) or skip (why)."""
-        if job.needs is not None and job.needs not in done:
-            queued = [j.name for j, _ in pending] + [r[0].name for r in running]
-            return "wait" if job.needs in queued else f"skip: {job.needs} did not train"
-        if job.optional and deadline is not None and time.perf_counter() + expected_seconds() > deadline:
-            return f"skip: it would end after the budget's deadline (~{expected_seconds() / 60:.1f} min a member)"
-        return "start"
-
-    running: list = []
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    try:
-        while pending or running:
-            for item in list(pending):
-                if len(running) >= slots:
-                    break
-                job, resume = item
-                what = decision(job)
-                if what == "wait":
-                    continue
-                pending.remove(item)
-                if what != "start":
-                    skipped.append(job.name)
-                    log.info(f"member {job.name}: {what}")
-                    continue
-                cmd = member_command(args, runs_dir, job.name, job.flags, job.seed, job.minutes, resume)
-                logf = open(runs_dir / f"{job.name}.out", "a")
-                log.info(f"member {job.name}: training ({' '.join(cmd[2:])})")
-                running.append((job, subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env), logf,
-                                time.perf_counter()))
-            if not running:
-                continue
-            time.sleep(1)
-            for item in list(running):
-                job, proc, logf, started = item
-                if proc.poll() is not None:
-                    running.remove(item)
-                    logf.close()
-                    if proc.returncode != 0:
-                        raise MolretError(f"member {job.name} failed (exit {proc.returncode}); its log: "
-                                          f"{runs_dir / (job.name + '.out')}")
-                    durations.append((time.perf_counter() - started) / 60)
-                    done.append(job.name)
-                    log.info(f"member {job.name}: done ({durations[-1]:.1f} min)")
-    except BaseException:
-        for _, proc, _, _ in running:  # Ctrl-C: each member saves its last.pt on SIGINT
-            proc.send_signal(2)
-        for _, proc, _, _ in running:
-            proc.wait()
-        raise
-    return done, kept, {"skipped": skipped, "minutes": [round(d, 2) for d in durations]}
+def job_command(args, runs_dir: Path):
+    """The command line of a job (main.py with the recipe's shared flags), for ``run_jobs``."""
+    return lambda job, continues: member_command(args, runs_dir, job.name, job.flags, job.seed, job.minutes, continues)
 
 
 def train_fast_members(args, p: Plan, runs_dir: Path, deadline: float | None = None) -> tuple[list, list, list, dict]:
@@ -345,7 +150,8 @@ def train_fast_members(args, p: Plan, runs_dir: Path, deadline: float | None = N
     ``fast_jobs`` orders them (``deadline``: when the optional ones must be done): (the trained members'
     folders in plan order, the folder of each one's test matrix: its final fit where that trained, else
     itself; the names already trained; the schedule's report)."""
-    done, kept, report = run_jobs(args, p.slots, runs_dir, fast_jobs(p, args.seed + 100), deadline)
+    done, kept, report = run_jobs(fast_jobs(p, args.seed + 100), runs_dir, job_command(args, runs_dir), p.slots,
+                                  args.resume, deadline, FAST_MEMBER_MINUTES)
     trained = [name for name, _ in p.fast if name in done]
     if p.final_fit and trained:
         finals = sum(f"{n}-final" in done for n in trained)
@@ -463,6 +269,20 @@ def first_round(args, p: Plan, runs_dir: Path) -> tuple:
     return kept, pseudo, n_pseudo, first, second
 
 
+def announce(args, p: Plan) -> None:
+    """One log line of what the recipe will train (two with --rounds 2)."""
+    if p.first_round:
+        log.info(f"recipe round 1: {len(p.first_round)} members ({', '.join(n for n, _ in p.first_round)}); their "
+                 f"ensemble, names and {args.rerank} write the pseudo-labels")
+    how_many = f"up to {len(p.fast)} fast members as the budget allows" if p.auto else f"{len(p.fast)} fast members"
+    gnn = ", ".join(n for n, _ in p.members)
+    then_gnn = f", then {len(p.members)} graph-network members ({gnn}), {p.member_minutes:.1f} min of training " \
+               f"each" if p.members else ""
+    log.info(f"recipe{' round 2' if p.first_round else ''}: {how_many}{' and their final fit' if p.final_fit else ''}"
+             f"{then_gnn}, {p.slots} at a time; then ensemble, {'' if args.no_claims else 'claims, '}names, "
+             f"{args.rerank}")
+
+
 def run(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
@@ -487,16 +307,7 @@ def run(argv=None) -> dict:
     prepared = time.perf_counter() - start
     log.info(f"text and molecule features, names and claims inputs ready ({prepared:.0f} s)")
     p = plan(args.minutes - prepared / 60, cores, args.members, args.rounds, args.fast_members, final_fit)
-    if p.first_round:
-        log.info(f"recipe round 1: {len(p.first_round)} members ({', '.join(n for n, _ in p.first_round)}); their "
-                 f"ensemble, names and {args.rerank} write the pseudo-labels")
-    how_many = f"up to {len(p.fast)} fast members as the budget allows" if p.auto else f"{len(p.fast)} fast members"
-    gnn = ", ".join(n for n, _ in p.members)
-    then_gnn = f", then {len(p.members)} graph-network members ({gnn}), {p.member_minutes:.1f} min of training " \
-               f"each" if p.members else ""
-    log.info(f"recipe{' round 2' if p.first_round else ''}: {how_many}{' and their final fit' if final_fit else ''}"
-             f"{then_gnn}, {p.slots} at a time; then ensemble, {'' if args.no_claims else 'claims, '}names, "
-             f"{args.rerank}")
+    announce(args, p)
     kept, pseudo, n_pseudo, first, second = [], None, 0, None, p.members
     if p.first_round:
         kept, pseudo, n_pseudo, first, second = first_round(args, p, runs_dir)
