@@ -161,28 +161,33 @@ def train_fast_members(args, p: Plan, runs_dir: Path, deadline: float | None = N
     return [runs_dir / n for n in trained], tests, kept, report
 
 
-def prepare_shared_inputs(data_dir: str, text_model: str, cache_dir: str = "", feature_sets=()) -> None:
+def prepare_shared_inputs(data_dir: str, text_model: str, cache_dir: str = "", feature_sets=(),
+                          final_fit: bool = False) -> None:
     """The members' shared frozen text features and the molecule features of
     each family set in ``feature_sets`` (the decoded structures under them),
     computed once (cached on disk) with every core, before the members start
-    (else each would compute them, two at a time)."""
+    (else each would compute them, two at a time); with ``final_fit`` those of
+    train + val too (each final-fit member would otherwise decode them: ~2 min
+    of its ~3 in the first 10-minute runs)."""
     import torch
     from molret.cli.common import config_from_args, training_parser
     from molret.models.encoders import build_model
     from molret.models.text_models import load_tokenizer
     from molret.models.split_inputs import load_challenge_data, prepare_texts
-    cache = ["--cache-dir", cache_dir] if cache_dir else []
-    cfg = config_from_args(training_parser("recipe", "").parse_args(["--data-dir", data_dir, *cache, "--text-model", text_model,
-                                                                      *TEXT]))
-    data = load_challenge_data(cfg, need_train=True, need_test=True, progress=False)
-    cfg.model.vocab_size, cfg.model.substructure_dim = len(data.vocab), data.vocab.dim
-    cfg.model.train_text_layers = 0
-    model = build_model(cfg.model, data.vocab.vectors)
-    prepare_texts(data, cfg, load_tokenizer(cfg.model.text_model), model, torch.device("cpu"), progress=False)
     from molret.chem.mol_features import attach_features, parse_families
-    for families in dict.fromkeys(feature_sets):
-        for split in (data.train, data.val, data.test_graphs):
-            attach_features(split.graphs, parse_families(families), cache_dir=data.cache_dir)
+    cache = ["--cache-dir", cache_dir] if cache_dir else []
+    for on_val in ([False, True] if final_fit else [False]):
+        cfg = config_from_args(training_parser("recipe", "").parse_args(
+            ["--data-dir", data_dir, *cache, "--text-model", text_model, *TEXT, *(["--train-on-val"] if on_val else [])]))
+        data = load_challenge_data(cfg, need_train=True, need_test=not on_val, progress=False)
+        cfg.model.vocab_size, cfg.model.substructure_dim = len(data.vocab), data.vocab.dim
+        cfg.model.train_text_layers = 0
+        model = build_model(cfg.model, data.vocab.vectors)
+        prepare_texts(data, cfg, load_tokenizer(cfg.model.text_model), model, torch.device("cpu"), progress=False)
+        for families in dict.fromkeys(feature_sets):
+            for split in (data.train, data.val, data.test_graphs):
+                if split is not None:
+                    attach_features(split.graphs, parse_families(families), cache_dir=data.cache_dir)
 
 
 def prepare_finish_inputs(data_dir: str, cache_dir: str, names: str, claims: bool) -> None:
@@ -302,7 +307,7 @@ def run(argv=None) -> dict:
     p = plan(args.minutes, cores, args.members, args.rounds, args.fast_members, final_fit)  # fails before any work
     feature_sets = [flags[flags.index("--mol-features") + 1] if "--mol-features" in flags else "default"
                     for _, flags in p.fast + p.members]
-    prepare_shared_inputs(args.data_dir, args.text_model, args.cache_dir, feature_sets)
+    prepare_shared_inputs(args.data_dir, args.text_model, args.cache_dir, feature_sets, final_fit and bool(p.fast))
     prepare_finish_inputs(args.data_dir, args.cache_dir, names_mode(args.names), not args.no_claims)
     prepared = time.perf_counter() - start
     log.info(f"text and molecule features, names and claims inputs ready ({prepared:.0f} s)")
