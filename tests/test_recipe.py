@@ -145,6 +145,113 @@ def test_a_failed_member_stops_the_run_naming_its_log(tmp_path):
         run_jobs([Job("a", [], 0)], tmp_path, lambda job, c: [sys.executable, "-c", "raise SystemExit(3)"])
 
 
+@pytest.mark.parametrize("flag,value", [("--minutes", "0"), ("--minutes", "-5"), ("--members", "-1"),
+                                        ("--fast-members", "-1"), ("--fast-members", str(4 * len(FAST_KINDS) + 1)),
+                                        ("--members", str(len(MEMBERS) + 1)), ("--max-epochs", "0"),
+                                        ("--pseudo-margin", "1.5"), ("--pseudo-margin", "-0.1"),
+                                        ("--text-bow", "-1"), ("--text-bow", str((1 << 24) + 1)),
+                                        ("--text-bow-rank", "-1"), ("--text-bow-dropout", "0.99"), ("--text-bow-chars", "13"),
+                                        ("--seed", "-1"), ("--members", "two"),
+                                        ("--rerank-temperature", "0"), ("--claims-top-k", "0")])
+def test_out_of_range_flags_are_refused_naming_the_flag(flag, value, tmp_path, capsys):
+    import recipe
+    with pytest.raises(SystemExit) as e:
+        recipe.main(["--data-dir", str(tmp_path), flag, value, "--runs-dir", str(tmp_path)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    # argparse's form, as main.py's flags: the usage, then one line naming the flag
+    assert f"error: argument {flag}:" in err.strip().splitlines()[-1] and "Traceback" not in err
+
+
+def test_recipe_on_demo_data_and_resume(demo_dir, tiny_text_model, tmp_path):
+    import ensemble_method
+    import recipe
+    from molret.evaluation.submission import read_submission
+    argv = ["--data-dir", str(demo_dir), "--minutes", "14", "--members", "2", "--text-model", tiny_text_model,
+            "--max-epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "sub.csv"),
+            "--names", "none", "--rounds", "2", "--pseudo-margin", "0", "--text-bow", "2048", "--text-bow-rank", "16",
+            "--text-bow-dropout", "0.5", "--text-bow-chars", "4", "--loss", "siglip", "--fast-members", "1", "--rerank-temperature", "0.07"]
+    res = recipe.main(argv)
+    pool = res["pool"]
+    runs = tmp_path / "runs" / "recipe"
+    fast = f"{FAST_KINDS[0][0]}-1"
+    assert set(pool["members"]) == {str(runs / n / "embeddings") for n, _ in MEMBERS[:2]} | {str(runs / fast / "embeddings")}
+    fast_cfg = json.loads((runs / fast / "config.json").read_text())
+    # the fast member: the features MLP, its own loss and epochs, and round 1's pseudo-labels too
+    assert (fast_cfg["model"]["conv"], fast_cfg["train"]["loss"], fast_cfg["train"]["epochs"]) == ("features", "clip", 20)
+    assert fast_cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+    # the final fit: the same member again on train + val, same seed; its test matrix is the submission's
+    final_cfg = json.loads((runs / f"{fast}-final" / "config.json").read_text())
+    assert final_cfg["train"]["train_on_val"] and not fast_cfg["train"]["train_on_val"]
+    assert final_cfg["train"]["seed"] == fast_cfg["train"]["seed"] and final_cfg["model"] == fast_cfg["model"]
+    # round 1 wrote the pseudo-labels; round 2's members trained on them, from round 1's weights
+    pseudo = res["round1"]["pool"]["pseudo_labels"]
+    assert pseudo["pairs"] > 0 and pseudo["pairs"] == len((runs / "pseudo_labels.tsv").read_text().splitlines())
+    for n, _ in MEMBERS[:2]:
+        cfg = json.loads((runs / n / "config.json").read_text())
+        assert cfg["train"]["extra_pairs"] == str(runs / "pseudo_labels.tsv")
+        m = cfg["model"]
+        assert (m["text_bow"], m["text_bow_rank"], m["text_bow_dropout"], m["text_bow_chars"]) == (2048, 16, 0.5, 4)  # the flags reach members
+        assert cfg["train"]["loss"] == "siglip"
+        assert f"initialised the model from {runs / (n + '-r1') / 'best.pt'}" in (runs / n / "train.log").read_text()
+    assert 0 < pool["ensemble"]["pool_lrap"] <= 1 and "pool_lrap_reranked" in pool["ensemble"]
+    # round 2's report also scores the val queries without a pseudo-label
+    assert pool["unlabelled"]["queries"] == pool["unlabelled"]["of"] - pseudo["val_pairs"]
+    assert len(pool["member_weights"]) == 3 and sum(pool["member_weights"]) == pytest.approx(1.0)
+    assert 0 < pool["pool_lrap_cross_fitted"] <= 1
+    assert pool["rerank_temperature"] == 0.07
+    sub = read_submission(tmp_path / "sub.csv")
+    n_test = len((demo_dir / "test_cids.txt").read_text().split())
+    assert sub.shape == (n_test, n_test)
+    assert json.loads((tmp_path / "runs" / "recipe" / "recipe.json").read_text())["pool"] == pool
+    assert res["members_kept"] == []
+    # the model file of the members that made the submission writes the same submission through predictions.py
+    model = runs / "model.pt"
+    assert res["model_file"]["path"] == str(model) and res["model_file"]["members"] >= 1
+    _check_model_file_submission(model, demo_dir, tmp_path / "sub.csv", tmp_path / "again.csv")
+    # get_text_embeddings.py and labels.py take the model file too: its joined, unit-norm embeddings
+    import get_text_embeddings
+    import labels
+    paths = get_text_embeddings.main(["--model", str(model), "--split", "val", "--graphs", "--out",
+                                      str(tmp_path / "exp" / "val"), "--device", "cpu", "--no-progress"])
+    from molret.models.embedder import load_embedder
+    width = load_embedder(model).dim
+    # the training texts' embeddings for library search's hubness correction, at the recipe's temperature
+    from molret.data.challenge import read_pairs_tsv
+    n_train = len(read_pairs_tsv(demo_dir / "train.tsv")[0])
+    assert load_embedder(model).fusion.hubness_bank.shape == (n_train, width)
+    text_emb = np.load(paths["text_emb"])
+    assert text_emb.shape[1] == width and np.load(paths["graph_emb"]).shape[1] == width
+    np.testing.assert_allclose(np.linalg.norm(text_emb, axis=1), 1.0, atol=1e-5)
+    assert len(labels.main(["--model", str(model), "--split", "val", "--n-clusters", "2",
+                            "--out", str(tmp_path / "labels.tsv")])) == len(text_emb)
+    # with names: ensemble_method.py --save-model over two of the members, names fused and Sinkhorn
+    two = tmp_path / "two.pt"
+    ensemble_method.main(["--members", *[str(runs / n / "embeddings") for n, _ in MEMBERS[:2]], "--fit-weights",
+                          "--names", "opsin", "--rerank", "sinkhorn", "--rerank-temperature", "0.05",
+                          "--data-dir", str(demo_dir), "--out", str(tmp_path / "two.csv"), "--save-model", str(two)])
+    assert load_embedder(two).fusion.names_weights is not None
+    _check_model_file_submission(two, demo_dir, tmp_path / "two.csv", tmp_path / "two-again.csv")
+    # --reduce-dim: the same members' model file with a PCA projection, its pool LRAP measured beside the exact
+    res_small = ensemble_method.main(["--members", *[str(runs / n / "embeddings") for n, _ in MEMBERS[:2]],
+                                      "--data-dir", str(demo_dir), "--save-model", str(tmp_path / "small.pt"),
+                                      "--reduce-dim", "8"])
+    assert load_embedder(tmp_path / "small.pt").dim == 8 and 0 < res_small["pool"]["ensemble"]["pool_lrap"] <= 1
+    again = recipe.main(argv + ["--resume"])        # finished members are kept, not retrained
+    assert again["members_kept"] == ([f"{n}-r1" for n, _ in MEMBERS[:2]] + [fast, f"{fast}-final"] +
+                                     [n for n, _ in MEMBERS[:2]])
+    assert again["pool"]["ensemble"] == pool["ensemble"]
+
+
+def _check_model_file_submission(model, demo_dir, submission, out):
+    """predictions.py --model MODEL.pt writes ``submission`` again (1e-5): members, weights, names, Sinkhorn."""
+    import predictions
+    from molret.evaluation.submission import read_submission
+    predictions.main(["--model", str(model), "--data-dir", str(demo_dir), "--out", str(out), "--no-progress"])
+    # the CSV keeps 7 significant digits: 1e-5 absolute, or relative for Sinkhorn's log-domain scores
+    np.testing.assert_allclose(read_submission(out), read_submission(submission), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("extra,top_k", [([], 50), (["--claims-top-k", "7"], 7), (["--no-claims"], 0)])
 def test_claims_flags_reach_the_ensemble_step(extra, top_k, monkeypatch, tmp_path):
     """The claims scorer is on by default in the recipe's ensemble (--claims-top-k candidates), off with
@@ -166,3 +273,33 @@ def test_claims_flags_reach_the_ensemble_step(extra, top_k, monkeypatch, tmp_pat
     assert [o.claims_top_k for o in seen] == [top_k, 0]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--claims-top-k", "0"])
+
+
+def test_default_recipe_lets_the_deadline_cut_the_fast_members(demo_dir, tiny_text_model, tmp_path):
+    """The default plan on the DEMO data with a budget for little more than the first batch: that batch
+    trains, every later member is skipped by the deadline, the claims scorer is fused and stored in model.pt,
+    and predictions.py --model writes the submission again from the file."""
+    import recipe
+    from molret.models.embedder import load_embedder
+    argv = ["--data-dir", str(demo_dir), "--text-model", tiny_text_model, "--runs-dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "sub.csv"), "--names", "none", "--text-bow", "2048", "--no-final-fit",
+            "--minutes", str(FINISH_MINUTES + FAST_MEMBER_MINUTES + 0.01)]
+    res = recipe.main(argv)
+    fast = res["fast_members"]
+    order = [f"{k}-{i}" for i in range(1, 5) for k, _ in FAST_KINDS]
+    # the first batch always trains (not optional); then the members in order until the deadline, the rest skipped
+    n = len(fast["trained"])
+    assert 2 <= n < len(order) and fast["trained"] == order[:n] and fast["skipped"] == order[n:]
+    assert fast["test_matrices"] == fast["trained"] and len(fast["minutes"]) == n   # no final fit asked
+    assert "claims" in res["pool"] and res["pool"]["claims"]["top_k"] >= 1
+    model = tmp_path / "runs" / "recipe" / "model.pt"
+    assert load_embedder(model).fusion.claims is not None
+    _check_model_file_submission(model, demo_dir, tmp_path / "sub.csv", tmp_path / "again.csv")
+
+
+def test_fast_members_flag_takes_auto_or_a_count():
+    from molret.cli.recipe import build_parser
+    assert build_parser().parse_args([]).fast_members is None            # auto: the budget decides
+    assert build_parser().parse_args(["--fast-members", "auto"]).fast_members is None
+    assert build_parser().parse_args(["--fast-members", "3"]).fast_members == 3
+    assert build_parser().parse_args([]).members == 0                    # no graph-network member by default

@@ -1,15 +1,18 @@
-"""The best CPU recipe in one command (recipe.py): many fast chemistry
-members and a few graph-network members trained within a wall-clock budget,
-their ensemble weighted on the pool metric, the structures named in the
-queries fused in, Sinkhorn re-ranking, and the test submission.
+"""The best CPU recipe in one command (recipe.py): fast chemistry members
+trained as the wall-clock budget allows, their ensemble weighted on the pool
+metric, the claims scorer and the structures named in the queries fused in,
+Sinkhorn re-ranking, the test submission and the model file.
 
 Members are ``main.py`` runs (subprocesses, ``--threads 1``, as many at once
-as there are cores, at most 2 here) in ``<runs-dir>/<name>/``; each one's
-run folder is kept, so ``--resume`` skips finished members and continues an
-interrupted one from its ``last.pt``. The ensemble is the ensemble engine
-(``molret.ranking.ensemble_engine``) over their saved embeddings; it writes the
-submission and ``<runs-dir>/<run-name>/model.pt``, the one model file of the
-members that made it, which every search tool loads.
+as there are cores, at most 2 here; ``molret.training.member_jobs``) in
+``<runs-dir>/<name>/``; each one's run folder is kept, so ``--resume`` skips
+finished members and continues an interrupted one from its ``last.pt``. What
+they are and in which order the budget buys them is ``molret.cli.recipe_plan``.
+The ensemble is the ensemble engine (``molret.ranking.ensemble_engine``) over
+their saved embeddings; it writes the submission and
+``<runs-dir>/<run-name>/model.pt``, the one model file of the members that
+made it (with the claims scorer and the names' weights), which every search
+tool loads.
 """
 from __future__ import annotations
 
@@ -63,10 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"graph-network members to train after the fast members, sharing what is left of the budget "
                         f"(0..{len(MEMBERS)}: {', '.join(n for n, _ in MEMBERS)}); with them, {FAST_WITH_GNN} fast "
                         f"members unless --fast-members says otherwise")
-    p.add_argument("--fast-members", type=ranged(int, "fast_members", (0, FAST_LIMIT, False)), default=None,
+    count = ranged(int, "fast_members", (0, FAST_LIMIT, False))
+    p.add_argument("--fast-members", type=lambda text: None if text == "auto" else count(text), default="auto",
                    help=f"fast members (an MLP over curated RDKit features of the decoded molecule, ~1 min each; "
-                        f"0..{FAST_LIMIT}); default: as many as the budget allows, up to {FAST_LIMIT}, each started "
-                        f"only when its measured duration still fits")
+                        f"0..{FAST_LIMIT}, or auto: as many as the budget allows, up to {FAST_LIMIT}, each started "
+                        f"only when its measured duration still fits)")
     p.add_argument("--no-final-fit", action="store_true",
                    help="skip the final fit: by default each fast member trains a second time on train + val "
                         "(main.py --train-on-val, same epochs and seed) and that copy gives the submission's test "
