@@ -315,7 +315,8 @@ def run(argv=None) -> dict:
     prepare_finish_inputs(args.data_dir, args.cache_dir, names_mode(args.names), not args.no_claims)
     prepared = time.perf_counter() - start
     log.info(f"text and molecule features, names and claims inputs ready ({prepared:.0f} s)")
-    p = plan(args.minutes - prepared / 60, cores, args.members, args.rounds, args.fast_members, final_fit)
+    if p.members:   # their time budgets: what the preparation left (the fast members' deadline counts it itself)
+        p = plan(args.minutes - prepared / 60, cores, args.members, args.rounds, args.fast_members, final_fit)
     announce(args, p)
     kept, pseudo, n_pseudo, first, second = [], None, 0, None, p.members
     if p.first_round:

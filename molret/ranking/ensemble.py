@@ -97,6 +97,8 @@ class Member:
     name: str
     splits: dict = field(default_factory=dict)   # split -> (similarity, row_ids, col_ids)
     n_val: int = 0                               # with a "pool" split: its first n_val rows are the val queries
+    final_pool: tuple | None = None              # its final fit's "pool" split, with test_members (the model
+                                                 # file's member: the submission's claims candidates come from it)
 
 
 def add_pool_split(m: Member, embeddings: dict) -> None:
@@ -328,3 +330,4 @@ def use_final_test_matrices(members: list[Member], paths: list) -> None:
             raise MolretError(f"--test-members: {path}'s test matrix is not over the same queries and molecules "
                               f"as {m.name}'s")
         m.splits["test"] = (s, rows, cols)
+        m.final_pool = final.splits.get("pool")

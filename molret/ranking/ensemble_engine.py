@@ -326,6 +326,8 @@ def write_outputs(opts: EnsembleOptions, members: list[Member], result: Ensemble
         if missing:
             raise MolretError(f"cannot write {opts.out}: member {missing[0]} has no test matrix")
         s, _, _ = ensemble_split(members, "test", opts, do_rerank=False)
+        if claims is not None and opts.test_members:
+            claims = final_fit_claims(opts, members, result.claims, claims)
         s = _test_matrix(s, opts, names, weights, members[0].n_val, claims)
         from molret.evaluation.submission import write_submission
         write_submission(s, opts.out)
@@ -336,6 +338,21 @@ def write_outputs(opts: EnsembleOptions, members: list[Member], result: Ensemble
     if opts.json:
         from molret.utils.files import atomic_write_text
         atomic_write_text(opts.json, json.dumps(result.metrics, indent=2) + "\n")
+
+
+def final_fit_claims(opts: EnsembleOptions, members: list[Member], scorer, claims: np.ndarray) -> np.ndarray:
+    """With test_members (the final fit): the weighted claims bonus of the square pool of the final fit's members,
+    whose test block goes into the submission: its candidates are the top-k of the members the model file holds,
+    as ``predictions.py --model`` picks them (``claims``, that of the first members, when a final fit has no
+    pool)."""
+    if any(m.final_pool is None for m in members):
+        return claims
+    from molret.ranking.claims.fusion import store_attributes
+    n_val = members[0].n_val
+    square = combine([m.final_pool[0] for m in members], opts.weights, opts.normalize)
+    inputs = pool_inputs(opts, members, n_val, len(square) - n_val, "--claims")
+    texts = list(inputs[1]) + list(inputs[4])
+    return scorer.weighted_bonus(texts, square, store_attributes((inputs[2], inputs[5]), opts.cache_dir))
 
 
 def _test_matrix(s: np.ndarray, opts: EnsembleOptions, names, weights, n_val: int, claims=None) -> np.ndarray:
