@@ -341,18 +341,14 @@ def write_outputs(opts: EnsembleOptions, members: list[Member], result: Ensemble
 
 
 def final_fit_claims(opts: EnsembleOptions, members: list[Member], scorer, claims: np.ndarray) -> np.ndarray:
-    """With test_members (the final fit): the weighted claims bonus of the square pool of the final fit's members,
-    whose test block goes into the submission: its candidates are the top-k of the members the model file holds,
-    as ``predictions.py --model`` picks them (``claims``, that of the first members, when a final fit has no
-    pool)."""
+    """With test_members: the claims bonus of the final fit's square pool (``final_fit_bonus``); ``claims``, that
+    of the first members, when a final fit has no pool."""
     if any(m.final_pool is None for m in members):
         return claims
-    from molret.ranking.claims.fusion import store_attributes
-    n_val = members[0].n_val
+    from molret.ranking.claims.fusion import final_fit_bonus
     square = combine([m.final_pool[0] for m in members], opts.weights, opts.normalize)
-    inputs = pool_inputs(opts, members, n_val, len(square) - n_val, "--claims")
-    texts = list(inputs[1]) + list(inputs[4])
-    return scorer.weighted_bonus(texts, square, store_attributes((inputs[2], inputs[5]), opts.cache_dir))
+    inputs = pool_inputs(opts, members, members[0].n_val, len(square) - members[0].n_val, "--claims")
+    return final_fit_bonus(scorer, square, list(inputs[1]) + list(inputs[4]), (inputs[2], inputs[5]), opts.cache_dir)
 
 
 def _test_matrix(s: np.ndarray, opts: EnsembleOptions, names, weights, n_val: int, claims=None) -> np.ndarray:
@@ -380,7 +376,8 @@ def save_model_file(opts: EnsembleOptions, result: EnsembleResult, pool_results:
         from molret.models.encoding import pick_device
         embedder = load_embedder(opts.save_model, pick_device(opts.device))
         if opts.reduce_dim:
-            embedder.projection, stats = fit_reduction(opts, embedder)
+            from molret.ranking.projection import fit_reduction
+            embedder.projection, stats = fit_reduction(embedder, opts.reduce_dim, pool_data_dir(opts), opts.cache_dir)
             saved.update(stats)
         if opts.hubness_temperature:   # the bank: the training texts, embedded as the file embeds a query
             from molret.data.challenge import read_pairs_tsv, resolve_data_dir
@@ -391,24 +388,3 @@ def save_model_file(opts: EnsembleOptions, result: EnsembleResult, pool_results:
                                    embedder.projection))
     print(f"model file {opts.save_model}: {saved['members']} members, {saved['bytes'] / 2**20:.1f} MiB")
     return {"path": str(opts.save_model), **saved}
-
-
-def fit_reduction(opts: EnsembleOptions, embedder) -> tuple:
-    """--reduce-dim: (the PCA projection of the file's joined embeddings, fitted on the pool's val + test texts
-    and molecules as it embeds them; its pool LRAP, learned and plain, exact and reduced)."""
-    from molret.evaluation.pool import challenge_pool_inputs, pool_metrics_of, pool_similarity
-    from molret.models.embedder import fit_projection
-    _, val_texts, val_graphs, _, test_texts, test_graphs = challenge_pool_inputs(pool_data_dir(opts), opts.cache_dir)
-    parts = [embedder.encode_texts(val_texts), embedder.encode_store(val_graphs),
-             embedder.encode_texts(test_texts), embedder.encode_store(test_graphs)]
-    projection = fit_projection(np.concatenate(parts), opts.reduce_dim)
-
-    def reduced(x):
-        y = x @ projection
-        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
-    exact = pool_metrics_of(pool_similarity(*parts), len(val_texts))["pool_lrap"]
-    small = pool_metrics_of(pool_similarity(*map(reduced, parts)), len(val_texts))["pool_lrap"]
-    print(f"reduced from {projection.shape[0]} to {projection.shape[1]} dimensions: pool LRAP (learned, plain) "
-          f"{exact:.4f} exact, {small:.4f} reduced")
-    return projection, {"reduced_from": int(projection.shape[0]), "dim": int(projection.shape[1]),
-                        "pool_lrap_exact": exact, "pool_lrap_reduced": small}

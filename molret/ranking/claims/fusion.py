@@ -241,3 +241,10 @@ def pool_claims(opts, square: np.ndarray, n_val: int, inputs, data_dir, names=No
     scorer = ClaimsScorer(ranker, weight, scale, claims_opts.top_k)
     return fuse_claims(square, bonus, weight), (weight * bonus).astype(np.float32), \
         {"weight": weight, "scale": scale, **stats, "without": without}, scorer
+
+
+def final_fit_bonus(scorer: ClaimsScorer, square: np.ndarray, texts, stores, cache_dir) -> np.ndarray:
+    """The weighted claims bonus whose test block goes into a submission made with the final fit's members: the
+    top-k candidates of their square pool ``square`` (val + test queries ``texts`` x the molecules of ``stores``),
+    the members the model file holds, so that ``predictions.py --model`` picks the same ones."""
+    return scorer.weighted_bonus(texts, square, store_attributes(stores, cache_dir))
