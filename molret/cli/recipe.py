@@ -205,11 +205,9 @@ def prepare_finish_inputs(data_dir: str, cache_dir: str, names: str, claims: boo
     if names != "none":
         pool_name_features(val_texts, test_texts, val_graphs, test_graphs, data_dir=data_dir, cache_dir=cache_dir or None)
     if claims:
-        from molret.ranking.claims.fusion import store_smiles, training_claims
-        from molret.ranking.claims.structure import cached_attribute_matrix
+        from molret.ranking.claims.fusion import store_attributes, training_claims
         training_claims(data_dir, cache_dir)
-        for store in (val_graphs, test_graphs):
-            cached_attribute_matrix(store_smiles(store, cache_dir), cache_dir)
+        store_attributes((val_graphs, test_graphs), cache_dir)
 
 
 def member_group(folder: Path) -> str:

@@ -112,7 +112,19 @@ def training_claims(data_dir, cache_dir) -> tuple:
     if list(graphs.cids) != list(cids):
         keep = {c: i for i, c in enumerate(graphs.cids)}
         texts = [t for c, t in zip(cids, texts) if c in keep]
-    return stated_matrix(texts), cached_attribute_matrix(store_smiles(graphs, cache), cache)
+    return stated_matrix(texts), store_attributes([graphs], cache)
+
+
+def top_k_scores(ranker: ClaimsRanker, texts, base: np.ndarray, attrs, top_k: int) -> tuple:
+    """(the ranker's scores [Q, k] of each row's ``top_k`` best columns of ``base`` [Q, N], those columns [Q, k]);
+    ``attrs``: the N candidates' attributes, indexable by an array of columns (an attribute matrix,
+    LazyAttributes): only the candidates' rows are read."""
+    columns = top_k_columns(base, top_k)
+    unique, positions = np.unique(columns, return_inverse=True)
+    queries = np.repeat(np.arange(len(base)), columns.shape[1])
+    scores = ranker.score(stated_matrix(list(texts)), np.asarray(attrs[unique]), queries,
+                          positions.ravel()).reshape(columns.shape)
+    return scores, columns
 
 
 def pool_claims_scores(square: np.ndarray, texts, stores, data_dir, cache_dir, opts: ClaimsOptions) -> tuple:
@@ -121,11 +133,7 @@ def pool_claims_scores(square: np.ndarray, texts, stores, data_dir, cache_dir, o
     t0 = time.perf_counter()
     ranker = fit_ranker(*training_claims(data_dir, cache_dir), opts.ranker)
     t1 = time.perf_counter()
-    stated = stated_matrix(list(texts))
-    attrs = store_attributes(stores, cache_dir)
-    columns = top_k_columns(square, opts.top_k)
-    queries = np.repeat(np.arange(len(square)), columns.shape[1])
-    scores = ranker.score(stated, attrs, queries, columns.ravel()).reshape(columns.shape)
+    scores, columns = top_k_scores(ranker, texts, square, store_attributes(stores, cache_dir), opts.top_k)
     return ranker, scores, columns, {"fit_s": round(t1 - t0, 2), "score_s": round(time.perf_counter() - t1, 2),
                                      "top_k": int(columns.shape[1])}
 
@@ -172,11 +180,7 @@ class ClaimsScorer:
         N candidates' attributes, indexable by an array of columns (an attribute matrix, LazyAttributes)."""
         if base.size == 0:
             return np.zeros(base.shape, np.float32)
-        columns = top_k_columns(base, self.top_k)
-        unique, positions = np.unique(columns, return_inverse=True)
-        queries = np.repeat(np.arange(len(base)), columns.shape[1])
-        scores = self.ranker.score(stated_matrix(list(texts)), np.asarray(attrs[unique]), queries,
-                                   positions.ravel()).reshape(columns.shape)
+        scores, columns = top_k_scores(self.ranker, texts, base, attrs, self.top_k)
         return claims_bonus(scores, columns, base.shape, self.scale)
 
     def weighted_bonus(self, texts, base: np.ndarray, attrs) -> np.ndarray:
