@@ -57,12 +57,13 @@ def main(argv=None):
     subsets = {k: v.split(",") for k, v in subsets.items()} if subsets else SUBSETS
     results = {name: {str(run): pool_figures(Path(run), members, args) for run in args.runs}
                for name, members in subsets.items()}
-    print("subset | learned only re-ranked | with names re-ranked | (without claims: learned / names)")
+    print("subset | learned only re-ranked | with names re-ranked | without claims: learned only re-ranked | "
+          "without claims: with names re-ranked   (one figure per run, in --runs order)")
     for name, per_run in results.items():
         cols = [" / ".join(f"{r[k]:.4f}" for r in per_run.values() if k in r)
                 for k in ("learned_reranked", "names_reranked", "without_claims_learned_reranked",
                           "without_claims_names_reranked")]
-        print(f"{name} | {cols[0]} | {cols[1]} | ({cols[2]} / {cols[3]})")
+        print(f"{name} | {cols[0]} | {cols[1]} | {cols[2]} | {cols[3]}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return results
